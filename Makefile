@@ -1,0 +1,61 @@
+# tunnelwatch: the two commands a new user needs are `make demo` and `make test`.
+# Each installs what it needs: a .venv with the Python packages, and (as root) the
+# Debian packages the node tests drive for real (iptables, ufw, netcat-openbsd, nftables).
+
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+DEBS   := iptables ufw netcat-openbsd nftables iproute2
+
+.PHONY: demo test lint typecheck pytest bench sysdeps venv clean
+
+demo: $(STAMP)
+	@$(BIN)/python -m examples.demo
+
+test: sysdeps $(STAMP) lint typecheck pytest
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (tunnelwatch targets Python 3.11, what Flex Consumption runs); set PYTHON=..." >&2; exit 2; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	@touch $@
+
+# Debian packages for the namespace tests. Installs only what is missing, and only as root;
+# without root the namespace tests skip with a reason (and fail when CI=true).
+sysdeps:
+	@missing=""; \
+	command -v iptables-restore >/dev/null || missing="$$missing iptables"; \
+	command -v iptables-legacy-restore >/dev/null || missing="$$missing iptables"; \
+	command -v ufw >/dev/null || missing="$$missing ufw"; \
+	command -v nc >/dev/null || missing="$$missing netcat-openbsd"; \
+	command -v nft >/dev/null || missing="$$missing nftables"; \
+	command -v ip >/dev/null || missing="$$missing iproute2"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else \
+	    echo "note: missing$$missing; namespace tests will skip (run as root to install them)"; \
+	  fi; \
+	fi
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+pytest: $(STAMP)
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.run_all
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info

@@ -1,0 +1,11 @@
+"""`tunnelwatch analyze nsg` (being written)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def register(kinds: Any) -> None:
+    parser: argparse.ArgumentParser = kinds.add_parser("nsg", help="(being written)")
+    parser.set_defaults(handler=None)
