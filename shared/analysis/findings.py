@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from enum import Enum, IntEnum
+from enum import IntEnum, StrEnum
 from typing import Any
 
 __all__ = [
@@ -58,20 +58,20 @@ _CAUSE_TITLES = {
 }
 
 
-class Origin(str, Enum):
+class Origin(StrEnum):
     """Whether a check comes from the troubleshooting article or is tunnelwatch's addition."""
 
     ARTICLE = "article"
     TUNNELWATCH = "tunnelwatch"
 
 
-class Kind(str, Enum):
+class Kind(StrEnum):
     PROBLEM = "problem"  # something blocks or degrades the tunnel
     INCONCLUSIVE = "inconclusive"  # we looked and could not decide; never a silent pass
     COVERAGE = "coverage"  # we could not look (permission, lockdown, unsupported pool type)
 
 
-class Severity(str, Enum):
+class Severity(StrEnum):
     CRITICAL = "critical"  # the tunnel is (or will be) broken
     WARNING = "warning"  # degraded, at risk, or undecided
     INFO = "info"

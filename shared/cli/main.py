@@ -35,7 +35,7 @@ ANALYZERS: tuple[ModuleType, ...] = (
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tunnelwatch",
-        description="Find what blocks the AKS tunnel (TCP 10250 to nodes, egress to the API server).",
+        description="Find what blocks the AKS tunnel (node port 10250, egress to the API server).",
         epilog="exit codes: 0 allowed / no problem, 1 blocked / problem, 2 bad input or usage, "
         "3 inconclusive",
     )

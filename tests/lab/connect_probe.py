@@ -40,8 +40,14 @@ while sel.get_map() and time.monotonic() < deadline:
             results[i] = "open"
         elif err == errno.ECONNREFUSED:
             results[i] = "refused"
-        elif err in (errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EACCES, errno.EPERM,
-                     errno.EPROTO, errno.ECONNRESET):
+        elif err in (
+            errno.EHOSTUNREACH,
+            errno.ENETUNREACH,
+            errno.EACCES,
+            errno.EPERM,
+            errno.EPROTO,
+            errno.ECONNRESET,
+        ):
             results[i] = "unreachable"
         else:
             results[i] = f"error:{errno.errorcode.get(err, err)}"

@@ -56,8 +56,15 @@ class Host:
     iface: str = "eth0"
     listeners: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
-    def exec(self, argv: list[str], *, input: str | None = None, check: bool = True,
-             timeout: float = 30, env: dict[str, str] | None = None):
+    def exec(
+        self,
+        argv: list[str],
+        *,
+        input: str | None = None,
+        check: bool = True,
+        timeout: float = 30,
+        env: dict[str, str] | None = None,
+    ):
         prefix = ["ip", "netns", "exec", self.name]
         if env:
             prefix += ["env", *(f"{k}={v}" for k, v in env.items())]
@@ -103,11 +110,28 @@ class Lab:
         name = f"{self.id}h{n}"
         peer = f"v{n}"
         run(["ip", "netns", "add", name])
-        run(["ip", "-n", name, "link", "add", "eth0", "type", "veth",
-             "peer", "name", peer, "netns", self.switch])
+        run(
+            [
+                "ip",
+                "-n",
+                name,
+                "link",
+                "add",
+                "eth0",
+                "type",
+                "veth",
+                "peer",
+                "name",
+                peer,
+                "netns",
+                self.switch,
+            ]
+        )
         run(["ip", "-n", self.switch, "link", "set", peer, "master", "br0", "up"])
         for addr in addresses:
-            run(["ip", "-n", name, "addr", "add", f"{addr}/{self.network.prefixlen}", "dev", "eth0"])
+            run(
+                ["ip", "-n", name, "addr", "add", f"{addr}/{self.network.prefixlen}", "dev", "eth0"]
+            )
         run(["ip", "-n", name, "link", "set", "eth0", "up"])
         run(["ip", "-n", name, "link", "set", "lo", "up"])
         host = Host(self, name, list(addresses))

@@ -1,0 +1,116 @@
+"""`make demo`: run `tunnelwatch analyze` over the bundled example captures and print the verdicts.
+
+Everything runs locally on the files in examples/inputs/; no Azure account is needed. Each step
+prints the exact command, so you can run it yourself (add --json for the machine-readable form).
+The demo fails if a verdict differs from what the example was built to show.
+"""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+INPUTS = Path(__file__).resolve().parent / "inputs"
+EXIT_MEANING = {
+    0: "allowed / no problem",
+    1: "blocked / problem",
+    2: "bad input",
+    3: "inconclusive",
+}
+
+
+@dataclass(frozen=True)
+class Step:
+    title: str
+    args: tuple[str, ...]
+    expect: int
+
+
+NODE = "10.224.0.5"  # the node being checked
+PEER = "10.224.0.4"  # another node of the cluster (where the tunnel agent runs)
+
+STEPS = (
+    Step(
+        "Cause 3 - a healthy AKS node: the standard kube-proxy rules do not block 10250",
+        ("iptables", "aks-node-healthy.iptables-save", "--src", PEER, "--dst", NODE),
+        0,
+    ),
+    Step(
+        "Cause 3 - the same node after a hardening DaemonSet added its own chain",
+        ("iptables", "aks-node-blocked.iptables-save", "--src", PEER, "--dst", NODE),
+        1,
+    ),
+    Step(
+        "Cause 2 - UFW active on a node, default deny, no allow for 10250",
+        ("ufw", "node-ufw-status-verbose.txt", "--src", PEER),
+        1,
+    ),
+    Step(
+        "Cause 1 - subnet NSG denies 10250 at priority 200 before the allow at 300",
+        (
+            "nsg",
+            "--direction",
+            "inbound",
+            "--src",
+            PEER,
+            "--dst",
+            NODE,
+            "--dport",
+            "10250",
+            "--subnet-nsg",
+            "subnet-nsg.json",
+            "--nic-nsg",
+            "nic-nsg.json",
+            "--vnet-prefix",
+            "10.224.0.0/12",
+            "--fix-source",
+            "10.224.0.0/16",
+        ),
+        1,
+    ),
+    Step("The article's check: nc -v -w 2 <node-ip> 10250, from a node", ("nc", "probe-nc.txt"), 1),
+    Step(
+        "A run-command result split into stdout and stderr",
+        ("runcommand", "runcommand-result.json"),
+        0,
+    ),
+    Step(
+        "Cause 5 - SNAT metrics of the outbound load balancer",
+        ("snat", "lb-snat-metrics.json"),
+        1,
+    ),
+)
+
+
+def main() -> int:
+    exe = Path(sys.executable).with_name("tunnelwatch")
+    failures = []
+    rows = []
+    for n, step in enumerate(STEPS, 1):
+        argv = [str(exe), "analyze", *step.args]
+        shown = "tunnelwatch analyze " + shlex.join(step.args)
+        print(f"\n=== {n}. {step.title}\n$ {shown}", flush=True)
+        proc = subprocess.run(argv, cwd=INPUTS, capture_output=True, text=True, timeout=120)
+        sys.stdout.write(proc.stdout)
+        if proc.stderr:
+            sys.stdout.write(proc.stderr)
+        meaning = EXIT_MEANING.get(proc.returncode, "unexpected")
+        print(f"(exit {proc.returncode}: {meaning})")
+        rows.append((step.args[0], step.args[1], proc.returncode, meaning))
+        if proc.returncode != step.expect:
+            failures.append(f"step {n} ({shown}): exit {proc.returncode}, expected {step.expect}")
+    print("\n=== Summary")
+    for kind, first, code, meaning in rows:
+        print(f"  {kind:<11} {first:<34} exit {code}  {meaning}")
+    if failures:
+        print("\nDEMO FAILED:\n  " + "\n  ".join(failures), file=sys.stderr)
+        return 1
+    print("\nAll example verdicts as expected. Add --json to any command for the full document.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
