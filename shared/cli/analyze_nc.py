@@ -1,11 +1,70 @@
-"""`tunnelwatch analyze nc` (being written)."""
+"""`tunnelwatch analyze nc FILE`: classify captured connection tests, one line per target."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
+from shared.analysis import netcat
+from shared.cli.common import CommandResult, ExitCode, add_json_flag, read_input
+
+__all__ = ["handle", "register"]
+
+_EPILOG = """\
+recognises OpenBSD nc, macOS nc, nmap ncat, busybox nc, bash /dev/tcp and Go 'dial tcp' errors.
+Framing lines give a target to tools that do not name it, and let an exit status speak:
+  target=10.224.0.5:10250          before an attempt
+  10.224.0.5:10250 exit=124        after it (124 = killed by timeout -> timeout, 0 -> open)
+exit codes: 0 every target open, 1 a target refused/timed out/unreachable, 2 unreadable input,
+3 nothing recognisable or some targets unknown"""
+
 
 def register(kinds: Any) -> None:
-    parser: argparse.ArgumentParser = kinds.add_parser("nc", help="(being written)")
-    parser.set_defaults(handler=None)
+    p: argparse.ArgumentParser = kinds.add_parser(
+        "nc",
+        help="classify nc / ncat / bash /dev/tcp connection results per target",
+        description="Classify netcat and bash /dev/tcp connection results into open, refused, "
+        "timeout, unreachable or unknown, one line per target.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("file", metavar="FILE", help="captured output, or - for stdin")
+    add_json_flag(p)
+    p.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> CommandResult:
+    source, text = read_input(args.file)
+    report = netcat.analyze(text, source)
+    found = netcat.findings(report)
+    verdict = report.verdict
+    if verdict is None:
+        code = ExitCode.INCONCLUSIVE
+    elif verdict is netcat.Status.OPEN:
+        code = ExitCode.OK
+    else:
+        code = ExitCode.PROBLEM
+    document = {
+        "source": source,
+        "results": [r.to_json() for r in report.results],
+        "counts": report.counts,
+        "findings": [f.to_json() for f in found],
+    }
+    lines = []
+    width = max((len(r.target.label()) for r in report.results), default=0)
+    for r in report.results:
+        a = r.decisive
+        note = " (attempts disagreed)" if r.mixed else ""
+        lines.append(f"{r.target.label():<{width}} {r.status.value:<11} {a.line}{note}")
+        if a.reason and r.status is netcat.Status.UNKNOWN:
+            lines.append(f"{'':<{width}} {'':<11} why: {a.reason}")
+    if not report.results:
+        lines.append(f"{source}: no connection test output recognised")
+    counts = ", ".join(f"{n} {s}" for s, n in report.counts.items() if n)
+    if counts:
+        lines.append(f"-- {len(report.results)} target(s): {counts}")
+    for f in found:
+        if f.remediation is not None and f.severity.value == "critical":
+            lines.append(f"next: {f.remediation.summary}")
+            break
+    return CommandResult(code, document, "\n".join(lines))

@@ -1,0 +1,322 @@
+"""Connection-test output (nc, ncat, busybox nc, bash /dev/tcp, timeout) classified per target.
+
+Owns the reading of a whole capture: lines in context, one result per target, the verdict and
+the findings. The wording of single lines lives in `netcat.lines`.
+
+Framing convention (what our node probe script prints, and what anyone may add by hand):
+
+    target=<host>:<port>[/tcp|/udp] [key=value ...]   before each attempt; IPv6 as [addr]:port
+    <host>:<port> exit=<n>                             after it, with the probe command's status
+    target=<host>:<port> exit=<n>                      both at once
+
+Lines between a `target=` line and the next framing line belong to that target; this is how
+the tools that do not name the target (ncat's failures, busybox's "nc: timed out", bash's
+"connect:" line) get one. Without a framing line such a result keeps an unknown target. When
+no tool line spoke for a framed target, its exit status decides: 0 -> open (nc -z and bash
+/dev/tcp are silent on success), 124 or 137 -> timeout (GNU timeout killed it), anything else
+or no exit status -> unknown. A tool line always wins over the exit status.
+
+Several attempts at one target (nc trying each address of a name, or repeated probes) make one
+result whose status is the last decisive attempt's; `mixed` says when attempts disagreed.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field, replace
+
+from shared.analysis.findings import (
+    Finding,
+    Kind,
+    Origin,
+    Remediation,
+    Severity,
+    Subject,
+)
+from shared.analysis.netcat.lines import (
+    Line,
+    LineKind,
+    Status,
+    Target,
+    Tool,
+    classify_error,
+    parse_target,
+    read_line,
+)
+from shared.errors import InputError
+
+__all__ = [
+    "Attempt",
+    "NetcatReport",
+    "ProbeResult",
+    "Status",
+    "Target",
+    "Tool",
+    "analyze",
+    "classify_error",
+    "findings",
+    "parse",
+    "parse_target",
+]
+
+KUBELET_PORT = 10250
+# Egress the tunnel needs: 443 (Konnectivity, our extension), 9000 (tunnel-front), 1194 (aks-link).
+EGRESS_PORTS = frozenset({443, 9000, 1194})
+_KILLED_BY_TIMEOUT = frozenset({124, 137})  # timeout's own status; 128+9 with --signal=KILL
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    target: Target
+    status: Status
+    tool: Tool
+    line: str  # the evidence, as captured
+    line_number: int
+    reason: str = ""
+    address: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    """One target: the deciding attempt, and all attempts seen for it."""
+
+    target: Target
+    status: Status
+    decisive: Attempt
+    attempts: tuple[Attempt, ...]
+    mixed: bool
+
+    def to_json(self) -> dict[str, object]:
+        a = self.decisive
+        return {
+            "target": self.target.label(),
+            "host": self.target.host,
+            "port": self.target.port,
+            "protocol": self.target.protocol,
+            "status": self.status.value,
+            "tool": a.tool.value,
+            "line": a.line,
+            "line_number": a.line_number,
+            "reason": a.reason,
+            "address": a.address,
+            "attempts": len(self.attempts),
+            "mixed": self.mixed,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class NetcatReport:
+    results: tuple[ProbeResult, ...]
+
+    @property
+    def counts(self) -> dict[str, int]:
+        c = Counter(r.status for r in self.results)
+        return {s.value: c.get(s, 0) for s in Status}
+
+    @property
+    def verdict(self) -> Status | None:
+        """OPEN when every target is open; the first blocked status if any; None otherwise."""
+        if any(r.status.blocked for r in self.results):
+            return next(r.status for r in self.results if r.status.blocked)
+        if self.results and all(r.status is Status.OPEN for r in self.results):
+            return Status.OPEN
+        return None  # nothing recognisable, or some targets unknown: inconclusive
+
+
+@dataclass(slots=True)
+class _Frame:
+    target: Target
+    line_number: int
+    line: str
+    attempts: list[Attempt] = field(default_factory=list)
+
+
+def _belongs(frame: _Frame, attempt: Attempt) -> bool:
+    """Whether an attempt that names its target is about the framed target."""
+    t, f = attempt.target, frame.target
+    if t.host is None:
+        return True
+    same_host = t.host.lower() == (f.host or "").lower() or attempt.address == f.host
+    return same_host and t.port in (None, f.port)
+
+
+def parse(text: str, source: str) -> tuple[Attempt, ...]:
+    """Every attempt in a capture, with framing context applied. Raises InputError only."""
+    if "\x00" in text:
+        where = text.count("\n", 0, text.index("\x00")) + 1
+        raise InputError(source, "binary data (NUL byte), expected text output", line=where)
+    attempts: list[Attempt] = []
+    frame: _Frame | None = None
+    pending: tuple[Line, str, int] | None = None
+
+    def close(frame: _Frame | None, exit_code: int | None) -> None:
+        if frame is None or frame.attempts:
+            return
+        if exit_code == 0:
+            status, tool, reason = Status.OPEN, Tool.EXIT_STATUS, "exit status 0, no message"
+        elif exit_code in _KILLED_BY_TIMEOUT:
+            status, tool = Status.TIMEOUT, Tool.TIMEOUT
+            reason = f"exit status {exit_code}: killed by timeout, no answer"
+        elif exit_code is None:
+            status, tool, reason = Status.UNKNOWN, Tool.EXIT_STATUS, "no output for this target"
+        else:
+            status, tool = Status.UNKNOWN, Tool.EXIT_STATUS
+            reason = f"exit status {exit_code} without a recognisable message"
+        attempts.append(Attempt(frame.target, status, tool, frame.line, frame.line_number, reason))
+
+    def add(line: Line, raw: str, number: int) -> None:
+        attempt = Attempt(
+            line.target, line.status, line.tool, raw, number, line.reason, line.address
+        )
+        if frame is not None and _belongs(frame, attempt):
+            t = line.target
+            address = line.address or (t.host if t.host and t.host != frame.target.host else None)
+            attempt = replace(attempt, target=frame.target, address=address)
+            frame.attempts.append(attempt)
+        attempts.append(attempt)
+
+    def flush_pending() -> None:
+        nonlocal pending
+        if pending is not None:
+            add(*pending)
+            pending = None
+
+    for number, captured in enumerate(text.splitlines(), start=1):
+        line = read_line(captured, source, number)
+        if line is None:
+            continue
+        raw = captured.strip()
+        if line.kind is LineKind.PENDING:
+            flush_pending()
+            pending = (line, raw, number)
+            continue
+        if line.kind is LineKind.RESULT and line.tool is Tool.BASH and pending is not None:
+            # bash says it twice: "connect: <err>" then "/dev/tcp/<host>/<port>: <err>".
+            first, first_raw, _ = pending
+            pending = None
+            status = first.status if first.status is not Status.UNKNOWN else line.status
+            keep_first = first.status is not Status.UNKNOWN or line.status is Status.UNKNOWN
+            reason = first.reason if keep_first else line.reason
+            add(replace(line, status=status, reason=reason), f"{first_raw} / {raw}", number)
+            continue
+        flush_pending()
+        if line.kind is LineKind.FRAME:
+            close(frame, None)
+            frame = _Frame(line.target, number, raw)
+            if line.exit_code is not None:
+                close(frame, line.exit_code)
+                frame = None
+        elif line.kind is LineKind.EXIT:
+            if frame is not None and frame.target == line.target:
+                frame.line, frame.line_number = raw, number
+                close(frame, line.exit_code)
+            else:
+                close(frame, None)
+                close(_Frame(line.target, number, raw), line.exit_code)
+            frame = None
+        else:
+            add(line, raw, number)
+    flush_pending()
+    close(frame, None)
+    return tuple(attempts)
+
+
+def analyze(text: str, source: str) -> NetcatReport:
+    """One result per target, in order of first appearance."""
+    groups: dict[object, list[Attempt]] = {}
+    for a in parse(text, source):
+        t = a.target
+        # A result without host and port cannot be merged with anything: key it by its line.
+        key: object = (
+            (t.host.lower(), t.port, t.protocol) if t.host is not None else ("line", a.line_number)
+        )
+        groups.setdefault(key, []).append(a)
+    results = []
+    for attempts in groups.values():
+        decisive_ones = [a for a in attempts if a.status is not Status.UNKNOWN]
+        decisive = decisive_ones[-1] if decisive_ones else attempts[-1]
+        mixed = len({a.status for a in decisive_ones}) > 1
+        results.append(
+            ProbeResult(decisive.target, decisive.status, decisive, tuple(attempts), mixed)
+        )
+    return NetcatReport(tuple(results))
+
+
+_NODE_CHECKS = Remediation(
+    summary=(
+        "nc alone cannot tell which layer blocks the kubelet port. Run the checks that can: "
+        "the effective NSGs of the node (tunnelwatch analyze nsg), UFW on the target node "
+        "(tunnelwatch analyze ufw) and its iptables rules (tunnelwatch analyze iptables)."
+    ),
+    commands=(
+        "az vmss run-command invoke -g <node-resource-group> -n <vmss> --instance-id <id> "
+        "--command-id RunShellScript --scripts 'ufw status verbose; iptables-save' "
+        "--query 'value[0].message' -o tsv",
+        "az network nsg show -g <node-resource-group> -n <nsg> -o json",
+    ),
+    notes=(
+        "A timeout means packets were dropped: an NSG deny (NSGs drop silently) or a DROP rule "
+        "in UFW/iptables on the target node.",
+        "A refusal comes from the target node itself: a REJECT rule (UFW/iptables) or nothing "
+        "listening on the port (kubelet down). 'No route to host' can also be a REJECT rule "
+        "(icmp-host-unreachable / icmp-host-prohibited).",
+    ),
+)
+_EGRESS_CHECKS = Remediation(
+    summary=(
+        "nc alone cannot tell what blocks the tunnel's egress. Check the node's outbound path: "
+        "NSG outbound rules, route tables (UDR to a firewall), the firewall's rules, and SNAT "
+        "(tunnelwatch analyze snat)."
+    ),
+    commands=("az network nsg show -g <node-resource-group> -n <nsg> -o json",),
+)
+
+
+def findings(report: NetcatReport, subject: Subject | None = None) -> tuple[Finding, ...]:
+    """A PROBLEM per blocked target, an INCONCLUSIVE per unknown one.
+
+    The cause stays None on purpose: a failed connect says that something blocks the port,
+    not what (NSG, UFW, iptables, a dead kubelet). The remediation points at the checks that
+    can tell, and the evidence line says how it failed, which narrows it down.
+    """
+    subject = subject or Subject()
+    out: list[Finding] = []
+    for r in report.results:
+        label = r.target.label()
+        evidence = tuple(
+            f"line {a.line_number}: {a.line}" + (f" ({a.reason})" if a.reason else "")
+            for a in r.attempts
+        )
+        if r.status.blocked:
+            port = r.target.port
+            egress = port in EGRESS_PORTS
+            critical = port == KUBELET_PORT or egress
+            out.append(
+                Finding(
+                    check="probe.tcp",
+                    cause=None,
+                    kind=Kind.PROBLEM,
+                    severity=Severity.CRITICAL if critical else Severity.WARNING,
+                    subject=subject,
+                    title=f"connection to {label}: {r.status.value}",
+                    evidence=evidence,
+                    remediation=_EGRESS_CHECKS if egress else _NODE_CHECKS,
+                    key=label if r.target.host is not None else f"line{r.decisive.line_number}",
+                    origin=Origin.ARTICLE if port == KUBELET_PORT else Origin.TUNNELWATCH,
+                )
+            )
+        elif r.status is Status.UNKNOWN:
+            out.append(
+                Finding(
+                    check="probe.tcp",
+                    cause=None,
+                    kind=Kind.INCONCLUSIVE,
+                    severity=Severity.WARNING,
+                    subject=subject,
+                    title=f"connection to {label}: outcome unknown ({r.decisive.reason})",
+                    evidence=evidence,
+                    key=label if r.target.host is not None else f"line{r.decisive.line_number}",
+                    origin=Origin.TUNNELWATCH,
+                )
+            )
+    return tuple(out)

@@ -1,0 +1,336 @@
+"""A run-command result split into stdout and stderr, with what the service cut or hid.
+
+Owns every shape a run command answers in:
+- the action form's `RunCommandResult` (`{"value": [InstanceViewStatus, ...]}`, also what
+  `az vm|vmss run-command invoke` prints): Linux puts both streams in one status whose message
+  is "Enable succeeded: \\n[stdout]\\n<out>\\n[stderr]\\n<err>"; Windows returns two statuses,
+  `ComponentStatus/StdOut/succeeded` and `ComponentStatus/StdErr/succeeded`;
+- that message alone (`--query 'value[0].message' -o tsv`, or as a JSON string);
+- an ARM error body (`{"error": {"code": "Conflict", ...}}`, a run command already running);
+- a managed run command, or its `instanceView` (`executionState`, `exitCode`, `output`, `error`).
+
+Truncation: the Linux extension (Azure/run-command-extension-linux, main/cmds.go `maxTailLen`
+and `tailFile` in logtail.go) seeks to the last 4,096 BYTES of each stream file and reads them:
+no marker is added, and a cut may split a UTF-8 character (JSON encoding then shows U+FFFD). So
+a stream of 4,096 bytes or more is "possibly truncated at the start"; exactly 4,096 bytes may
+also be complete, which nothing can tell apart. "Enable succeeded" only says the extension ran:
+the extension reports success whatever the script's exit status (cmds.go: "extension should not
+fail if script throws error"), so the script must print its own status.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from shared.analysis.findings import Finding, Kind, Origin, Remediation, Severity, Subject
+from shared.errors import InputError
+
+__all__ = [
+    "OUTPUT_LIMIT_BYTES",
+    "Platform",
+    "Provisioning",
+    "RunCommandOutput",
+    "findings",
+    "possibly_truncated",
+    "split_result",
+]
+
+OUTPUT_LIMIT_BYTES = 4096
+
+
+class Platform(StrEnum):
+    LINUX = "linux"
+    WINDOWS = "windows"
+    UNKNOWN = "unknown"  # a managed run command's instance view does not say
+
+
+class Provisioning(StrEnum):
+    SUCCEEDED = "succeeded"  # the extension ran the script (not: the script succeeded)
+    FAILED = "failed"  # the extension, the service or ARM failed; or a managed command failed
+    RUNNING = "running"  # a managed run command not finished yet: output is not final
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class RunCommandOutput:
+    stdout: str
+    stderr: str
+    truncated_stdout: bool
+    truncated_stderr: bool
+    platform: Platform
+    provisioning: Provisioning
+    message: str  # the status text ("Enable succeeded", the error message ...)
+    exit_code: int | None = None  # only managed run commands report one
+    notes: tuple[str, ...] = ()
+
+    @property
+    def truncated(self) -> bool:
+        return self.truncated_stdout or self.truncated_stderr
+
+
+def possibly_truncated(stream: str) -> bool:
+    """Whether the service may have cut this stream: it keeps at most the last 4,096 bytes."""
+    return len(stream.encode("utf-8", errors="surrogatepass")) >= OUTPUT_LIMIT_BYTES
+
+
+_STDOUT = "[stdout]\n"
+_STDERR = "\n[stderr]\n"
+# The extension's handler commands report "<Command> succeeded|failed: ..." (cmds.go names them).
+_STATUS_LINE = re.compile(
+    r"^\s*(?P<verb>Enable|Install|Uninstall|Update|Disable) (?P<state>succeeded|failed)\b:? ?",
+    re.IGNORECASE,
+)
+
+
+def _state(word: str) -> Provisioning:
+    w = word.lower()
+    if w in ("succeeded", "success"):
+        return Provisioning.SUCCEEDED
+    if w in ("failed", "error", "timedout", "canceled", "cancelled"):
+        return Provisioning.FAILED
+    if w in ("running", "pending", "transitioning", "creating", "updating"):
+        return Provisioning.RUNNING
+    return Provisioning.UNKNOWN
+
+
+def _split_message(
+    message: str, provisioning: Provisioning, platform: Platform
+) -> RunCommandOutput:
+    """The Linux message: "<Verb> <state>: \\n[stdout]\\n<out>\\n[stderr]\\n<err>"."""
+    notes: list[str] = []
+    if "[stdout]\r\n" in message:
+        message = message.replace("\r\n", "\n")  # saved through a Windows editor or tool
+        notes.append("CRLF line endings converted to LF")
+    status_text = message
+    m = _STATUS_LINE.match(message)
+    if m and provisioning is Provisioning.UNKNOWN:
+        provisioning = _state(m["state"])
+    start = message.find(_STDOUT)
+    if start < 0:
+        return RunCommandOutput(
+            "", "", False, False, platform, provisioning, message.strip(), notes=tuple(notes)
+        )
+    status_text = message[:start].strip().rstrip(":").strip()
+    body = message[start + len(_STDOUT) :]
+    sep = body.find(_STDERR)
+    if sep < 0:
+        stdout, stderr = body, ""
+        notes.append("no [stderr] section: the message may be incomplete")
+    else:
+        stdout, stderr = body[:sep], body[sep + len(_STDERR) :]
+        if body.count(_STDERR) > 1:
+            # The marker cannot be escaped: a stream that prints it makes the split ambiguous.
+            notes.append("'[stderr]' appears more than once; split at the first")
+    return _output(stdout, stderr, platform, provisioning, status_text, None, notes)
+
+
+def _output(
+    stdout: str,
+    stderr: str,
+    platform: Platform,
+    provisioning: Provisioning,
+    message: str,
+    exit_code: int | None,
+    notes: list[str],
+) -> RunCommandOutput:
+    cut_out, cut_err = possibly_truncated(stdout), possibly_truncated(stderr)
+    for name, cut in (("stdout", cut_out), ("stderr", cut_err)):
+        if cut:
+            notes.append(
+                f"{name} is at the {OUTPUT_LIMIT_BYTES}-byte limit: possibly truncated at the start"
+            )
+    if provisioning is Provisioning.SUCCEEDED and exit_code is None:
+        notes.append("'succeeded' means the script ran, not that it exited 0")
+    return RunCommandOutput(
+        stdout, stderr, cut_out, cut_err, platform, provisioning, message, exit_code, tuple(notes)
+    )
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _statuses(doc: Mapping[str, Any], source: str) -> RunCommandOutput:
+    entries = [e for e in doc["value"] if isinstance(e, Mapping)]
+    if not entries:
+        raise InputError(source, "'value' holds no status entries")
+    by_code = {_text(e.get("code")).lower(): e for e in entries}
+    out = next((e for c, e in by_code.items() if c.startswith("componentstatus/stdout/")), None)
+    err = next((e for c, e in by_code.items() if c.startswith("componentstatus/stderr/")), None)
+    if out is not None or err is not None:
+        code = _text((out or err or {}).get("code"))
+        provisioning = _state(code.rsplit("/", 1)[-1])
+        notes: list[str] = []
+        if out is None or err is None:
+            notes.append("only one of the StdOut/StdErr statuses is present")
+        return _output(
+            _text((out or {}).get("message")),
+            _text((err or {}).get("message")),
+            Platform.WINDOWS,
+            provisioning,
+            _text((out or err or {}).get("displayStatus")),
+            None,
+            notes,
+        )
+    entry = next((e for c, e in by_code.items() if c.startswith("provisioningstate/")), entries[0])
+    code = _text(entry.get("code"))
+    provisioning = _state(code.rsplit("/", 1)[-1]) if "/" in code else Provisioning.UNKNOWN
+    if _text(entry.get("level")).lower() == "error":
+        provisioning = Provisioning.FAILED
+    return _split_message(_text(entry.get("message")), provisioning, Platform.LINUX)
+
+
+def _instance_view(view: Mapping[str, Any], provisioning_state: str) -> RunCommandOutput:
+    state = _text(view.get("executionState"))
+    provisioning = _state(state) if state else _state(provisioning_state)
+    if _state(provisioning_state) is Provisioning.FAILED:
+        provisioning = Provisioning.FAILED
+    exit_code = view.get("exitCode")
+    code = exit_code if isinstance(exit_code, int) and not isinstance(exit_code, bool) else None
+    message = _text(view.get("executionMessage")) or state or provisioning_state
+    notes = [] if code is None else [f"exit code {code}"]
+    return _output(
+        _text(view.get("output")),
+        _text(view.get("error")),
+        Platform.UNKNOWN,
+        provisioning,
+        message,
+        code,
+        notes,
+    )
+
+
+def _from_doc(doc: Any, source: str) -> RunCommandOutput:
+    if isinstance(doc, str):
+        return _split_message(doc, Provisioning.UNKNOWN, Platform.LINUX)
+    if isinstance(doc, list):
+        return _from_doc({"value": doc}, source)
+    if not isinstance(doc, Mapping):
+        raise InputError(source, f"expected a JSON object, got {type(doc).__name__}")
+    if isinstance(doc.get("value"), list):
+        return _statuses(doc, source)
+    if isinstance(doc.get("error"), Mapping):
+        e = doc["error"]
+        message = f"{_text(e.get('code')) or 'error'}: {_text(e.get('message'))}".strip()
+        return RunCommandOutput(
+            "", "", False, False, Platform.UNKNOWN, Provisioning.FAILED, message
+        )
+    if isinstance(doc.get("output"), (Mapping, list)):
+        return _from_doc(doc["output"], source)  # a long-running operation's status body
+    props = doc.get("properties")
+    if isinstance(props, Mapping):
+        if isinstance(props.get("output"), (Mapping, list)):
+            return _from_doc(props["output"], source)
+        if isinstance(props.get("instanceView"), Mapping):
+            return _instance_view(props["instanceView"], _text(props.get("provisioningState")))
+    if isinstance(doc.get("instanceView"), Mapping):
+        return _instance_view(doc["instanceView"], _text(doc.get("provisioningState")))
+    if "executionState" in doc or "exitCode" in doc:
+        return _instance_view(doc, "")
+    raise InputError(
+        source,
+        "not a run-command result: expected 'value' (RunCommandResult), 'instanceView', "
+        "'executionState' or an ARM 'error'",
+    )
+
+
+def _checked(doc: Any, source: str) -> RunCommandOutput:
+    try:
+        return _from_doc(doc, source)
+    except RecursionError:
+        raise InputError(source, "JSON nested too deeply") from None
+
+
+def split_result(text_or_doc: str | Mapping[str, Any], source: str) -> RunCommandOutput:
+    """Stdout and stderr of any run-command answer (see the module docstring for the shapes).
+
+    A string is read as JSON when it looks like JSON, else as the message text itself. A
+    mapping is taken as the already-decoded JSON (what the SDK's `as_dict()` gives). Raises
+    InputError for anything that is not a run-command result.
+    """
+    if isinstance(text_or_doc, Mapping):
+        return _checked(text_or_doc, source)
+    text = text_or_doc.lstrip("\ufeff")
+    stripped = text.strip()
+    if stripped[:1] in ("{", "[", '"'):
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InputError(source, f"invalid JSON: {exc.msg}", line=exc.lineno) from None
+        except RecursionError:
+            raise InputError(source, "JSON nested too deeply") from None
+        return _checked(doc, source)
+    if _STDOUT.strip() not in text and not _STATUS_LINE.match(text):
+        raise InputError(
+            source,
+            "not a run-command result: no '[stdout]' section and no 'Enable succeeded/failed' line",
+            line=1,
+        )
+    return _split_message(text, Provisioning.UNKNOWN, Platform.LINUX)
+
+
+def findings(output: RunCommandOutput, subject: Subject | None = None) -> tuple[Finding, ...]:
+    """COVERAGE when the command failed (we could not look); INCONCLUSIVE when output is cut."""
+    subject = subject or Subject()
+    out: list[Finding] = []
+    if output.provisioning is Provisioning.FAILED:
+        out.append(
+            Finding(
+                check="runcommand.result",
+                cause=None,
+                kind=Kind.COVERAGE,
+                severity=Severity.WARNING,
+                subject=subject,
+                title="run command failed: the node could not be checked",
+                evidence=(output.message,) if output.message else (),
+                remediation=Remediation(
+                    summary="Retry once no other run command is running on the node; check the "
+                    "VM agent is Ready and the node reaches Azure on 443.",
+                ),
+                key="failed",
+                origin=Origin.TUNNELWATCH,
+            )
+        )
+    elif output.provisioning in (Provisioning.RUNNING, Provisioning.UNKNOWN):
+        out.append(
+            Finding(
+                check="runcommand.result",
+                cause=None,
+                kind=Kind.INCONCLUSIVE,
+                severity=Severity.WARNING,
+                subject=subject,
+                title=f"run command state {output.provisioning.value}: output not final",
+                evidence=(output.message,) if output.message else (),
+                key="state",
+                origin=Origin.TUNNELWATCH,
+            )
+        )
+    cut = [
+        n
+        for n, c in (("stdout", output.truncated_stdout), ("stderr", output.truncated_stderr))
+        if c
+    ]
+    if cut:
+        out.append(
+            Finding(
+                check="runcommand.result",
+                cause=None,
+                kind=Kind.INCONCLUSIVE,
+                severity=Severity.WARNING,
+                subject=subject,
+                title=f"run command output possibly truncated ({', '.join(cut)})",
+                evidence=tuple(n for n in output.notes if "limit" in n),
+                remediation=Remediation(
+                    summary="The service keeps only the last 4,096 bytes of each stream: print "
+                    "less, or send the full output to a blob (managed run command outputBlobUri).",
+                ),
+                key="truncated",
+                origin=Origin.TUNNELWATCH,
+            )
+        )
+    return tuple(out)
