@@ -1,19 +1,20 @@
 # tunnelwatch: the two commands a new user needs are `make demo` and `make test`.
-# Each installs what it needs: a .venv with the Python packages, and (as root) the
-# Debian packages the node tests drive for real (iptables, ufw, netcat-openbsd, nftables).
+# Each installs what it needs: a .venv with the Python packages, Azurite from the npm
+# registry, and (as root) the Debian packages the node tests drive for real (iptables, ufw,
+# netcat-openbsd, nftables).
 
 PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-DEBS   := iptables ufw netcat-openbsd nftables iproute2
+AZURITE := node_modules/.bin/azurite
 
 .PHONY: demo test lint typecheck pytest bench sysdeps venv clean
 
-demo: $(STAMP)
+demo: sysdeps $(STAMP) $(AZURITE)
 	@$(BIN)/python -m examples.demo
 
-test: sysdeps $(STAMP) lint typecheck pytest
+test: sysdeps $(STAMP) $(AZURITE) lint typecheck pytest
 
 venv: $(STAMP)
 
@@ -23,6 +24,12 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	$(BIN)/python -m pip install --quiet --no-deps -e .
+	@touch $@
+
+# Azurite (Blob/Queue/Table emulator) from the npm registry, pinned in package.json.
+$(AZURITE): package.json
+	@command -v npm >/dev/null || { echo "error: npm not found; install Node.js (Debian: apt-get install nodejs npm)" >&2; exit 2; }
+	npm install --no-audit --no-fund --silent
 	@touch $@
 
 # Debian packages for the namespace tests. Installs only what is missing, and only as root;
@@ -35,6 +42,7 @@ sysdeps:
 	command -v nc >/dev/null || missing="$$missing netcat-openbsd"; \
 	command -v nft >/dev/null || missing="$$missing nftables"; \
 	command -v ip >/dev/null || missing="$$missing iproute2"; \
+	command -v npm >/dev/null || missing="$$missing nodejs npm"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing Debian packages:$$missing"; \
@@ -58,4 +66,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.run_all
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info
+	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info
