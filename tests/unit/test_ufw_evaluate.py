@@ -1,0 +1,271 @@
+"""Deciding one flow against ufw rules, and the findings with their fixes."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+
+from shared.analysis.findings import TUNNEL_POD_REMINDER, Cause, Kind, Severity, Subject
+from shared.analysis.ufw import (
+    NODE_SUBNET_PLACEHOLDER,
+    Policy,
+    Verdict,
+    evaluate,
+    findings_for,
+    parse_status,
+)
+from shared.errors import InputError
+from tests.unit.test_ufw_parse import NUMBERED, PLAIN, VERBOSE
+
+ip = ipaddress.ip_address
+SUBJECT = Subject(cluster="c1", node="aks-nodepool1-0", resource="ufw.txt")
+
+
+def verbose(rules: str, default: str = "deny") -> str:
+    return (
+        "Status: active\nLogging: on (low)\n"
+        f"Default: {default} (incoming), allow (outgoing), disabled (routed)\n"
+        "New profiles: skip\n\nTo                         Action      From\n"
+        "--                         ------      ----\n" + rules
+    )
+
+
+def decide(text: str, **kw: object) -> Verdict:
+    return evaluate(parse_status(text, "t"), **kw).verdict  # type: ignore[arg-type]
+
+
+def test_first_match_wins_in_listed_order() -> None:
+    text = verbose("10250/tcp DENY IN 10.0.0.0/8\n10250/tcp ALLOW IN Anywhere\n")
+    assert decide(text, src=ip("10.1.1.1")) is Verdict.DENY
+    assert decide(text, src=ip("192.168.1.1")) is Verdict.ALLOW
+
+
+def test_default_policy_decides_when_nothing_matches() -> None:
+    text = verbose("22/tcp ALLOW IN Anywhere\n", default="reject")
+    v = evaluate(parse_status(text, "t"), src=ip("10.0.0.1"))
+    assert v.verdict is Verdict.REJECT and v.rule is None
+    assert v.default_incoming is Policy.REJECT
+    assert "line 3" in v.reason
+
+
+def test_inactive_and_not_installed_allow_unreadable_is_unknown() -> None:
+    assert decide("Status: inactive\n") is Verdict.ALLOW
+    assert decide("sudo: ufw: command not found\n") is Verdict.ALLOW
+    v = evaluate(parse_status("ERROR: You need to be root to run this script", "t"))
+    assert v.verdict is Verdict.UNKNOWN and "root" in v.undecided[0].reason
+
+
+def test_out_and_fwd_rules_never_match_inbound() -> None:
+    text = verbose("10250/tcp DENY OUT Anywhere\n10250/tcp REJECT FWD Anywhere\n", default="allow")
+    assert decide(text, src=ip("10.0.0.1")) is Verdict.ALLOW
+
+
+def test_families_are_separate() -> None:
+    text = verbose("10250/tcp DENY IN Anywhere\n10250/tcp (v6) ALLOW IN Anywhere (v6)\n")
+    assert decide(text, src=ip("10.0.0.1")) is Verdict.DENY
+    assert decide(text, src=ip("2001:db8::1")) is Verdict.ALLOW
+    assert decide(text, dst=ip("2001:db8::2")) is Verdict.ALLOW
+    # No address given: IPv4 and IPv6 disagree, so the family decides: unknown.
+    v = evaluate(parse_status(text, "t"))
+    assert v.verdict is Verdict.UNKNOWN and "family" in v.reason
+
+
+def test_both_families_agreeing_is_decided_without_addresses() -> None:
+    text = verbose("10250/tcp ALLOW IN Anywhere\n10250/tcp (v6) ALLOW IN Anywhere (v6)\n")
+    assert decide(text) is Verdict.ALLOW
+
+
+def test_limit_reject_and_ports() -> None:
+    text = verbose(
+        "10250/tcp LIMIT IN Anywhere\n10000:10300/tcp REJECT IN Anywhere\n"
+        "22,10240/tcp ALLOW IN Anywhere\n10401/udp ALLOW IN Anywhere\n10402 ALLOW IN Anywhere\n"
+    )
+    src = ip("10.0.0.9")
+    assert decide(text, src=src) is Verdict.LIMIT
+    assert decide(text, src=src, port=10251) is Verdict.REJECT
+    assert decide(text, src=src, port=22) is Verdict.ALLOW
+    assert decide(text, src=src, port=10240) is Verdict.REJECT  # the range comes first
+    assert decide(text, src=src, port=10401) is Verdict.DENY  # udp rule, tcp flow
+    assert decide(text, src=src, port=10401, proto="udp") is Verdict.ALLOW
+    assert decide(text, src=src, port=10402, proto="udp") is Verdict.ALLOW  # any protocol
+    assert decide(text, src=src, port=10402) is Verdict.ALLOW
+
+
+def test_destination_address_needs_dst() -> None:
+    text = verbose("10.0.0.5 10250/tcp ALLOW IN Anywhere\n")
+    assert decide(text, src=ip("10.0.0.9"), dst=ip("10.0.0.5")) is Verdict.ALLOW
+    assert decide(text, src=ip("10.0.0.9"), dst=ip("10.0.0.6")) is Verdict.DENY
+    v = evaluate(parse_status(text, "t"), src=ip("10.0.0.9"))
+    assert v.verdict is Verdict.UNKNOWN
+    assert "--dst" in v.undecided[0].reason and v.undecided[0].rule is not None
+
+
+def test_interface_rules() -> None:
+    text = verbose("10250/tcp on eth0 ALLOW IN Anywhere\n10251/tcp on eth+ ALLOW IN Anywhere\n")
+    src = ip("10.0.0.9")
+    assert decide(text, src=src, in_iface="eth0") is Verdict.ALLOW
+    assert decide(text, src=src, in_iface="eth1") is Verdict.DENY
+    assert decide(text, src=src, in_iface="eth7", port=10251) is Verdict.ALLOW
+    assert decide(text, src=src, in_iface="ens5", port=10251) is Verdict.DENY
+    assert decide(text, src=src) is Verdict.UNKNOWN
+
+
+def test_undecided_rule_that_cannot_change_the_outcome_is_decided() -> None:
+    # Whether or not the eth1 DENY matches, the default denies too.
+    text = verbose("10250/tcp on eth1 DENY IN Anywhere\n22/tcp ALLOW IN Anywhere\n")
+    v = evaluate(parse_status(text, "t"), src=ip("10.0.0.9"))
+    assert v.verdict is Verdict.DENY and v.rule is None
+    assert len(v.undecided) == 1 and "--in-iface" in v.undecided[0].reason
+
+
+def test_undecided_rule_after_a_sure_match_is_irrelevant() -> None:
+    text = verbose("10250/tcp ALLOW IN Anywhere\n10250/tcp on eth1 DENY IN Anywhere\n")
+    v = evaluate(parse_status(text, "t"), src=ip("10.0.0.9"))
+    assert v.verdict is Verdict.ALLOW and v.undecided == ()
+
+
+def test_source_port_rules_are_undecided() -> None:
+    text = verbose("10250/tcp ALLOW IN 10.0.0.0/8 1234/tcp\n")
+    v = evaluate(parse_status(text, "t"), src=ip("10.0.0.9"))
+    assert v.verdict is Verdict.UNKNOWN and "source port" in v.undecided[0].reason
+
+
+def test_apps_known_unknown_and_verbose() -> None:
+    plain = "Status: active\n\nTo Action From\n-- ------ ----\nOpenSSH ALLOW Anywhere\n"
+    assert decide(plain, src=ip("10.0.0.1"), default_incoming=Policy.DENY) is Verdict.DENY
+    assert decide(plain, port=22, src=ip("10.0.0.1")) is Verdict.ALLOW
+    unknown = plain.replace("OpenSSH", "Kubelet")
+    v = evaluate(parse_status(unknown, "t"), src=ip("10.0.0.1"), default_incoming=Policy.DENY)
+    assert v.verdict is Verdict.UNKNOWN and "Kubelet" in v.undecided[0].reason
+    # An unknown app cannot change an outcome that is allow either way.
+    assert decide(unknown, src=ip("10.0.0.1"), default_incoming=Policy.ALLOW) is Verdict.ALLOW
+    assert decide(VERBOSE, src=ip("10.3.3.3")) is Verdict.ALLOW  # 10250/tcp (Kubelet)
+
+
+def test_plain_capture_without_default_needs_it() -> None:
+    text = "Status: active\n\nTo Action From\n-- ------ ----\n22/tcp ALLOW Anywhere\n"
+    v = evaluate(parse_status(text, "t"), src=ip("10.0.0.1"))
+    assert v.verdict is Verdict.UNKNOWN and "--default-incoming" in v.reason
+    assert decide(text, src=ip("10.0.0.1"), default_incoming=Policy.REJECT) is Verdict.REJECT
+    # A sure match needs no default.
+    assert decide(text, src=ip("10.0.0.1"), port=22) is Verdict.ALLOW
+
+
+def test_capture_default_wins_over_the_argument() -> None:
+    v = evaluate(parse_status(verbose(""), "t"), src=ip("10.0.0.1"), default_incoming=Policy.ALLOW)
+    assert v.verdict is Verdict.DENY and any("ignored" in n for n in v.notes)
+
+
+def test_real_plain_capture() -> None:
+    status = parse_status(PLAIN, "p")
+    assert evaluate(status, src=ip("10.99.3.4")).verdict is Verdict.DENY
+    # IPv6: the plain listing's `Kubelet (v6)` (an app we do not know) comes before the
+    # REJECT for 2001:db8::/32, so it cannot be decided; other ports are.
+    assert evaluate(status, src=ip("2001:db8::7")).verdict is Verdict.UNKNOWN
+    assert evaluate(status, src=ip("2001:db8::7"), port=22).verdict is Verdict.ALLOW
+    # A sure ALLOW on eth0 decides whatever the unknown apps before it do.
+    assert evaluate(status, src=ip("10.1.2.3"), in_iface="eth0").verdict is Verdict.ALLOW
+    # On eth1, the apps (allow) and the LIMIT (no --dst, source port) may come before the
+    # DENY of 10.1.2.3: unknown, with every one of them named.
+    v = evaluate(status, src=ip("10.1.2.3"), in_iface="eth1")
+    assert v.verdict is Verdict.UNKNOWN
+    assert [u.rule.line for u in v.undecided if u.rule] == [7, 8, 11]
+
+
+@pytest.mark.parametrize(
+    ("kw", "words"),
+    [
+        ({"proto": "icmp"}, "protocol"),
+        ({"port": 70000}, "port"),
+        ({"src": ip("10.0.0.1"), "dst": ip("::1")}, "families"),
+    ],
+)
+def test_bad_arguments(kw: dict[str, object], words: str) -> None:
+    with pytest.raises(InputError, match=words):
+        evaluate(parse_status("Status: inactive", "t"), **kw)  # type: ignore[arg-type]
+
+
+# ---- findings
+
+
+def test_no_findings_when_allowed() -> None:
+    v = evaluate(parse_status("Status: inactive", "t"))
+    assert findings_for(v, SUBJECT) == []
+
+
+def test_default_deny_fix_appends_a_narrow_allow() -> None:
+    v = evaluate(parse_status(verbose("22/tcp ALLOW IN Anywhere\n"), "t"), src=ip("10.224.0.7"))
+    [f] = findings_for(v, SUBJECT)
+    assert (f.cause, f.kind, f.severity) == (Cause.UFW, Kind.PROBLEM, Severity.CRITICAL)
+    assert f.key == "default" and f.subject == SUBJECT
+    assert f.remediation is not None
+    assert f.remediation.commands == ("ufw allow from 10.224.0.7 to any port 10250 proto tcp",)
+    assert TUNNEL_POD_REMINDER in f.remediation.notes
+
+
+def test_fix_source_and_placeholder() -> None:
+    status = parse_status(verbose(""), "t")
+    net = ipaddress.ip_network("10.224.0.0/16")
+    [f] = findings_for(evaluate(status, src=ip("10.224.0.7")), SUBJECT, fix_source=net)
+    assert f.remediation is not None
+    assert f.remediation.commands == ("ufw allow from 10.224.0.0/16 to any port 10250 proto tcp",)
+    [g] = findings_for(evaluate(status, dst=ip("10.224.0.5")), SUBJECT)
+    assert g.remediation is not None
+    assert NODE_SUBNET_PLACEHOLDER in g.remediation.commands[0]
+    assert any(NODE_SUBNET_PLACEHOLDER in n for n in g.remediation.notes)
+
+
+def test_explicit_deny_numbered_says_insert_1_and_delete_n() -> None:
+    v = evaluate(parse_status(NUMBERED, "n"), src=ip("10.99.0.1"))
+    assert v.verdict is Verdict.DENY and v.rule is not None and v.rule.number == 1
+    [f] = findings_for(v, SUBJECT)
+    assert f.remediation is not None
+    assert f.remediation.commands == (
+        "ufw insert 1 allow from 10.99.0.1 to any port 10250 proto tcp",
+    )
+    assert any("ufw delete 1 " in n for n in f.remediation.notes)
+    assert f.key == "rule:10250/tcp DENY IN 10.99.0.0/16"
+
+
+def test_explicit_reject_v6_uses_prepend_and_recounted_number() -> None:
+    v = evaluate(parse_status(VERBOSE, "v"), src=ip("2001:db8::5"), port=10250, proto="udp")
+    assert v.verdict is Verdict.REJECT and v.rule is None  # udp: the default rejects
+    v = evaluate(
+        parse_status(
+            VERBOSE.replace("(Kubelet (v6))", "(Other (v6))").replace(
+                "10250/tcp (Other", "10249/tcp (Other"
+            ),
+            "v",
+        ),
+        src=ip("2001:db8::5"),
+    )
+    assert v.verdict is Verdict.REJECT and v.rule is not None and v.rule.number == 9
+    [f] = findings_for(v, SUBJECT)
+    assert f.remediation is not None
+    assert f.remediation.commands[0].startswith("ufw prepend allow from 2001:db8::5 ")
+    assert any("ufw delete 9 " in n for n in f.remediation.notes)
+
+
+def test_unknown_number_says_how_to_find_it() -> None:
+    v = evaluate(parse_status(PLAIN, "p"), src=ip("10.99.0.1"))
+    [f] = findings_for(v, SUBJECT)
+    assert f.remediation is not None
+    assert f.remediation.commands[0].startswith("ufw insert 1 ")
+    assert any("ufw status numbered" in n for n in f.remediation.notes)
+
+
+def test_undecided_deny_before_default_deny_still_inserts_first() -> None:
+    text = verbose("10250/tcp on eth1 DENY IN Anywhere\n")
+    [f] = findings_for(evaluate(parse_status(text, "t"), src=ip("10.0.0.9")), SUBJECT)
+    assert f.remediation is not None and f.remediation.commands[0].startswith("ufw insert 1 ")
+
+
+def test_unknown_is_inconclusive_and_limit_is_a_warning() -> None:
+    text = verbose("10250/tcp on eth1 ALLOW IN Anywhere\n")
+    [f] = findings_for(evaluate(parse_status(text, "t"), src=ip("10.0.0.9")), SUBJECT)
+    assert (f.kind, f.severity, f.cause) == (Kind.INCONCLUSIVE, Severity.WARNING, Cause.UFW)
+    limit = verbose("10250/tcp LIMIT IN Anywhere\n")
+    [g] = findings_for(evaluate(parse_status(limit, "t"), src=ip("10.0.0.9")), SUBJECT)
+    assert (g.kind, g.severity) == (Kind.PROBLEM, Severity.WARNING)
+    assert g.remediation is not None and g.remediation.commands[0].startswith("ufw insert 1 ")
