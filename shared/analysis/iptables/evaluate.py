@@ -1,0 +1,479 @@
+"""Walking a NEW inbound packet through the INPUT path of one or several rulesets.
+
+The path of a locally delivered packet, each table only if the dump has it:
+raw PREROUTING -> mangle PREROUTING -> nat PREROUTING -> mangle INPUT -> filter INPUT ->
+security INPUT -> nat INPUT. ACCEPT ends the current hook; DROP/REJECT end everything.
+
+A rule whose matches cannot be decided forks the walk: one branch assumes it matches, the
+other that it does not. Every branch runs to its end; the verdict stands only if all branches
+agree, otherwise it is unknown. Branches, steps and jump depth are bounded, so a loop or a
+pathological dump ends as "unknown", never as a hang.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+from shared.analysis.iptables.model import (
+    Ctx,
+    DecidedBy,
+    Entry,
+    IptablesVerdict,
+    Packet,
+    PendingRule,
+    Rule,
+    Ruleset,
+    TargetKind,
+    TraceStep,
+    Undecided,
+    Verdict,
+)
+from shared.errors import InputError
+
+__all__ = ["HOOKS", "Limits", "evaluate_input", "evaluate_ruleset"]
+
+HOOKS: tuple[tuple[str, str], ...] = (
+    ("raw", "PREROUTING"),
+    ("mangle", "PREROUTING"),
+    ("nat", "PREROUTING"),
+    ("mangle", "INPUT"),
+    ("filter", "INPUT"),
+    ("security", "INPUT"),
+    ("nat", "INPUT"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    branches: int = 256  # paths explored through undecided rules
+    steps: int = 2_000_000  # rules looked at, over all branches
+    depth: int = 64  # nested jumps (the kernel refuses loops; a dump might still have one)
+
+
+@dataclass(slots=True)
+class _Frame:
+    rs: Ruleset
+    table: str
+    chain: str
+    rules: list[Entry]  # the chain's live list: rules compiled on the way stay compiled
+    index: int = 0
+
+
+@dataclass(slots=True)
+class _Branch:
+    ctx: Ctx
+    hook: int = 0
+    stack: list[_Frame] = field(default_factory=list)
+    trace: list[TraceStep] = field(default_factory=list)
+    assumed: list[tuple[Undecided, bool]] = field(default_factory=list)
+    force: bool = False  # the next rule is taken as matching (the "matches" side of a fork)
+    accepted_by: DecidedBy | None = None
+    accepted_rs: Ruleset | None = None
+
+    def fork(self) -> _Branch:
+        return _Branch(
+            self.ctx.copy(),
+            self.hook,
+            [_Frame(f.rs, f.table, f.chain, f.rules, f.index) for f in self.stack],
+            list(self.trace),
+            list(self.assumed),
+            self.force,
+            self.accepted_by,
+            self.accepted_rs,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    verdict: Verdict
+    decided_by: DecidedBy | None
+    trace: tuple[TraceStep, ...]
+    assumed: tuple[tuple[Undecided, bool], ...]
+    reason: str = ""
+    rs: Ruleset | None = None  # the ruleset that decided
+
+
+class _Abort(Exception):
+    """A limit was reached; the verdict is unknown for this reason."""
+
+
+def _ctx(packet: Packet) -> Ctx:
+    dst = None if packet.dst is None else int(packet.dst)
+    return Ctx(
+        packet.family,
+        int(packet.src),
+        dst,
+        packet.proto_number() or 0,  # Packet refuses unknown protocols
+        packet.dport,
+        packet.sport,
+        packet.in_iface,
+        packet.src,
+        packet.dst,
+    )
+
+
+class _Walker:
+    def __init__(self, rulesets: Sequence[Ruleset], limits: Limits) -> None:
+        self.limits = limits
+        # Rulesets in force at once (legacy and nft) hook in at the same priorities: at each
+        # hook every ruleset's chain runs, in the order given, on the same packet and marks.
+        self.hooks = [
+            (rs, t, c)
+            for t, c in HOOKS
+            for rs in rulesets
+            if t in rs.tables and c in rs.tables[t].chains
+        ]
+        self.multi = len(rulesets) > 1
+        self.work: list[_Branch] = []
+        self.steps = 0
+
+    def run(self, br: _Branch) -> _Outcome:
+        """Runs one branch to its end, queueing the other side of every fork."""
+        while True:
+            if not br.stack:
+                if br.hook >= len(self.hooks):
+                    return _Outcome(
+                        Verdict.ACCEPT,
+                        br.accepted_by,
+                        tuple(br.trace),
+                        tuple(br.assumed),
+                        rs=br.accepted_rs,
+                    )
+                rs, table, chain = self.hooks[br.hook]
+                if table == "nat" and (br.ctx.untracked or br.ctx.established):
+                    why = "untracked (NOTRACK)" if br.ctx.untracked else "not a first packet"
+                    br.trace.append(TraceStep(table, chain, None, None, f"skip: {why}"))
+                    br.hook += 1
+                    continue
+                br.ctx.tracked = table != "raw"  # conntrack runs after raw PREROUTING
+                br.stack.append(_Frame(rs, table, chain, rs.chain_entries(table, chain)))
+            frame = br.stack[-1]
+            if frame.index >= len(frame.rules):
+                out = self._leave(br, explicit=False)
+                if out is not None:
+                    return out
+                continue
+            entry = frame.rules[frame.index]
+            self.steps += 1
+            if self.steps > self.limits.steps:
+                raise _Abort(f"more than {self.limits.steps} rule checks")
+            if isinstance(entry, PendingRule):
+                ctx = br.ctx
+                if any(c.test(ctx) is False for c in entry.quick):
+                    frame.index += 1
+                    continue  # cannot match: no need to read the rest of it
+                rule = frame.rs.finish(frame.table, frame.chain, frame.index)
+            else:
+                rule = entry
+            frame.index += 1
+            if br.force:
+                br.force = False
+            else:
+                reasons: list[str] = []
+                matched = True
+                ctx = br.ctx
+                for cond in rule.conds:
+                    r = cond.test(ctx)
+                    if r is False:
+                        matched = False
+                        break
+                    if r is None:
+                        reasons.append(cond.reason)
+                if not matched:
+                    continue
+                if reasons:
+                    kind = rule.target.kind
+                    if kind in (TargetKind.NONE, TargetKind.CONTINUE):
+                        continue  # matching or not, nothing changes
+                    u = Undecided(
+                        frame.table, frame.chain, rule.number, rule.text, "; ".join(reasons)
+                    )
+                    other = br.fork()
+                    other.stack[-1].index -= 1
+                    other.force = True
+                    other.assumed.append((u, True))
+                    self.work.append(other)
+                    br.assumed.append((u, False))
+                    continue
+            out = self._apply(br, frame, rule)
+            if out is not None:
+                return out
+
+    def _step(self, br: _Branch, frame: _Frame, rule: Rule, action: str) -> None:
+        br.trace.append(
+            TraceStep(
+                frame.table,
+                frame.chain,
+                rule.number,
+                rule.text,
+                action,
+                frame.rs.source if self.multi else "",
+            )
+        )
+
+    def _apply(self, br: _Branch, frame: _Frame, rule: Rule) -> _Outcome | None:
+        t = rule.target
+        k = t.kind
+        if k is TargetKind.ACCEPT or k is TargetKind.NAT_ACCEPT:
+            self._step(
+                br, frame, rule, "accept" if k is TargetKind.ACCEPT else f"{t.name}: end of nat"
+            )
+            by = DecidedBy(frame.table, frame.chain, rule.number, rule.text)
+            self._end_hook(br, by, frame.rs)
+            return None
+        if k is TargetKind.DROP or k is TargetKind.REJECT:
+            verdict = Verdict.DROP if k is TargetKind.DROP else Verdict.REJECT
+            self._step(br, frame, rule, verdict.value)
+            by = DecidedBy(frame.table, frame.chain, rule.number, rule.text)
+            return _Outcome(verdict, by, tuple(br.trace), tuple(br.assumed), rs=frame.rs)
+        if k is TargetKind.RETURN:
+            self._step(br, frame, rule, "return")
+            return self._leave(br, explicit=True)
+        if k is TargetKind.JUMP or k is TargetKind.GOTO:
+            verb = "jump" if k is TargetKind.JUMP else "goto"
+            self._step(br, frame, rule, f"{verb} {t.name}")
+            if k is TargetKind.GOTO:
+                br.stack.pop()
+            if len(br.stack) >= self.limits.depth:
+                raise _Abort(f"jumps nested deeper than {self.limits.depth} (a loop?)")
+            entries = frame.rs.chain_entries(frame.table, t.name)
+            br.stack.append(_Frame(frame.rs, frame.table, t.name, entries))
+            return None
+        if k is TargetKind.EFFECT and t.effect is not None:
+            t.effect(br.ctx)
+            self._step(br, frame, rule, f"{t.name} (mark now {_hex(br.ctx.mark)})")
+            return None
+        if k is TargetKind.CONTINUE:
+            self._step(br, frame, rule, f"{t.name}, continue")
+            return None
+        if k is TargetKind.NONE:
+            return None
+        self._step(br, frame, rule, "unknown")
+        by = DecidedBy(frame.table, frame.chain, rule.number, rule.text)
+        return _Outcome(
+            Verdict.UNKNOWN, by, tuple(br.trace), tuple(br.assumed), t.note, rs=frame.rs
+        )
+
+    def _leave(self, br: _Branch, *, explicit: bool) -> _Outcome | None:
+        """Return from the current chain; from the built-in chain this is its policy."""
+        br.stack.pop()
+        if br.stack:
+            return None
+        rs, table, chain = self.hooks[br.hook]
+        policy = rs.tables[table].chains[chain].policy or "ACCEPT"
+        by = DecidedBy(table, chain, policy=policy)
+        source = rs.source if self.multi else ""
+        br.trace.append(TraceStep(table, chain, None, None, f"policy {policy}", source))
+        if policy == "DROP":
+            return _Outcome(Verdict.DROP, by, tuple(br.trace), tuple(br.assumed), rs=rs)
+        self._end_hook(br, by, rs)
+        return None
+
+    def _end_hook(self, br: _Branch, by: DecidedBy, rs: Ruleset) -> None:
+        br.stack.clear()
+        br.hook += 1
+        if br.accepted_by is None or br.accepted_by.table != "filter":
+            br.accepted_by = by  # the filter table's accept is the one users look for
+            br.accepted_rs = rs
+
+
+def _hex(mark: int | None) -> str:
+    return "unknown" if mark is None else hex(mark)
+
+
+def _cause(rs: Ruleset, by: DecidedBy | None) -> int | None:
+    if by is None:
+        return None
+    if by.chain.startswith(("ufw-", "ufw6-")):
+        return 2
+    if by.policy is not None and by.table == "filter" and by.chain == "INPUT" and rs.has_ufw():
+        return 2  # ufw sets the INPUT policy (DEFAULT_INPUT_POLICY)
+    return 3
+
+
+def evaluate_ruleset(
+    rs: Ruleset, packet: Packet, limits: Limits | None = None, *, handshake: bool = True
+) -> IptablesVerdict:
+    """The verdict of one ruleset alone for the packet."""
+    return _evaluate([rs], packet, limits, handshake=handshake)
+
+
+_NEXT_PACKETS = (
+    "the SYN is let in; this verdict is for the connection's next packets "
+    "(ESTABLISHED, ACK), which a TCP connection needs as well"
+)
+
+
+def _evaluate(
+    rulesets: Sequence[Ruleset],
+    packet: Packet,
+    limits: Limits | None = None,
+    *,
+    handshake: bool = True,
+) -> IptablesVerdict:
+    """The first packet's verdict; for an accepted TCP SYN also the next packets' verdict."""
+    first = _walk_all(rulesets, packet, limits, established=False)
+    if not handshake or first.verdict is not Verdict.ACCEPT or packet.proto_number() != 6:
+        return first
+    after = _walk_all(rulesets, packet, limits, established=True)
+    if after.verdict is Verdict.ACCEPT:
+        # Report the first packet's path; still list what was undecided on the second pass.
+        extra = tuple(u for u in after.undecided if u not in first.undecided)
+        return replace(first, undecided=first.undecided + extra)
+    reason = f"{_NEXT_PACKETS}: {after.reason}" if after.reason else ""
+    return replace(after, reason=reason, notes=(*after.notes, _NEXT_PACKETS))
+
+
+def _walk_all(
+    rulesets: Sequence[Ruleset], packet: Packet, limits: Limits | None, *, established: bool
+) -> IptablesVerdict:
+    lim = limits or Limits()
+    walker = _Walker(rulesets, lim)
+    ctx = _ctx(packet)
+    ctx.established = established
+    if established:
+        ctx.ctmark = None  # whatever CONNMARK saved on the first packet is not tracked
+    walker.work.append(_Branch(ctx))
+    outcomes: list[_Outcome] = []
+    try:
+        while walker.work:
+            if len(outcomes) + len(walker.work) > lim.branches:
+                raise _Abort(f"more than {lim.branches} paths through undecided rules")
+            outcomes.append(walker.run(walker.work.pop()))
+    except _Abort as exc:
+        undecided = _undecided(outcomes, walker.work)
+        return IptablesVerdict(
+            Verdict.UNKNOWN,
+            rulesets[0].source,
+            undecided=undecided,
+            reason=f"evaluation stopped: {exc}",
+            command=rulesets[0].command(),
+            notes=_caveats(rulesets),
+            packet=packet,
+        )
+    return replace(_combine(rulesets, outcomes), packet=packet)
+
+
+def _caveats(rulesets: Sequence[Ruleset]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(c for rs in rulesets for c in rs.caveats))
+
+
+def _undecided(
+    outcomes: Sequence[_Outcome], pending: Sequence[_Branch] = ()
+) -> tuple[Undecided, ...]:
+    seen: dict[tuple[str, str, int], Undecided] = {}
+    for assumed in [o.assumed for o in outcomes] + [tuple(b.assumed) for b in pending]:
+        for u, _ in assumed:
+            seen.setdefault((u.table, u.chain, u.rule_number), u)
+    return tuple(seen.values())
+
+
+def _assumptions(o: _Outcome) -> str:
+    if not o.assumed:
+        return "no undecided rule"
+    return ", ".join(
+        f"{u.table} {u.chain} #{u.rule_number} {'matches' if hit else 'does not match'}"
+        for u, hit in o.assumed
+    )
+
+
+def _combine(rulesets: Sequence[Ruleset], outcomes: list[_Outcome]) -> IptablesVerdict:
+    first = outcomes[0]
+    rs = first.rs or rulesets[0]
+    undecided = _undecided(outcomes)
+    verdicts = {o.verdict for o in outcomes}
+    notes = list(_caveats(rulesets))
+    if (len(verdicts) == 1 and first.verdict is not Verdict.UNKNOWN) or all(
+        o.verdict.blocks for o in outcomes
+    ):
+        if undecided:
+            notes.append(
+                f"{len(undecided)} rule(s) could not be decided; every path gives the same result"
+            )
+        others: list[DecidedBy] = []
+        for o in outcomes[1:]:
+            if (
+                o.decided_by is not None
+                and o.decided_by != first.decided_by
+                and o.decided_by not in others
+            ):
+                others.append(o.decided_by)
+        if others and first.verdict.blocks:
+            notes.append("blocked on every path, but which rule blocks depends on undecided rules")
+        return IptablesVerdict(
+            first.verdict,
+            rs.source,
+            cause=_cause(rs, first.decided_by) if first.verdict.blocks else None,
+            decided_by=first.decided_by,
+            trace=first.trace,
+            undecided=undecided,
+            notes=tuple(notes),
+            command=rs.command(),
+            other_blocks=tuple(others) if first.verdict.blocks else (),
+        )
+    if len(outcomes) == 1:
+        reason = first.reason
+    else:
+        paths = "; ".join(
+            f"{o.verdict.value}{' (' + o.reason + ')' if o.reason else ''} if {_assumptions(o)}"
+            for o in outcomes[:6]
+        )
+        more = f" (and {len(outcomes) - 6} more paths)" if len(outcomes) > 6 else ""
+        reason = f"the outcome depends on rules that cannot be decided: {paths}{more}"
+    unknown = next((o for o in outcomes if o.verdict is Verdict.UNKNOWN), first)
+    rs = unknown.rs or rs
+    return IptablesVerdict(
+        Verdict.UNKNOWN,
+        rs.source,
+        decided_by=unknown.decided_by if len(outcomes) == 1 else None,
+        trace=unknown.trace,
+        undecided=undecided,
+        reason=reason,
+        notes=tuple(notes),
+        command=rs.command(),
+    )
+
+
+def evaluate_input(
+    rulesets: Sequence[Ruleset],
+    packet: Packet,
+    limits: Limits | None = None,
+    *,
+    handshake: bool = True,
+) -> IptablesVerdict:
+    """The verdict for a packet that must pass every ruleset (e.g. legacy and nft at once).
+
+    The rulesets are walked together, hook by hook in the given order, sharing the packet's
+    marks (a legacy mangle MARK is seen by an nft filter rule, as in the kernel). Which of
+    two rulesets runs first at one hook is the kernel's registration order: pass them in
+    that order when it matters (a DROP in one and a REJECT in the other).
+
+    With `handshake` (the default) an accepted TCP SYN is followed by the connection's next
+    packets (ESTABLISHED, ACK): a ruleset that lets the SYN in but drops those breaks the
+    connection too, and that is the verdict. handshake=False judges the first packet only.
+
+    Rulesets of the other address family do not apply and are listed as such; when none
+    applies, that is an InputError (an ip6tables dump cannot say anything about IPv4).
+    """
+    if not rulesets:
+        raise ValueError("no ruleset given")
+    applicable = [rs for rs in rulesets if rs.family in (None, packet.family)]
+    skipped = tuple(rs.source for rs in rulesets if rs not in applicable)
+    if not applicable:
+        rs = rulesets[0]
+        kind = "ip6tables (IPv6)" if rs.family == 6 else "iptables (IPv4)"
+        raise InputError(
+            rs.source,
+            f"is an {kind} dump but the packet is IPv{packet.family}: it does not apply",
+        )
+    joint = _evaluate(applicable, packet, limits, handshake=handshake)
+    if len(applicable) == 1 and not skipped:
+        return joint
+    # Each ruleset alone too: which of them would block by itself.
+    alone = (
+        [evaluate_ruleset(rs, packet, limits, handshake=handshake) for rs in applicable]
+        if len(applicable) > 1
+        else []
+    )
+    return replace(joint, rulesets=tuple(alone), not_applicable=skipped)

@@ -1,0 +1,434 @@
+"""The data of the iptables engine: the packet, the ruleset, compiled rules and the verdict.
+
+A Ruleset is what one dump says (one backend, one address family, any tables). Chains keep
+their raw rule lines and are compiled on first use (see compile.py): a kube-proxy dump has
+tens of thousands of rules, and a packet to the kubelet only ever visits a few chains.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum, StrEnum
+from typing import Any
+
+__all__ = [
+    "BUILTIN_CHAINS",
+    "PROTOCOLS",
+    "Backend",
+    "Chain",
+    "Cond",
+    "Ctx",
+    "DecidedBy",
+    "Entry",
+    "IPAddress",
+    "IptablesVerdict",
+    "Packet",
+    "PendingRule",
+    "Rule",
+    "Ruleset",
+    "Table",
+    "Target",
+    "TargetKind",
+    "TraceStep",
+    "Undecided",
+    "Verdict",
+]
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# Built-in chains of each table, in the kernel's order.
+BUILTIN_CHAINS: dict[str, tuple[str, ...]] = {
+    "raw": ("PREROUTING", "OUTPUT"),
+    "mangle": ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"),
+    "nat": ("PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"),
+    "filter": ("INPUT", "FORWARD", "OUTPUT"),
+    "security": ("INPUT", "FORWARD", "OUTPUT"),
+}
+
+# Protocol names iptables accepts (from /etc/protocols) and their numbers.
+PROTOCOLS: dict[str, int] = {
+    "all": 0,
+    "icmp": 1,
+    "igmp": 2,
+    "tcp": 6,
+    "udp": 17,
+    "ipv6": 41,
+    "gre": 47,
+    "esp": 50,
+    "ah": 51,
+    "icmpv6": 58,
+    "ipv6-icmp": 58,
+    "ospf": 89,
+    "vrrp": 112,
+    "sctp": 132,
+    "udplite": 136,
+    "mh": 135,
+    "ip": 0,
+    "hopopt": 0,
+    "ipencap": 4,
+    "egp": 8,
+    "pup": 12,
+    "xns-idp": 22,
+    "rdp": 27,
+    "dccp": 33,
+    "ipv6-route": 43,
+    "ipv6-frag": 44,
+    "rsvp": 46,
+    "ipv6-nonxt": 59,
+    "ipv6-opts": 60,
+    "eigrp": 88,
+    "ipip": 94,
+    "encap": 98,
+    "pim": 103,
+    "ipcomp": 108,
+    "l2tp": 115,
+    "isis": 124,
+    "mpls-in-ip": 137,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Packet:
+    """A NEW inbound connection's first packet (a TCP SYN for tcp), as the INPUT path sees it.
+
+    `dst` None means the node address is not known; `sport` None means any source port;
+    `in_iface` None means the interface is not known. Matches on an unknown field are undecided.
+    """
+
+    src: IPAddress
+    dst: IPAddress | None = None
+    dport: int = 10250
+    proto: str = "tcp"
+    in_iface: str | None = None
+    sport: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.dst is not None and self.dst.version != self.src.version:
+            raise ValueError("src and dst must be of one address family")
+        if self.proto_number() is None:
+            raise ValueError(f"unknown protocol {self.proto!r}")
+        for port in (self.dport, self.sport):
+            if port is not None and not 0 <= port <= 65535:
+                raise ValueError(f"port {port} is outside 0-65535")
+
+    @property
+    def family(self) -> int:
+        return self.src.version
+
+    def proto_number(self) -> int | None:
+        p = self.proto.lower()
+        if p.isdigit():
+            num = int(p)
+            return num if 0 < num < 256 else None
+        named = PROTOCOLS.get(p)
+        return named if named else None  # "all" is not a packet's protocol
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "src": str(self.src),
+            "dst": None if self.dst is None else str(self.dst),
+            "dport": self.dport,
+            "sport": self.sport,
+            "proto": self.proto,
+            "in_iface": self.in_iface,
+        }
+
+
+class Verdict(StrEnum):
+    ACCEPT = "accept"
+    DROP = "drop"
+    REJECT = "reject"
+    UNKNOWN = "unknown"
+
+    @property
+    def blocks(self) -> bool:
+        return self in (Verdict.DROP, Verdict.REJECT)
+
+
+class Backend(StrEnum):
+    """Which kernel interface the dump came from; decides the command of a fix."""
+
+    LEGACY = "legacy"
+    NFT = "nf_tables"
+    UNKNOWN = "unknown"
+
+
+@dataclass(slots=True)
+class Ctx:
+    """The mutable per-path state of one evaluation: the packet as numbers plus its marks.
+
+    mark/ctmark None means a target changed them in a way we cannot compute.
+    """
+
+    family: int
+    src: int
+    dst: int | None
+    proto: int
+    dport: int
+    sport: int | None
+    in_iface: str | None
+    src_obj: IPAddress
+    dst_obj: IPAddress | None
+    mark: int | None = 0
+    ctmark: int | None = 0
+    untracked: bool = False
+    tracked: bool = True  # False before conntrack ran (the raw table)
+    established: bool = False  # a later packet of the connection (an ACK), not the SYN
+
+    def copy(self) -> Ctx:
+        return Ctx(
+            self.family,
+            self.src,
+            self.dst,
+            self.proto,
+            self.dport,
+            self.sport,
+            self.in_iface,
+            self.src_obj,
+            self.dst_obj,
+            self.mark,
+            self.ctmark,
+            self.untracked,
+            self.tracked,
+            self.established,
+        )
+
+
+class Cond:
+    """One match of a rule. test() is True, False, or None (undecided, see `reason`)."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str = "") -> None:
+        self.reason = reason
+
+    def test(self, ctx: Ctx) -> bool | None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class TargetKind(Enum):
+    ACCEPT = "accept"
+    DROP = "drop"
+    REJECT = "reject"
+    RETURN = "return"
+    JUMP = "jump"
+    GOTO = "goto"
+    NONE = "none"  # no target: a counters-only rule
+    CONTINUE = "continue"  # non-terminating and no effect on the verdict (LOG, TCPMSS ...)
+    EFFECT = "effect"  # non-terminating with an effect on the state (MARK, CONNMARK, NOTRACK)
+    NAT_ACCEPT = "nat-accept"  # SNAT/MASQUERADE: set up NAT, end this nat hook
+    REDIRECT = "redirect"  # DNAT/REDIRECT/NETMAP/TPROXY: the packet may go elsewhere
+    UNKNOWN = "unknown"  # a target whose effect we do not know
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    kind: TargetKind
+    name: str = ""  # target or chain name as written
+    effect: Callable[[Ctx], None] | None = None  # for EFFECT
+    note: str = ""  # why UNKNOWN / what REDIRECT does
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    number: int  # 1-based position in its chain
+    line: int  # line in the input
+    text: str  # as `iptables -S` shows it
+    conds: tuple[Cond, ...]
+    target: Target
+
+
+@dataclass(frozen=True, slots=True)
+class PendingRule:
+    """A rule not compiled yet, with the cheap generic matches (-s/-d/-p) read off its head:
+    when one of them is False the rule cannot match and is never compiled."""
+
+    number: int
+    line: int
+    text: str
+    quick: tuple[Cond, ...]
+
+
+Entry = Rule | PendingRule
+
+
+@dataclass(slots=True)
+class Chain:
+    """A chain; `raw` holds (line, text) until compile.py turns it into `rules`."""
+
+    name: str
+    policy: str | None  # ACCEPT/DROP for built-in chains, None for user chains
+    line: int
+    raw: list[tuple[int, str]] = field(default_factory=list)
+    rules: list[Entry] | None = None
+    # How to read the raw lines of this chain (set by the parser that made it): all of
+    # them into entries, and one entry into a full rule.
+    compiler: Callable[[Chain, Table, Ruleset], list[Entry]] | None = None
+    finisher: Callable[[Chain, Table, Ruleset, PendingRule], Rule] | None = None
+
+
+@dataclass(slots=True)
+class Table:
+    name: str
+    chains: dict[str, Chain] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Ruleset:
+    """One dump: its tables, the backend and address family it came from, where it was read."""
+
+    source: str
+    format: str  # "save", "rules" (-S) or "list" (--list)
+    tables: dict[str, Table]
+    backend: Backend = Backend.UNKNOWN
+    family: int | None = None  # 4, 6 or None when the dump does not say
+    caveats: tuple[str, ...] = ()  # what the format could not show us
+
+    def chain_entries(self, table: str, chain: str) -> list[Entry]:
+        """The rules of a chain, some maybe still pending (read on first use)."""
+        t = self.tables[table]
+        c = t.chains[chain]
+        if c.rules is None:
+            c.rules = c.compiler(c, t, self) if c.compiler is not None else []
+            c.raw = []
+        return c.rules
+
+    def finish(self, table: str, chain: str, index: int) -> Rule:
+        """The full rule at `index` (0-based) of a chain; InputError if it is malformed."""
+        entries = self.chain_entries(table, chain)
+        entry = entries[index]
+        if isinstance(entry, Rule):
+            return entry
+        t = self.tables[table]
+        c = t.chains[chain]
+        if c.finisher is None:
+            raise ValueError(f"chain {chain} has pending rules but no way to finish them")
+        rule = c.finisher(c, t, self, entry)
+        entries[index] = rule
+        return rule
+
+    def chain_rules(self, table: str, chain: str) -> tuple[Rule, ...]:
+        """Every rule of a chain, fully compiled (InputError if one is malformed)."""
+        n = len(self.chain_entries(table, chain))
+        return tuple(self.finish(table, chain, i) for i in range(n))
+
+    def compile_all(self) -> None:
+        """Compiles every chain now, so a malformed rule anywhere raises InputError."""
+        for table in self.tables.values():
+            for name in table.chains:
+                self.chain_rules(table.name, name)
+
+    def command(self) -> str:
+        """The iptables command that manages this ruleset."""
+        base = "ip6tables" if self.family == 6 else "iptables"
+        if self.backend is Backend.LEGACY:
+            return f"{base}-legacy"
+        if self.backend is Backend.NFT:
+            return f"{base}-nft"
+        return base
+
+    def has_ufw(self) -> bool:
+        return any(
+            name.startswith(("ufw-", "ufw6-")) for t in self.tables.values() for name in t.chains
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DecidedBy:
+    table: str
+    chain: str
+    rule_number: int | None = None
+    rule: str | None = None
+    policy: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        if self.policy is not None:
+            return {"table": self.table, "chain": self.chain, "policy": self.policy}
+        return {
+            "table": self.table,
+            "chain": self.chain,
+            "rule_number": self.rule_number,
+            "rule": self.rule,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class TraceStep:
+    table: str
+    chain: str
+    rule_number: int | None  # None for a policy or the end of a chain
+    rule: str | None
+    action: str
+    source: str = ""  # the ruleset, when several are walked together
+
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "table": self.table,
+            "chain": self.chain,
+            "rule_number": self.rule_number,
+            "rule": self.rule,
+            "action": self.action,
+        }
+        if self.source:
+            doc["source"] = self.source
+        return doc
+
+
+@dataclass(frozen=True, slots=True)
+class Undecided:
+    table: str
+    chain: str
+    rule_number: int
+    rule: str
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "table": self.table,
+            "chain": self.chain,
+            "rule_number": self.rule_number,
+            "rule": self.rule,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class IptablesVerdict:
+    """What happens to the packet. `cause` is 2 (UFW) or 3 (iptables) for a block, else None."""
+
+    verdict: Verdict
+    source: str
+    cause: int | None = None
+    decided_by: DecidedBy | None = None
+    trace: tuple[TraceStep, ...] = ()
+    undecided: tuple[Undecided, ...] = ()
+    reason: str = ""  # why unknown; or a note on a decided verdict
+    notes: tuple[str, ...] = ()
+    command: str = "iptables"  # the command managing the deciding ruleset
+    rulesets: tuple[IptablesVerdict, ...] = ()  # per ruleset, when several were evaluated
+    not_applicable: tuple[str, ...] = ()  # rulesets of the other address family
+    other_blocks: tuple[DecidedBy, ...] = ()  # other rules that block on other undecided paths
+    packet: Packet | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "verdict": self.verdict.value,
+            "cause": self.cause,
+            "decided_by": None if self.decided_by is None else self.decided_by.to_json(),
+            "trace": [s.to_json() for s in self.trace],
+            "undecided": [u.to_json() for u in self.undecided],
+            "source": self.source,
+            "reason": self.reason,
+            "notes": list(self.notes),
+        }
+        if self.packet is not None:
+            doc["packet"] = self.packet.to_json()
+        if self.other_blocks:
+            doc["other_blocks"] = [d.to_json() for d in self.other_blocks]
+        if self.rulesets:
+            doc["rulesets"] = [r.to_json() for r in self.rulesets]
+        if self.not_applicable:
+            doc["not_applicable"] = list(self.not_applicable)
+        return doc

@@ -1,0 +1,364 @@
+"""Reading `iptables --list` output (-L, with or without -n, -v, --line-numbers).
+
+The listing is translated back into `iptables -S` words (`tcp dpt:10250` becomes
+`-m tcp --dport 10250`, `ctstate NEW` becomes `-m conntrack --ctstate NEW` ...) and compiled by
+the same code as the other formats. What cannot be translated stays in the rule as an
+undecided match, never dropped. Without -v the listing hides interfaces: a rule that shows no
+match at all (typically `-i lo -j ACCEPT`) is then undecided, and the ruleset carries a caveat.
+"""
+
+from __future__ import annotations
+
+import re
+
+from shared.analysis.iptables.compile import compile_words
+from shared.analysis.iptables.conds import SERVICES, ConstCond
+from shared.analysis.iptables.model import BUILTIN_CHAINS, Chain, Entry, Rule, Ruleset, Table
+from shared.analysis.iptables.modules import RuleError
+from shared.analysis.iptables.parse_save import _infer_table
+from shared.analysis.iptables.tokenize import Quoted, TokenError, split_words
+from shared.errors import InputError
+
+__all__ = ["parse_list"]
+
+_HEADER = re.compile(r"Chain (\S+) \((?:policy (ACCEPT|DROP)\b[^)]*|\d+ references?)\)\Z")
+_OPT = frozenset(("--", "-f", "!f", "!-"))
+_COMMENT = re.compile(r"/\* (.*?) \*/")
+_V6 = re.compile(r"\s!?[0-9a-fA-F:]*::?[0-9a-fA-F:]*/\d+\s")
+_V4 = re.compile(r"\s!?\d+\.\d+\.\d+\.\d+(?:/\d+)?\s")
+_PROTO_MODULES = ("tcp", "udp", "sctp", "udplite", "dccp")
+_PROTO_NAMES = {"1": "icmp", "6": "tcp", "17": "udp", "58": "ipv6-icmp", "132": "sctp"}
+_NO_V_CAVEAT = (
+    "iptables --list without -v hides interfaces (-i/-o): rules were read as if they had none, "
+    "except rules that show no match at all (likely -i lo), which are undecided; "
+    "use `iptables -L -n -v --line-numbers` or iptables-save for a sure answer"
+)
+
+
+class _Layout:
+    """Which columns the listing has, from its header line."""
+
+    def __init__(self, header: str) -> None:
+        cols = header.split()
+        self.numbers = cols[:1] == ["num"]
+        self.verbose = "pkts" in cols
+        self.lead = int(self.numbers) + 2 * int(self.verbose)
+
+
+def parse_list(text: str, source: str) -> list[Ruleset]:
+    blocks: list[dict[str, Chain]] = [{}]
+    layouts: list[_Layout] = []
+    chain: Chain | None = None
+    layout: _Layout | None = None
+    for idx, raw in enumerate(text.split("\n")):
+        n = idx + 1
+        line = raw.rstrip()
+        if not line.strip() or line.startswith("#"):
+            continue
+        if line.startswith("Chain "):
+            m = _HEADER.match(line)
+            if m is None:
+                raise InputError(source, f"bad chain header {line[:60]!r}", line=n)
+            name, policy = m.group(1), m.group(2)
+            if name in blocks[-1]:
+                blocks.append({})  # a second table's listing follows
+            chain = Chain(name, policy, n, compiler=_compile_list_chain)
+            blocks[-1][name] = chain
+            layout = None
+            continue
+        if chain is None:
+            raise InputError(source, f"line outside of a chain: {line[:60]!r}", line=n)
+        if layout is None:
+            if "target" not in line.split() or "source" not in line.split():
+                raise InputError(source, f"expected the column header, got {line[:60]!r}", line=n)
+            layout = _Layout(line)
+            layouts.append(layout)
+            continue
+        # The column layout travels with the line as one leading digit (see _compile_list_chain).
+        chain.raw.append((n, f"{layout.lead}{line}"))
+    if not any(blocks[0]):
+        raise InputError(source, "no chains in the iptables --list output")
+    tables: dict[str, Table] = {}
+    for block in blocks:
+        table = _table_of(block, source)
+        if table.name in tables:
+            first = next(iter(block.values()))
+            raise InputError(
+                source,
+                f"two listings of table {table.name}: pass each as its own file",
+                line=first.line,
+            )
+        tables[table.name] = table
+    family = _family(text, source)
+    verbose = all(lay.verbose for lay in layouts) if layouts else True
+    caveats = () if verbose else (_NO_V_CAVEAT,)
+    return [Ruleset(source, "list", tables, family=family, caveats=caveats)]
+
+
+def _table_of(block: dict[str, Chain], source: str) -> Table:
+    builtins = {name for name, c in block.items() if c.policy is not None}
+    table = Table(_infer_table(builtins), dict(block))
+    for name, c in block.items():
+        if c.policy is not None and name not in BUILTIN_CHAINS[table.name]:
+            raise InputError(
+                source, f"{name} has a policy but is not built into {table.name}", line=c.line
+            )
+    return table
+
+
+def _family(text: str, source: str) -> int | None:
+    v6 = _V6.search(text)
+    v4 = _V4.search(text)
+    if v6 and v4:
+        raise InputError(source, "mixes IPv4 and IPv6 addresses in one listing")
+    return 6 if v6 else 4 if v4 else None
+
+
+def _compile_list_chain(chain: Chain, table: Table, ruleset: Ruleset) -> list[Entry]:
+    rules: list[Entry] = []
+    for number, (n, raw) in enumerate(chain.raw, 1):
+        lead, line = int(raw[0]), raw[1:]
+        try:
+            words, hidden_iface = _rule_words(line, number, lead)
+            conds, target = compile_words(words, table.chains, ruleset.family)
+        except (TokenError, RuleError) as exc:
+            raise InputError(
+                ruleset.source, f"in chain {chain.name} of the listing: {exc}", line=n
+            ) from None
+        if hidden_iface:
+            conds += (
+                ConstCond(
+                    None, "the listing hides interfaces and this rule shows no match: -i lo?"
+                ),
+            )
+        text = " ".join(["-A", chain.name, *(_quote(w) for w in words)])
+        rules.append(Rule(number, n, text, conds, target))
+    return rules
+
+
+def _quote(word: str) -> str:
+    if isinstance(word, Quoted) or not word or any(c.isspace() or c == '"' for c in word):
+        return '"' + word.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return word
+
+
+def _columns(line: str, lead: int, verbose: bool) -> tuple[list[str], str]:
+    """The fixed columns (target possibly "") and the rest of the line."""
+    spans = [(m.group(), m.end()) for m in re.finditer(r"\S+", line)]
+    words = [w for w, _ in spans]
+
+    def at(i: int) -> str:
+        if i >= len(words):
+            raise RuleError("too few columns")
+        return words[i]
+
+    i = lead
+    if at(i + 1) in _OPT:
+        target, prot, opt = "", at(i), at(i + 1)
+        i += 2
+    elif at(i + 2) in _OPT:
+        target, prot, opt = at(i), at(i + 1), at(i + 2)
+        i += 3
+    else:
+        raise RuleError("cannot find the target/prot/opt columns")
+    iface_in = iface_out = "*"
+    if verbose:
+        iface_in, iface_out = at(i), at(i + 1)
+        i += 2
+    src, dst = at(i), at(i + 1)
+    end = spans[i + 1][1]
+    cols = [words[0] if lead and words[0].isdigit() else "", target, prot, opt]
+    return [*cols, iface_in, iface_out, src, dst], line[end:].strip()
+
+
+def _rule_words(line: str, number: int, lead: int) -> tuple[list[str], bool]:
+    """The -S words of a listed rule, and whether its hidden interface may matter."""
+    verbose = lead >= 2
+    cols, rest = _columns(line, lead, verbose)
+    num, target, prot, opt, iface_in, iface_out, src, dst = cols
+    if num and int(num) != number:
+        raise RuleError(f"rule number {num} where {number} was expected (a truncated listing?)")
+    words: list[str] = []
+    for flag, value, anyv in (
+        ("-s", src, ("anywhere", "0.0.0.0/0", "::/0")),
+        ("-d", dst, ("anywhere", "0.0.0.0/0", "::/0")),
+        ("-i", iface_in, ("*",)),
+        ("-o", iface_out, ("*",)),
+    ):
+        bare = value.lstrip("!")
+        if bare not in anyv:
+            words += [*(("!",) if value.startswith("!") else ()), flag, bare]
+    if prot not in ("all", "0"):
+        neg = prot.startswith("!")
+        name = _PROTO_NAMES.get(prot.lstrip("!"), prot.lstrip("!"))
+        words += [*(("!",) if neg else ()), "-p", name]
+    if opt == "-f":
+        words.append("-f")
+    elif opt == "!f":
+        words += ["!", "-f"]
+    goto = rest.startswith("[goto]")
+    if goto:
+        rest = rest[len("[goto]") :].strip()
+    comments = _COMMENT.findall(rest)
+    rest = _COMMENT.sub(" ", rest)
+    extra = split_words(rest)
+    extra, target_words = _target_options(target, extra)
+    words += _translate(extra)
+    # Without -v, `-i lo -j ACCEPT` lists as a rule matching everything: such a rule is
+    # undecided. Jumps with no match (`-j ufw-before-input`) are common and kept as they are.
+    hidden = not verbose and not words and target in ("ACCEPT", "DROP", "REJECT", "RETURN")
+    for c in comments:
+        words += ["-m", "comment", "--comment", Quoted(c)]
+    if target:
+        words += ["-g" if goto else "-j", target, *target_words]
+    return words, hidden
+
+
+def _target_options(target: str, words: list[str]) -> tuple[list[str], list[str]]:
+    """Splits the target's printed options off the end and turns them into -S words."""
+    markers = {
+        "REJECT": "reject-with",
+        "DNAT": "to:",
+        "SNAT": "to:",
+        "REDIRECT": "redir",
+        "MASQUERADE": "masq",
+        "NFLOG": "nflog",
+    }
+    start = None
+    if target in markers:
+        start = next((i for i, w in enumerate(words) if w.startswith(markers[target])), None)
+    elif target:
+        start = next((i for i in range(len(words) - 1, -1, -1) if words[i] == target), None)
+        if target == "CT" and start is None:
+            start = next((i for i, w in enumerate(words) if w == "NOTRACK"), None)
+    if start is None:
+        return words, []
+    opts = words[start:]
+    words = words[:start]
+    if target in ("MARK", "CONNMARK"):
+        return words, _mark_options(target, opts[1:])
+    if target == "REJECT" and len(opts) == 2:
+        return words, ["--reject-with", opts[1]]
+    if target == "CT":
+        return words, ["--notrack"] if opts[-1:] in (["notrack"], ["NOTRACK"]) else []
+    return words, []
+
+
+def _mark_options(target: str, opts: list[str]) -> list[str]:
+    ops = {
+        "set": "--set-mark",
+        "xset": "--set-xmark",
+        "and": "--and-mark",
+        "or": "--or-mark",
+        "xor": "--xor-mark",
+    }
+    if len(opts) == 2 and opts[0] in ops:
+        return [ops[opts[0]], opts[1]]
+    if target == "CONNMARK" and opts in (["save"], ["restore"]):
+        return [f"--{opts[0]}-mark"]
+    raise RuleError(f"cannot read the {target} target: {' '.join(opts)!r}")
+
+
+def _port(text: str) -> str:
+    """A listed port (or range a:b) with service names turned into numbers where known."""
+    out = []
+    for part in text.split(":"):
+        out.append(str(SERVICES[part]) if part in SERVICES else part)
+    return ":".join(out)
+
+
+def _translate(words: list[str]) -> list[str]:
+    """The -S words of the listed matches; whatever is not understood stays undecided."""
+    out: list[str] = []
+    i, n = 0, len(words)
+    neg = False
+
+    def bang(value: str) -> tuple[list[str], str]:
+        return (["!"], value[1:]) if value.startswith("!") else ([], value)
+
+    while i < n:
+        w = words[i]
+        nxt = words[i + 1] if i + 1 < n else ""
+        if w == "!":
+            neg = True
+            i += 1
+            continue
+        pre = ["!"] if neg else []
+        neg = False
+        if w in _PROTO_MODULES:
+            out += ["-m", w]
+            i += 1
+            while i < n and words[i].partition(":")[0] in ("dpt", "dpts", "spt", "spts", "flags"):
+                key, _, value = words[i].partition(":")
+                b, value = bang(value)
+                if key == "flags":
+                    mask, _, comp = value.partition("/")
+                    out += [*b, "--tcp-flags", mask, comp]
+                else:
+                    out += [*b, "--dport" if key[0] == "d" else "--sport", _port(value)]
+                i += 1
+        elif w == "multiport" and nxt in ("dports", "sports", "ports") and i + 2 < n:
+            b, value = bang(words[i + 2])
+            ports = ",".join(_port(p) for p in value.split(","))
+            out += ["-m", "multiport", *b, f"--{nxt}", ports]
+            i += 3
+        elif (
+            w
+            in (
+                "ctstate",
+                "state",
+                "ctstatus",
+                "ctorigsrc",
+                "ctorigdst",
+                "ctreplsrc",
+                "ctrepldst",
+                "ctproto",
+                "ctorigsrcport",
+                "ctorigdstport",
+                "ctdir",
+            )
+            and nxt
+        ):
+            module = "state" if w == "state" else "conntrack"
+            out += ["-m", module, *pre, f"--{w}", nxt]
+            i += 2
+        elif w in ("mark", "connmark") and nxt == "match" and i + 2 < n:
+            i += 2
+            if words[i] == "!":
+                pre, i = ["!"], i + 1
+            if i >= n:
+                break
+            out += ["-m", w, *pre, "--mark", words[i]]
+            i += 1
+        elif w == "ADDRTYPE" and nxt == "match":
+            out += ["-m", "addrtype"]
+            i += 2
+            while i + 1 < n and words[i] in ("src-type", "dst-type"):
+                b, value = bang(words[i + 1])
+                out += [*b, f"--{words[i]}", value]
+                i += 2
+        elif w in ("source", "destination") and words[i + 1 : i + 3] == ["IP", "range"]:
+            i += 3
+            if i < n and words[i] == "!":
+                pre, i = ["!"], i + 1
+            if i >= n:
+                break
+            out += [
+                "-m",
+                "iprange",
+                *pre,
+                "--src-range" if w == "source" else "--dst-range",
+                words[i],
+            ]
+            i += 1
+        elif w == "match-set" and i + 2 < n:
+            out += ["-m", "set", *pre, "--match-set", words[i + 1], words[i + 2]]
+            i += 3
+        elif w == "PKTTYPE" and nxt in ("=", "!=") and i + 2 < n:
+            out += ["-m", "pkttype", *(["!"] if nxt == "!=" else []), "--pkt-type", words[i + 2]]
+            i += 3
+        else:
+            # Not understood: keep it as an undecided match, with the text as listed.
+            out += ["-m", "listed", "--text", Quoted(" ".join(pre + words[i:]))]
+            break
+    return out

@@ -1,0 +1,152 @@
+"""Turning an iptables verdict into Findings, with the narrowest fix as an exact command.
+
+A block by a rule: delete that rule by its number (`iptables [-t T] -D CHAIN N`). A block by a
+policy: insert one ACCEPT for the tunnel's source in that chain. A block UFW decided: the ufw
+command, since editing ufw's chains by hand is undone by the next `ufw reload`.
+"""
+
+from __future__ import annotations
+
+from shared.analysis.findings import (
+    TUNNEL_POD_REMINDER,
+    Cause,
+    Finding,
+    Kind,
+    Remediation,
+    Severity,
+    Subject,
+)
+from shared.analysis.iptables.model import IptablesVerdict, TraceStep, Verdict
+
+__all__ = ["CHECK", "findings_for", "fix_commands", "trace_summary"]
+
+CHECK = "iptables.input"
+
+# Chains other software rewrites: deleting their rules by hand does not last.
+_MANAGED = {
+    "KUBE-": "kube-proxy",
+    "cali-": "Calico",
+    "CILIUM_": "Cilium",
+    "AZURE-": "Azure CNI",
+    "ufw-": "ufw",
+    "ufw6-": "ufw",
+}
+
+
+def _manager(chain: str) -> str:
+    return next((who for prefix, who in _MANAGED.items() if chain.startswith(prefix)), "")
+
+
+def fix_commands(v: IptablesVerdict) -> tuple[str, ...]:
+    """The exact commands that would let the packet through (empty unless it is blocked)."""
+    by = v.decided_by
+    if not v.verdict.blocks or by is None or v.packet is None:
+        return ()
+    p = v.packet
+    if v.cause == 2:
+        if by.policy is None and by.chain.startswith(("ufw-user", "ufw6-user")):
+            # A user rule denies the port: an appended allow would come after it.
+            return (f"ufw insert 1 allow from {p.src} to any port {p.dport} proto {p.proto}",)
+        return (f"ufw allow from {p.src} to any port {p.dport} proto {p.proto}",)
+    table = "" if by.table == "filter" else f" -t {by.table}"
+    if by.policy is not None:
+        return (
+            f"{v.command}{table} -I {by.chain} 1 -s {p.src} -p {p.proto} "
+            f"--dport {p.dport} -j ACCEPT",
+        )
+    return (f"{v.command}{table} -D {by.chain} {by.rule_number}",)
+
+
+def trace_summary(trace: tuple[TraceStep, ...], limit: int = 12) -> list[str]:
+    lines = []
+    for s in trace[-limit:]:
+        where = f"{s.table} {s.chain}" + (f" #{s.rule_number}" if s.rule_number else "")
+        lines.append(f"{where}: {s.action}" + (f"  [{s.rule}]" if s.rule else ""))
+    if len(trace) > limit:
+        lines.insert(0, f"... {len(trace) - limit} earlier step(s)")
+    return lines
+
+
+def _where(v: IptablesVerdict) -> str:
+    by = v.decided_by
+    if by is None:
+        return ""
+    if by.policy is not None:
+        return f"policy {by.policy} of {by.table} {by.chain}"
+    return f"rule {by.rule_number} of {by.table} {by.chain}"
+
+
+def findings_for(v: IptablesVerdict, subject: Subject) -> list[Finding]:
+    """No finding for accept; a critical problem for a block; an inconclusive one otherwise."""
+    p = v.packet
+    what = "the packet" if p is None else f"{p.proto.upper()} {p.dport} from {p.src}"
+    if v.verdict is Verdict.ACCEPT:
+        return []
+    by = v.decided_by
+    if v.verdict is Verdict.UNKNOWN:
+        evidence = [f"source: {v.source}", f"why: {v.reason}"]
+        evidence += [
+            f"undecided: {u.table} {u.chain} #{u.rule_number} [{u.rule}]: {u.reason}"
+            for u in v.undecided[:10]
+        ]
+        evidence += list(v.notes)
+        return [
+            Finding(
+                check=CHECK,
+                cause=Cause.IPTABLES,
+                kind=Kind.INCONCLUSIVE,
+                severity=Severity.WARNING,
+                subject=subject,
+                title=f"cannot decide whether iptables lets {what} in",
+                evidence=tuple(evidence),
+                key="unknown",
+            )
+        ]
+    if by is None:  # a block always names its rule or policy
+        raise ValueError("a drop/reject verdict without decided_by")
+    cause = Cause.UFW if v.cause == 2 else Cause.IPTABLES
+    evidence = [f"source: {v.source}", f"decided by {_where(v)}"]
+    if by.rule:
+        evidence.append(f"rule: {by.rule}")
+    evidence += [f"trace: {line}" for line in trace_summary(v.trace)]
+    evidence += [
+        f"also blocks on another path: {o.table} {o.chain} "
+        + (f"policy {o.policy}" if o.policy else f"#{o.rule_number} [{o.rule}]")
+        for o in v.other_blocks
+    ]
+    evidence += list(v.notes)
+    notes = []
+    manager = _manager(by.chain)
+    if manager and cause is Cause.IPTABLES:
+        notes.append(
+            f"{by.chain} is managed by {manager}: a deleted rule comes back; change the "
+            "configuration that creates it"
+        )
+    if by.policy is None and cause is Cause.IPTABLES:
+        notes.append(
+            "rule numbers shift when rules are added or removed: check with "
+            f"`{v.command} -t {by.table} -L {by.chain} --line-numbers` first"
+        )
+    notes.append(TUNNEL_POD_REMINDER)
+    summary = (
+        f"allow {what} in ufw"
+        if cause is Cause.UFW
+        else f"remove the {v.verdict.value.upper()} {_where(v)}"
+        if by.policy is None
+        else f"allow {what} before the {by.policy} policy of {by.table} {by.chain}"
+    )
+    key = f"{by.table}:{by.chain}:" + (f"policy:{by.policy}" if by.policy else by.rule or "")
+    return [
+        Finding(
+            check=CHECK,
+            cause=cause,
+            kind=Kind.PROBLEM,
+            severity=Severity.CRITICAL,
+            subject=subject,
+            title=f"{'UFW' if cause is Cause.UFW else 'iptables'} "
+            f"{'drops' if v.verdict is Verdict.DROP else 'rejects'} {what} ({_where(v)})",
+            evidence=tuple(evidence),
+            remediation=Remediation(summary, fix_commands(v), tuple(notes)),
+            key=key,
+        )
+    ]
