@@ -1,38 +1,37 @@
-"""Entry point of the `tunnelwatch` command: parses arguments and dispatches subcommands."""
+"""Entry point of the `tunnelwatch` command: parses arguments and dispatches subcommands.
+
+`tunnelwatch analyze KIND ...` imports only KIND's module: on a 50,000-rule iptables dump the
+whole process should take no longer than the kernel's own parser, so startup counts.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
+import os
 import sys
 from collections.abc import Sequence
-from types import ModuleType
 
 from shared import __version__
-from shared.cli import (
-    analyze_iptables,
-    analyze_nc,
-    analyze_nsg,
-    analyze_runcommand,
-    analyze_snat,
-    analyze_ufw,
-)
 from shared.cli.common import CommandResult, ExitCode
 from shared.errors import TunnelwatchError
 
-__all__ = ["build_parser", "main"]
+__all__ = ["ANALYZERS", "build_parser", "main"]
 
-ANALYZERS: tuple[ModuleType, ...] = (
-    analyze_iptables,
-    analyze_ufw,
-    analyze_nc,
-    analyze_nsg,
-    analyze_runcommand,
-    analyze_snat,
-)
+# analyze KIND -> the module that registers it (register(kinds) adds the subparser)
+ANALYZERS: dict[str, str] = {
+    "iptables": "shared.cli.analyze_iptables",
+    "ufw": "shared.cli.analyze_ufw",
+    "nc": "shared.cli.analyze_nc",
+    "nsg": "shared.cli.analyze_nsg",
+    "runcommand": "shared.cli.analyze_runcommand",
+    "snat": "shared.cli.analyze_snat",
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The full parser, or (with `only`) one that knows just that analyze subcommand."""
     parser = argparse.ArgumentParser(
         prog="tunnelwatch",
         description="Find what blocks the AKS tunnel (node port 10250, egress to the API server).",
@@ -45,24 +44,38 @@ def build_parser() -> argparse.ArgumentParser:
         "analyze", help="analyze one captured input (iptables, ufw, nc, nsg, runcommand, snat)"
     )
     kinds = analyze.add_subparsers(dest="kind", metavar="KIND", required=True)
-    for module in ANALYZERS:
-        module.register(kinds)
+    for kind, module in ANALYZERS.items():
+        if only is None or kind == only:
+            importlib.import_module(module).register(kinds)
     return parser
 
 
+def _only(argv: Sequence[str]) -> str | None:
+    if len(argv) >= 2 and argv[0] == "analyze" and argv[1] in ANALYZERS:
+        return argv[1]
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(_only(args_list)).parse_args(args_list)
     try:
         result: CommandResult = args.handler(args)
     except TunnelwatchError as exc:
         print(f"tunnelwatch: error: {exc}", file=sys.stderr)
         return int(ExitCode.USAGE)
     if getattr(args, "json", False):
-        json.dump(result.document, sys.stdout, indent=2, sort_keys=False)
-        sys.stdout.write("\n")
+        text = json.dumps(result.document, indent=2) + "\n"
     else:
-        sys.stdout.write(result.text if result.text.endswith("\n") else result.text + "\n")
+        text = result.text if result.text.endswith("\n") else result.text + "\n"
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (`| head`): not an error of ours. Point stdout at /dev/null so
+        # the interpreter's final flush does not complain again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
     return int(result.exit_code)
 
 
