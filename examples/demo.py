@@ -27,6 +27,11 @@ class Step:
     title: str
     args: tuple[str, ...]
     expect: int
+    label: str = ""  # what the summary shows; default: the input file
+
+    @property
+    def shown_input(self) -> str:
+        return self.label or self.args[1]
 
 
 NODE = "10.224.0.5"  # the node being checked
@@ -70,6 +75,7 @@ STEPS = (
             "10.224.0.0/16",
         ),
         1,
+        label="subnet-nsg.json + nic-nsg.json",
     ),
     Step("The article's check: nc -v -w 2 <node-ip> 10250, from a node", ("nc", "probe-nc.txt"), 1),
     Step(
@@ -99,7 +105,7 @@ def main() -> int:
             sys.stdout.write(proc.stderr)
         meaning = EXIT_MEANING.get(proc.returncode, "unexpected")
         print(f"(exit {proc.returncode}: {meaning})")
-        rows.append((step.args[0], step.args[1], proc.returncode, meaning))
+        rows.append((step.args[0], step.shown_input, proc.returncode, meaning))
         if proc.returncode != step.expect:
             failures.append(f"step {n} ({shown}): exit {proc.returncode}, expected {step.expect}")
     print("\n=== Summary")

@@ -314,3 +314,16 @@ def test_cli_options(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert main(["analyze", "snat", str(bad)]) == 2
     out, err = capsys.readouterr()
     assert out == "" and str(bad) in err and "PT1M" in err
+
+
+def test_nat_gateway_fix_changes_the_outbound_type_in_place() -> None:
+    from shared.analysis.snat.remedies import load_balancer_fix
+
+    fix = load_balancer_fix("rg-aks", "aks-prod")
+    nat = [c for c in fix.commands if "NATGateway" in c]
+    assert nat == [
+        "az aks update -g rg-aks -n aks-prod --outbound-type managedNATGateway "
+        "--nat-gateway-managed-outbound-ip-count 2"
+    ]
+    assert not any("az aks create" in c for c in fix.commands)
+    assert any("userAssignedNATGateway" in n for n in fix.notes)

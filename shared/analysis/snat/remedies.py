@@ -26,8 +26,12 @@ _POOLING = (
     "5a: first make sure applications reuse connections (connection pooling); one new "
     "outbound connection per request exhausts any allocation."
 )
-_NAT_CREATE = (
-    "az aks create -g {rg} -n <new-cluster> --outbound-type managedNATGateway "
+# AKS can change outboundType on an existing cluster ("You can now update the outboundType
+# after cluster creation", egress-outboundtype): loadBalancer -> managedNATGateway with an
+# AKS-managed VNet; with your own VNet, attach a NAT gateway to the node subnets and move to
+# userAssignedNATGateway.
+_NAT_UPDATE = (
+    "az aks update -g {rg} -n {cluster} --outbound-type managedNATGateway "
     "--nat-gateway-managed-outbound-ip-count 2"
 )
 
@@ -88,12 +92,14 @@ def load_balancer_fix(
                     f"Doubling to {doubled} ports per node for {nodes} nodes needs {ips} "
                     "outbound IP(s)."
                 )
-    commands.append(_NAT_CREATE.format(rg=resource_group))
+    commands.append(_NAT_UPDATE.format(rg=resource_group, cluster=cluster))
     notes += [
         "--load-balancer-managed-outbound-ip-count applies to AKS-managed outbound IPs; with "
         "your own IPs or prefixes use --load-balancer-outbound-ips / -ip-prefixes instead.",
-        "5c: a NAT gateway gives up to 64,512 ports per IP to every node on demand; the article "
-        "sets it up on a new cluster (check the AKS docs for changing outboundType in place).",
+        "5c: a NAT gateway gives up to 64,512 ports per IP to every node on demand. The command "
+        "is for an AKS-managed VNet; with your own VNet, associate a NAT gateway with the node "
+        "subnets and use --outbound-type userAssignedNATGateway. Changing the outbound type "
+        "changes the cluster's egress IPs: update allow-lists that name them first.",
         TUNNEL_POD_REMINDER,
     ]
     return Remediation(
