@@ -1,0 +1,43 @@
+"""Storage of scan runs, findings and finding history in Azure Table storage.
+
+    store.py     FindingStore: the SDK calls (the TableServiceClient is passed in)
+    plan.py      what one cluster's scan changes: flips, held closes, rows to write (pure)
+    keys.py      table names, keys and the parameterized key-range queries (pure)
+    entities.py  records <-> entities, checked on the way back (pure)
+    limits.py    entity and batch limits, truncation markers, secret masking (pure)
+    model.py     the records: StoredFinding, HistoryEvent, ScanRun, ClusterScan ...
+
+The schema is documented in docs/storage.md.
+"""
+
+from __future__ import annotations
+
+from shared.adapters.tables.keys import TableNames, TableQuery, cluster_key
+from shared.adapters.tables.model import (
+    ClusterScan,
+    Coverage,
+    Event,
+    FindingState,
+    HistoryEvent,
+    RecordResult,
+    RunStatus,
+    ScanRun,
+    StoredFinding,
+)
+from shared.adapters.tables.store import FindingStore
+
+__all__ = [
+    "ClusterScan",
+    "Coverage",
+    "Event",
+    "FindingState",
+    "FindingStore",
+    "HistoryEvent",
+    "RecordResult",
+    "RunStatus",
+    "ScanRun",
+    "StoredFinding",
+    "TableNames",
+    "TableQuery",
+    "cluster_key",
+]

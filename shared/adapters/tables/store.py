@@ -1,0 +1,182 @@
+"""FindingStore: scan runs, current findings and their history in Azure Table storage.
+
+The `TableServiceClient` is handed in (built from a connection string or an endpoint and a
+credential elsewhere); this module only reads and writes. The schema and the queries are in
+keys.py and docs/storage.md; what a scan changes is decided in plan.py.
+
+Write order for one cluster: history rows first, then the open index, then the findings
+table. The findings table is what the next scan compares against, so if a write is cut
+short the next scan sees the old state and repeats the flip (a duplicate history row at
+worst) instead of losing it. One writer per cluster at a time is assumed (the scan timer
+runs as a singleton); concurrent writers would need ETag conditions.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from azure.data.tables import TableClient, TableServiceClient, UpdateMode
+
+from shared.adapters.tables.entities import (
+    history_from_entity,
+    run_from_entity,
+    run_properties,
+    stored_from_entity,
+)
+from shared.adapters.tables.keys import (
+    OPEN_PARTITION,
+    TableNames,
+    TableQuery,
+    cluster_query,
+    history_query,
+    month_key,
+    open_query,
+    run_row_key,
+    runs_query,
+)
+from shared.adapters.tables.limits import transactions
+from shared.adapters.tables.model import (
+    ClusterScan,
+    FindingState,
+    HistoryEvent,
+    RecordResult,
+    ScanRun,
+    StoredFinding,
+)
+from shared.adapters.tables.plan import plan_cluster_write
+
+__all__ = ["PAGE_SIZE", "FindingStore"]
+
+log = logging.getLogger(__name__)
+
+PAGE_SIZE = 1000  # the service's maximum page; continuation tokens bring the rest
+
+
+class FindingStore:
+    """Keeps scan runs, the current state of every finding, and each cluster's history."""
+
+    def __init__(
+        self,
+        service: TableServiceClient,
+        *,
+        prefix: str = "tunnelwatch",
+        page_size: int = PAGE_SIZE,
+    ) -> None:
+        if not 1 <= page_size <= PAGE_SIZE:
+            raise ValueError(f"page_size must be 1-{PAGE_SIZE}, got {page_size}")
+        self.names = TableNames(prefix)
+        self._service = service
+        self._page_size = page_size
+        self._clients: dict[str, TableClient] = {}
+
+    def ensure_tables(self) -> None:
+        """Create the four tables if they do not exist (idempotent)."""
+        for name in self.names.all():
+            self._service.create_table_if_not_exists(name)
+
+    # ---- writing -------------------------------------------------------------------
+
+    def record_cluster(self, scan: ClusterScan, *, run_id: str, now: datetime) -> RecordResult:
+        """Store one cluster's scan result; returns the flips (new, resolved, reopened)."""
+        existing = {s.fingerprint: s for s in self.current_findings(scan.cluster_id)}
+        plan = plan_cluster_write(scan, existing, run_id=run_id, now=now)
+        count = self._upsert(self.names.history, plan.history)
+        count += self._upsert(self.names.open, plan.open_upserts)
+        open_table = self._table(self.names.open)
+        for row_key in plan.open_deletes:
+            # Resolutions are rare; single deletes tolerate a row already gone (a retried
+            # write), which a batch delete would turn into a failed transaction.
+            open_table.delete_entity(partition_key=OPEN_PARTITION, row_key=row_key)
+        count += self._upsert(self.names.findings, plan.current)
+        if plan.duplicates:
+            log.warning(
+                "cluster %s: %d fingerprints reported more than once; kept the first",
+                scan.cluster_id,
+                len(plan.duplicates),
+            )
+        if plan.held:
+            log.info(
+                "cluster %s: %s scan, %d open findings kept open: %s",
+                scan.cluster_id,
+                scan.coverage.value,
+                len(plan.held),
+                scan.reason,
+            )
+        open_count = sum(1 for s in plan.stored if s.state is FindingState.OPEN) + len(plan.held)
+        log.info(
+            "cluster %s: stored %d findings (%d flips, %d open) in %d transactions",
+            scan.cluster_id,
+            len(plan.current),
+            len(plan.flips),
+            open_count,
+            count,
+        )
+        return RecordResult(
+            cluster_id=scan.cluster_id,
+            run_id=run_id,
+            coverage=scan.coverage,
+            flips=plan.flips,
+            open_count=open_count,
+            held=plan.held,
+            duplicates=plan.duplicates,
+            transactions=count,
+            stored=plan.stored,
+        )
+
+    def save_run(self, run: ScanRun) -> None:
+        """Write a scan run (at start, and again when it finishes: same keys, replaced)."""
+        entity = run_properties(month_key(run.started), run_row_key(run.started, run.run_id), run)
+        self._table(self.names.runs).upsert_entity(entity, mode=UpdateMode.REPLACE)
+
+    # ---- reading -------------------------------------------------------------------
+
+    def current_findings(
+        self, cluster_id: str, *, state: FindingState | None = None
+    ) -> list[StoredFinding]:
+        q = cluster_query(self.names, cluster_id, state)
+        return [stored_from_entity(q.table, e) for e in self.query(q)]
+
+    def open_findings(
+        self, *, subscription: str | None = None, cluster_id: str | None = None
+    ) -> list[StoredFinding]:
+        """Open findings of everything, of one subscription, or of one of its clusters."""
+        q = open_query(self.names, subscription, cluster_id)
+        return [stored_from_entity(q.table, e) for e in self.query(q)]
+
+    def history(self, cluster_id: str, start: datetime, end: datetime) -> list[HistoryEvent]:
+        """A cluster's history rows in [start, end), oldest first."""
+        q = history_query(self.names, cluster_id, start, end)
+        return [history_from_entity(q.table, e) for e in self.query(q)]
+
+    def runs_between(self, start: datetime, end: datetime) -> list[ScanRun]:
+        """Scan runs started in [start, end), oldest first."""
+        q = runs_query(self.names, start, end)
+        return [run_from_entity(q.table, e) for e in self.query(q)]
+
+    def query(self, q: TableQuery) -> Iterator[Mapping[str, Any]]:
+        """Run a parameterized query, following continuation page by page."""
+        pager = self._table(q.table).query_entities(
+            query_filter=q.filter, parameters=dict(q.parameters), results_per_page=self._page_size
+        )
+        for page in pager.by_page():
+            yield from page
+
+    # ---- plumbing ------------------------------------------------------------------
+
+    def _table(self, name: str) -> TableClient:
+        client = self._clients.get(name)
+        if client is None:
+            client = self._clients[name] = self._service.get_table_client(name)
+        return client
+
+    def _upsert(self, table: str, entities: Sequence[Mapping[str, Any]]) -> int:
+        client = self._table(table)
+        batches = transactions(entities)
+        for batch in batches:
+            client.submit_transaction(
+                [("upsert", entity, {"mode": UpdateMode.REPLACE}) for entity in batch]
+            )
+        return len(batches)
