@@ -1,0 +1,190 @@
+"""The ONE place that builds Azure SDK management clients.
+
+Everything that varies between Azure public cloud, sovereign clouds and the test simulator is
+decided here: the ARM endpoint (`base_url`), the token scope derived from it, the login
+authority for DefaultAzureCredential, an extra CA bundle (`connection_verify`), the retry
+budget (429 with Retry-After is retried, within bounds) and the call-counting policy that every
+client shares. Adapters receive the built clients; they never build their own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from azure.core.credentials import TokenCredential
+from azure.core.pipeline import PipelineResponse
+from azure.core.pipeline.policies import RetryPolicy
+from azure.mgmt.compute import ComputeManagementClient
+from azure.mgmt.containerservice import ContainerServiceClient
+from azure.mgmt.network import NetworkManagementClient
+
+from shared.adapters.callcount import CallCounter, CountingPolicy
+
+__all__ = [
+    "PUBLIC_ARM_ENDPOINT",
+    "ArmClients",
+    "BoundedRetryPolicy",
+    "RetrySettings",
+    "authority_for",
+    "build_clients",
+    "credential_scopes_for",
+    "default_credential",
+]
+
+PUBLIC_ARM_ENDPOINT = "https://management.azure.com"
+
+# host -> (token scope, login authority host). Scopes as azure-mgmt-core's get_arm_endpoints
+# gives them for the known clouds; anything else (Azure Stack, the test simulator) gets
+# "<endpoint>/.default", which is how ARM-compatible endpoints name their audience.
+_KNOWN_CLOUDS = {
+    "management.azure.com": (
+        "https://management.azure.com/.default",
+        "login.microsoftonline.com",
+    ),
+    "management.chinacloudapi.cn": (
+        "https://management.chinacloudapi.cn/.default",
+        "login.chinacloudapi.cn",
+    ),
+    "management.usgovcloudapi.net": (
+        "https://management.core.usgovcloudapi.net/.default",
+        "login.microsoftonline.us",
+    ),
+}
+
+
+def _normalised_endpoint(arm_endpoint: str) -> str:
+    parts = urlsplit(arm_endpoint.strip())
+    if parts.scheme != "https" or not parts.netloc:
+        # azure-core refuses bearer tokens over http anyway; say so before the first call.
+        raise ValueError(f"ARM endpoint {arm_endpoint!r} is not an https:// URL")
+    return f"https://{parts.netloc}{parts.path.rstrip('/')}"
+
+
+def credential_scopes_for(arm_endpoint: str) -> list[str]:
+    """The token scope for an ARM endpoint (sovereign clouds differ from their host name)."""
+    endpoint = _normalised_endpoint(arm_endpoint)
+    known = _KNOWN_CLOUDS.get(urlsplit(endpoint).netloc.lower())
+    return [known[0]] if known else [f"{endpoint}/.default"]
+
+
+def authority_for(arm_endpoint: str) -> str | None:
+    """The login authority host of a known cloud; None for unknown endpoints."""
+    known = _KNOWN_CLOUDS.get(urlsplit(_normalised_endpoint(arm_endpoint)).netloc.lower())
+    return known[1] if known else None
+
+
+def default_credential(arm_endpoint: str = PUBLIC_ARM_ENDPOINT) -> TokenCredential:
+    """DefaultAzureCredential (az login, managed identity, ...) for the endpoint's cloud."""
+    # imported here: only the real scan needs azure-identity, tests bring their own credential
+    from azure.identity import DefaultAzureCredential  # noqa: PLC0415
+
+    authority = authority_for(arm_endpoint)
+    if authority is None:
+        return DefaultAzureCredential()
+    return DefaultAzureCredential(authority=authority)
+
+
+@dataclass(frozen=True, slots=True)
+class RetrySettings:
+    """Bounds of azure-core's RetryPolicy; Retry-After is honoured up to `max_retry_after`."""
+
+    total: int = 6  # retries of one request, whatever the cause
+    status: int = 5  # of those, retries on 408/429/5xx answers
+    backoff_factor: float = 0.8  # seconds, exponential, when no Retry-After is given
+    backoff_max: int = 30
+    max_retry_after: float = 60.0  # a longer Retry-After fails the call instead of stalling
+    timeout: int = 300  # seconds for one operation including its retries
+
+    def __post_init__(self) -> None:
+        if min(self.total, self.status, self.backoff_max, self.timeout) < 0:
+            raise ValueError("retry settings must not be negative")
+        if self.backoff_factor < 0 or self.max_retry_after < 0:
+            raise ValueError("retry settings must not be negative")
+
+
+class BoundedRetryPolicy(RetryPolicy[Any, Any]):
+    """azure-core's RetryPolicy, except that a Retry-After beyond a bound is not waited for.
+
+    ARM's read bucket refills in seconds; a Retry-After of many minutes means the subscription
+    is being throttled hard, and a scan that sleeps that long inside one call helps nobody:
+    the call fails, the failure is recorded, the next scan tries again.
+    """
+
+    def __init__(self, *, max_retry_after: float, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.max_retry_after = max_retry_after
+
+    def is_retry(self, settings: dict[str, Any], response: PipelineResponse[Any, Any]) -> bool:
+        retry_after = self.get_retry_after(response)
+        if retry_after is not None and retry_after > self.max_retry_after:
+            return False
+        return bool(super().is_retry(settings, response))
+
+    @classmethod
+    def from_settings(cls, retry: RetrySettings) -> BoundedRetryPolicy:
+        return cls(
+            max_retry_after=retry.max_retry_after,
+            retry_total=retry.total,
+            retry_status=retry.status,
+            retry_backoff_factor=retry.backoff_factor,
+            retry_backoff_max=retry.backoff_max,
+            timeout=retry.timeout,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ArmClients:
+    """The management clients of one subscription, sharing one call counter."""
+
+    subscription: str
+    container: ContainerServiceClient
+    compute: ComputeManagementClient
+    network: NetworkManagementClient
+    counter: CallCounter = field(default_factory=CallCounter)
+
+    def close(self) -> None:
+        self.container.close()
+        self.compute.close()
+        self.network.close()
+
+
+def build_clients(
+    credential: TokenCredential,
+    subscription: str,
+    *,
+    arm_endpoint: str = PUBLIC_ARM_ENDPOINT,
+    ca_bundle: str | None = None,
+    retry: RetrySettings | None = None,
+    counter: CallCounter | None = None,
+    connection_timeout: float = 10.0,
+    read_timeout: float = 60.0,
+) -> ArmClients:
+    """Clients for one subscription against one ARM endpoint.
+
+    `ca_bundle` is a PEM file trusted in addition to nothing else (requests' `verify=`): give
+    it only for endpoints signed by a private CA (the simulator, some sovereign deployments).
+    Pass the same `counter` to several builds to count a multi-subscription scan as one.
+    """
+    endpoint = _normalised_endpoint(arm_endpoint)
+    counter = counter if counter is not None else CallCounter()
+    settings = retry if retry is not None else RetrySettings()
+    kwargs: dict[str, Any] = {
+        "base_url": endpoint,
+        "credential_scopes": credential_scopes_for(endpoint),
+        "retry_policy": BoundedRetryPolicy.from_settings(settings),
+        # after the RetryPolicy: every attempt, including retried 429s, is counted
+        "per_retry_policies": [CountingPolicy(counter)],
+        "connection_timeout": connection_timeout,
+        "read_timeout": read_timeout,
+    }
+    if ca_bundle:
+        kwargs["connection_verify"] = ca_bundle
+    return ArmClients(
+        subscription=subscription,
+        container=ContainerServiceClient(credential, subscription, **kwargs),
+        compute=ComputeManagementClient(credential, subscription, **kwargs),
+        network=NetworkManagementClient(credential, subscription, **kwargs),
+        counter=counter,
+    )
