@@ -18,6 +18,7 @@ from azure.core.pipeline import PipelineResponse
 from azure.core.pipeline.policies import RetryPolicy
 from azure.mgmt.compute import ComputeManagementClient
 from azure.mgmt.containerservice import ContainerServiceClient
+from azure.mgmt.monitor import MonitorManagementClient
 from azure.mgmt.network import NetworkManagementClient
 
 from shared.adapters.callcount import CallCounter, CountingPolicy
@@ -29,6 +30,7 @@ __all__ = [
     "RetrySettings",
     "authority_for",
     "build_clients",
+    "build_monitor_client",
     "credential_scopes_for",
     "default_credential",
 ]
@@ -167,8 +169,42 @@ def build_clients(
     it only for endpoints signed by a private CA (the simulator, some sovereign deployments).
     Pass the same `counter` to several builds to count a multi-subscription scan as one.
     """
-    endpoint = _normalised_endpoint(arm_endpoint)
     counter = counter if counter is not None else CallCounter()
+    kwargs = _client_kwargs(
+        arm_endpoint, ca_bundle, retry, counter, connection_timeout, read_timeout
+    )
+    return ArmClients(
+        subscription=subscription,
+        container=ContainerServiceClient(credential, subscription, **kwargs),
+        compute=ComputeManagementClient(credential, subscription, **kwargs),
+        network=NetworkManagementClient(credential, subscription, **kwargs),
+        counter=counter,
+    )
+
+
+def build_monitor_client(
+    credential: TokenCredential,
+    subscription: str,
+    *,
+    arm_endpoint: str = PUBLIC_ARM_ENDPOINT,
+    ca_bundle: str | None = None,
+    retry: RetrySettings | None = None,
+    counter: CallCounter | None = None,
+) -> MonitorManagementClient:
+    """Azure Monitor (metrics) through ARM, counted by the same counter as the ARM clients."""
+    kwargs = _client_kwargs(arm_endpoint, ca_bundle, retry, counter or CallCounter(), 10.0, 60.0)
+    return MonitorManagementClient(credential, subscription, **kwargs)
+
+
+def _client_kwargs(
+    arm_endpoint: str,
+    ca_bundle: str | None,
+    retry: RetrySettings | None,
+    counter: CallCounter,
+    connection_timeout: float,
+    read_timeout: float,
+) -> dict[str, Any]:
+    endpoint = _normalised_endpoint(arm_endpoint)
     settings = retry if retry is not None else RetrySettings()
     kwargs: dict[str, Any] = {
         "base_url": endpoint,
@@ -181,10 +217,4 @@ def build_clients(
     }
     if ca_bundle:
         kwargs["connection_verify"] = ca_bundle
-    return ArmClients(
-        subscription=subscription,
-        container=ContainerServiceClient(credential, subscription, **kwargs),
-        compute=ComputeManagementClient(credential, subscription, **kwargs),
-        network=NetworkManagementClient(credential, subscription, **kwargs),
-        counter=counter,
-    )
+    return kwargs

@@ -12,6 +12,7 @@ import contextlib
 import logging
 from collections.abc import Iterable, Iterator
 
+from azure.core.credentials import TokenCredential
 from azure.core.exceptions import ResourceExistsError
 from azure.storage.queue import (
     BinaryBase64DecodePolicy,
@@ -39,6 +40,19 @@ class ProbeQueue:
         client = QueueClient.from_connection_string(
             connection_string,
             queue_name,
+            message_encode_policy=TextBase64EncodePolicy(),
+            message_decode_policy=BinaryBase64DecodePolicy(),
+        )
+        return cls(client)
+
+    @classmethod
+    def from_account_url(
+        cls, account_url: str, queue_name: str, credential: TokenCredential
+    ) -> ProbeQueue:
+        client = QueueClient(
+            account_url=account_url,
+            queue_name=queue_name,
+            credential=credential,
             message_encode_policy=TextBase64EncodePolicy(),
             message_decode_policy=BinaryBase64DecodePolicy(),
         )

@@ -9,11 +9,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import logging
 import os
 import sys
 from collections.abc import Sequence
 
 from shared import __version__
+from shared.cli import scan
 from shared.cli.common import CommandResult, ExitCode
 from shared.errors import TunnelwatchError
 
@@ -47,6 +49,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     for kind, module in ANALYZERS.items():
         if only is None or kind == only:
             importlib.import_module(module).register(kinds)
+    scan.register(commands)  # light: its handler imports the Azure SDKs when it runs
     return parser
 
 
@@ -57,6 +60,7 @@ def _only(argv: Sequence[str]) -> str | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="tunnelwatch: %(levelname)s: %(message)s")
     args_list = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(_only(args_list)).parse_args(args_list)
     try:

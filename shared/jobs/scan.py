@@ -1,0 +1,306 @@
+"""The scan: every cluster of each subscription -> NSG and SNAT findings -> storage -> probes.
+
+One code path for the timer function and `tunnelwatch scan`. Everything outside (ARM clients,
+Azure Monitor, DNS, Table Storage, the queue, the clock) comes in through ScanDeps, so tests run
+it against the ARM simulator and Azurite, and production against Azure.
+
+A cluster is a unit of failure: an exception while checking one cluster makes that cluster's
+scan FAILED (its open findings are held, not resolved) and the others go on. A failed cluster
+list fails the subscription, recorded in the run's errors.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from azure.core.exceptions import AzureError
+from azure.mgmt.monitor import MonitorManagementClient
+
+from shared.adapters.arm_inventory import read_estate
+from shared.adapters.clients import ArmClients
+from shared.adapters.inventory.rest import as_doc
+from shared.adapters.metrics import read_snat_metrics
+from shared.adapters.queues import ProbeQueue
+from shared.adapters.tables import ClusterScan, Coverage, FindingStore, RunStatus, ScanRun
+from shared.analysis.findings import Finding, Kind
+from shared.analysis.nsg import ServiceTags, load_service_tags
+from shared.checks.paths import PathChecker
+from shared.checks.snat import SnatTarget, snat_findings, snat_target
+from shared.errors import InputError
+from shared.inventory.model import Cluster, Estate
+from shared.probe_requests import ProbeKind, ProbeRequest
+
+__all__ = ["ClusterOutcome", "ScanDeps", "ScanOptions", "ScanOutcome", "run_scan"]
+
+log = logging.getLogger(__name__)
+Resolver = Callable[[str], tuple[str, ...]]
+
+
+@dataclass(frozen=True, slots=True)
+class ScanOptions:
+    subscriptions: tuple[str, ...]
+    snat_threshold_percent: int = 80
+    snat_window_minutes: int = 5
+    snat_min_bad_points: int = 3
+    check_legacy_tunnel_ports: bool = False
+    probe_budget: int = 20
+    service_tags_cache_hours: int = 24
+
+
+@dataclass
+class ScanDeps:
+    clients_for: Callable[[str], ArmClients]
+    monitor_for: Callable[[str], MonitorManagementClient]
+    resolver: Resolver
+    clock: Callable[[], datetime]
+    store: FindingStore | None = None
+    queue: ProbeQueue | None = None
+    progress: Callable[[str], None] | None = None
+    # (subscription, location) -> (fetched at, tags); kept across scans of one process
+    tag_cache: dict[tuple[str, str], tuple[datetime, ServiceTags | None]] = field(
+        default_factory=dict
+    )
+
+
+@dataclass
+class ClusterOutcome:
+    cluster: Cluster
+    coverage: Coverage
+    findings: list[Finding]
+    notes: list[str] = field(default_factory=list)  # skips and partial-coverage reasons
+    flows_evaluated: int = 0
+
+
+@dataclass
+class ScanOutcome:
+    run: ScanRun
+    clusters: list[ClusterOutcome]
+    probe_requests: list[ProbeRequest]
+    arm_calls: Counter[str]
+    seconds: float
+
+    @property
+    def findings(self) -> list[Finding]:
+        return [f for c in self.clusters for f in c.findings]
+
+
+def run_scan(options: ScanOptions, deps: ScanDeps) -> ScanOutcome:
+    started = deps.clock()
+    t0 = time.perf_counter()
+    run_id = f"scan-{started:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+    outcomes: list[ClusterOutcome] = []
+    errors: list[str] = []
+    calls: Counter[str] = Counter()
+    for subscription in options.subscriptions:
+        clients = deps.clients_for(subscription)
+        monitor = deps.monitor_for(subscription)
+        try:
+            estate = read_estate(clients, subscription)
+        except (AzureError, InputError) as exc:
+            errors.append(f"subscription {subscription}: cluster list failed: {exc}")
+            log.error("subscription %s: cluster list failed: %s", subscription, exc)
+            estate = None
+        if estate is not None:
+            errors.extend(e for e in estate.errors if not e.startswith("cluster "))
+            outcomes += _scan_estate(estate, clients, monitor, options, deps)
+        # The monitor client shares the ARM clients' counter (built with it in wiring.py).
+        calls.update(clients.counter.snapshot().requests)
+    finished = deps.clock()
+    requests = _probe_requests(outcomes, options, run_id, finished)
+    if deps.queue is not None and requests:
+        deps.queue.send_all(requests)
+    failed = tuple(o.cluster.id for o in outcomes if o.coverage is Coverage.FAILED)
+    counts = Counter(f"{f.kind.value}:{f.cause or '-'}" for o in outcomes for f in o.findings)
+    status = (
+        RunStatus.FAILED
+        if errors and not outcomes
+        else RunStatus.PARTIAL
+        if errors or failed
+        else RunStatus.COMPLETE
+    )
+    run = ScanRun(
+        run_id=run_id,
+        started=started,
+        finished=finished,
+        status=status,
+        subscriptions=options.subscriptions,
+        clusters_scanned=len(outcomes),
+        clusters_failed=failed,
+        arm_calls=sum(calls.values()),
+        arm_calls_by_operation=dict(calls),
+        finding_counts=dict(counts),
+        errors=tuple(errors),
+    )
+    if deps.store is not None:
+        for o in outcomes:
+            reason = "; ".join(o.notes) if o.coverage is not Coverage.COMPLETE else ""
+            deps.store.record_cluster(
+                ClusterScan(
+                    o.cluster.id, o.coverage, tuple(o.findings),
+                    subscription=o.cluster.subscription, reason=reason,
+                ),
+                run_id=run_id,
+                now=finished,
+            )  # fmt: skip
+        deps.store.save_run(run)
+    return ScanOutcome(run, outcomes, requests, calls, time.perf_counter() - t0)
+
+
+def _scan_estate(
+    estate: Estate,
+    clients: ArmClients,
+    monitor: MonitorManagementClient,
+    options: ScanOptions,
+    deps: ScanDeps,
+) -> list[ClusterOutcome]:
+    checkers: dict[str, PathChecker] = {}
+    out = []
+    for n, cluster in enumerate(estate.clusters, 1):
+        if deps.progress:
+            deps.progress(f"[{n}/{len(estate.clusters)}] {cluster.name}")
+        location = cluster.location.lower()
+        if location not in checkers:
+            tags = _service_tags(clients, estate.subscription, location, options, deps)
+            checkers[location] = PathChecker(
+                estate, service_tags=tags, check_legacy_ports=options.check_legacy_tunnel_ports
+            )
+        out.append(_scan_cluster(estate, cluster, checkers[location], monitor, options, deps))
+    return out
+
+
+def _scan_cluster(
+    estate: Estate,
+    cluster: Cluster,
+    checker: PathChecker,
+    monitor: MonitorManagementClient,
+    options: ScanOptions,
+    deps: ScanDeps,
+) -> ClusterOutcome:
+    notes = [e for e in estate.errors if e.lower().startswith(f"cluster {cluster.id.lower()}")]
+    outcome = ClusterOutcome(cluster, Coverage.PARTIAL if notes else Coverage.COMPLETE, [], notes)
+    if cluster.power_state.lower() == "stopped":
+        outcome.notes.append("cluster is stopped: nothing to check")
+        return outcome
+    try:
+        api_ips = _api_server_ips(estate, cluster, deps.resolver)
+        paths = checker.check(cluster, api_ips)
+        outcome.findings += paths.findings
+        outcome.flows_evaluated = paths.flows_evaluated
+        target = snat_target(estate, cluster)
+        if isinstance(target, str):
+            outcome.notes.append(f"SNAT not checked: {target}")
+        else:
+            outcome.findings += _snat(cluster, target, monitor, options, deps)
+    except (AzureError, InputError) as exc:
+        log.error("cluster %s: scan failed: %s", cluster.id, exc)
+        outcome.coverage = Coverage.FAILED
+        outcome.notes.append(f"scan failed: {exc}")
+    return outcome
+
+
+def _snat(
+    cluster: Cluster,
+    target: SnatTarget,
+    monitor: MonitorManagementClient,
+    options: ScanOptions,
+    deps: ScanDeps,
+) -> list[Finding]:
+    now = deps.clock()
+    metrics = read_snat_metrics(
+        monitor,
+        target.resource_id,
+        nat_gateway=target.nat_gateway,
+        now=now,
+        window_minutes=options.snat_window_minutes,
+    )
+    return snat_findings(
+        cluster,
+        target,
+        metrics,
+        threshold=options.snat_threshold_percent,
+        window=options.snat_window_minutes,
+        min_bad=options.snat_min_bad_points,
+        now=now,
+    )
+
+
+def _api_server_ips(estate: Estate, cluster: Cluster, resolver: Resolver) -> tuple[str, ...]:
+    """Where the nodes' tunnel goes: the internal load balancer with VNet integration, the
+    private FQDN of a private cluster, the public FQDN otherwise (resolved by `resolver`)."""
+    if cluster.vnet_integration:
+        node_rg = cluster.node_resource_group.lower()
+        for lb in estate.load_balancers:
+            internal = lb.name.lower() == "kube-apiserver" and lb.private_frontend_ips
+            if lb.resource_group.lower() == node_rg and internal:
+                return lb.private_frontend_ips
+    name = cluster.private_fqdn if cluster.private_cluster else cluster.fqdn
+    if not name:
+        return ()
+    try:
+        return resolver(name)
+    except OSError as exc:
+        log.info("cluster %s: cannot resolve %s: %s", cluster.id, name, exc)
+        return ()
+
+
+def _service_tags(
+    clients: ArmClients, subscription: str, location: str, options: ScanOptions, deps: ScanDeps
+) -> ServiceTags | None:
+    key = (subscription, location)
+    now = deps.clock()
+    cached = deps.tag_cache.get(key)
+    if cached and now - cached[0] < timedelta(hours=options.service_tags_cache_hours):
+        return cached[1]
+    tags: ServiceTags | None
+    try:
+        doc: dict[str, Any] = as_doc(clients.network.service_tags.list(location))
+        tags = load_service_tags(doc, f"service tags {location}")
+    except (AzureError, InputError) as exc:
+        # Without tags, rules naming them are undecided (never guessed): findings say so.
+        log.warning("service tags for %s unavailable: %s", location, exc)
+        tags = None
+    deps.tag_cache[key] = (now, tags)
+    return tags
+
+
+def _probe_requests(
+    outcomes: Iterable[ClusterOutcome], options: ScanOptions, run_id: str, now: datetime
+) -> list[ProbeRequest]:
+    """A triage probe per Linux scale-set pool of each cluster whose scan found something
+    suspect, on one running node of the pool, within the probe budget. Clusters or pools
+    tagged tunnelwatch-probe=off are never probed."""
+    requests: list[ProbeRequest] = []
+    for o in outcomes:
+        suspect = [f for f in o.findings if f.kind in (Kind.PROBLEM, Kind.INCONCLUSIVE)]
+        if not suspect or o.cluster.probe_opt_out:
+            continue
+        reason = f"scan found {len(suspect)} problem(s): {suspect[0].title}"[:200]
+        for pool in o.cluster.pools:
+            if len(requests) >= options.probe_budget:
+                return requests
+            if pool.probe_opt_out or pool.os_type.lower() != "linux" or not pool.vmss_name:
+                continue
+            running = [i for i in pool.instances if i.power_state.value == "running"]
+            if not running:
+                continue
+            requests.append(
+                ProbeRequest.new(
+                    ProbeKind.TRIAGE,
+                    scan_id=run_id,
+                    subscription=o.cluster.subscription,
+                    cluster_id=o.cluster.id,
+                    node_resource_group=o.cluster.node_resource_group,
+                    vmss=pool.vmss_name,
+                    instance_id=running[0].instance_id,
+                    reason="".join(ch if " " <= ch <= "~" else "?" for ch in reason),
+                    now=now,
+                )
+            )
+    return requests

@@ -1,0 +1,116 @@
+"""Building a scan's real dependencies: ARM clients, Azure Monitor, DNS, Table Storage, the queue.
+
+Used by the timer function (from app settings) and by `tunnelwatch scan` (from its options).
+Storage comes from the Functions host's own connection: a connection string in
+`<prefix>` (local, Azurite) or identity-based `<prefix>__tableServiceUri` /
+`<prefix>__queueServiceUri` with `<prefix>__credential=managedidentity` and `<prefix>__clientId`
+(Azure). Secrets (connection strings) are never logged.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+
+from azure.core.credentials import TokenCredential
+from azure.data.tables import TableServiceClient
+from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
+
+from shared.adapters.clients import ArmClients, build_clients, build_monitor_client
+from shared.adapters.queues import ProbeQueue
+from shared.adapters.tables import FindingStore
+from shared.errors import ConfigError
+from shared.jobs.scan import Resolver, ScanDeps
+
+__all__ = ["dns_resolver", "scan_deps", "static_resolver", "storage_clients"]
+
+
+def dns_resolver(name: str) -> tuple[str, ...]:
+    """IPv4 then IPv6 addresses of `name`, as this process's DNS sees them."""
+    infos = socket.getaddrinfo(name, 443, proto=socket.IPPROTO_TCP)
+    return tuple(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+def static_resolver(overrides: Mapping[str, str], fallback: Resolver | None) -> Resolver:
+    """Names given explicitly (like curl --resolve) first, then `fallback` (or nothing)."""
+    table = {k.lower().rstrip("."): v for k, v in overrides.items()}
+
+    def resolve(name: str) -> tuple[str, ...]:
+        hit = table.get(name.lower().rstrip("."))
+        if hit is not None:
+            return (hit,)
+        if fallback is None:
+            raise OSError(f"{name}: not in the --resolve list")
+        return fallback(name)
+
+    return resolve
+
+
+def storage_clients(
+    environ: Mapping[str, str], prefix: str, queue_name: str
+) -> tuple[TableServiceClient, ProbeQueue]:
+    """The table service and the probe queue from the host's storage connection settings."""
+    conn = environ.get(prefix, "").strip()
+    if conn:
+        return (
+            TableServiceClient.from_connection_string(conn),
+            ProbeQueue.from_connection_string(conn, queue_name),
+        )
+    table_uri = environ.get(f"{prefix}__tableServiceUri", "").strip()
+    queue_uri = environ.get(f"{prefix}__queueServiceUri", "").strip()
+    if not table_uri or not queue_uri:
+        raise ConfigError(
+            [
+                f"{prefix}: set a connection string, or {prefix}__tableServiceUri and "
+                f"{prefix}__queueServiceUri with {prefix}__credential=managedidentity"
+            ]
+        )
+    credential: TokenCredential
+    client_id = environ.get(f"{prefix}__clientId", "").strip()
+    if environ.get(f"{prefix}__credential", "").strip().lower() == "managedidentity":
+        credential = ManagedIdentityCredential(client_id=client_id or None)
+    else:
+        credential = DefaultAzureCredential()
+    return (
+        TableServiceClient(endpoint=table_uri, credential=credential),
+        ProbeQueue.from_account_url(queue_uri, queue_name, credential),
+    )
+
+
+def scan_deps(
+    credential: TokenCredential,
+    *,
+    arm_endpoint: str,
+    ca_bundle: str | None,
+    resolver: Resolver,
+    store: FindingStore | None,
+    queue: ProbeQueue | None,
+    clock: Callable[[], datetime] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> ScanDeps:
+    clients: dict[str, ArmClients] = {}
+
+    def clients_for(subscription: str) -> ArmClients:
+        if subscription not in clients:
+            clients[subscription] = build_clients(
+                credential, subscription, arm_endpoint=arm_endpoint, ca_bundle=ca_bundle
+            )
+        return clients[subscription]
+
+    def monitor_for(subscription: str):  # type: ignore[no-untyped-def]
+        arm = clients_for(subscription)
+        return build_monitor_client(
+            credential, subscription, arm_endpoint=arm_endpoint, ca_bundle=ca_bundle,
+            counter=arm.counter,
+        )  # fmt: skip
+
+    return ScanDeps(
+        clients_for=clients_for,
+        monitor_for=monitor_for,
+        resolver=resolver,
+        clock=clock or (lambda: datetime.now(UTC)),
+        store=store,
+        queue=queue,
+        progress=progress,
+    )
