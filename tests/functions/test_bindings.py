@@ -1,0 +1,54 @@
+"""What the Functions host would check: the registered functions and their bindings.
+
+Core Tools cannot run here, so these tests read the bindings the v2 model generates and check
+them against our settings: every %PLACEHOLDER% must be a known setting with a valid default and
+appear in local.settings.sample.json, and timers must not run on startup.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from pathlib import Path
+
+import function_app
+from shared.config import SETTINGS, Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+SETTING_KEYS = {s.key for s in SETTINGS}
+
+
+@functools.cache  # the SDK's get_functions() refuses to index the same app twice
+def _functions() -> dict[str, dict[str, object]]:
+    return {
+        f.get_function_name(): json.loads(f.get_function_json())
+        for f in function_app.app.get_functions()
+    }
+
+
+def test_the_scan_timer_is_registered_with_its_schedule_setting() -> None:
+    functions = _functions()
+    assert "scan_timer" in functions
+    (binding,) = functions["scan_timer"]["bindings"]  # type: ignore[misc]
+    assert binding["type"] == "timerTrigger"
+    assert binding["schedule"] == "%SCAN_SCHEDULE%"
+    assert binding["runOnStartup"] is False  # a restart must not trigger a scan storm
+
+
+def test_every_placeholder_is_a_known_setting_present_in_the_sample() -> None:
+    sample = json.loads((ROOT / "local.settings.sample.json").read_text())["Values"]
+    text = json.dumps(_functions())
+    placeholders = set(re.findall(r"%([A-Za-z0-9_]+)%", text))
+    assert placeholders  # the test would prove nothing otherwise
+    for key in placeholders:
+        assert key in SETTING_KEYS, f"%{key}% is not a setting of shared/config.py"
+        assert key in sample, f"%{key}% missing from local.settings.sample.json"
+    # the defaults the host would substitute are themselves valid
+    Settings.from_env({"TUNNELWATCH_SUBSCRIPTIONS": "00000000-0000-0000-0000-000000000000"})
+
+
+def test_host_json_queue_settings_fit_the_probe_worker() -> None:
+    host = json.loads((ROOT / "host.json").read_text())
+    assert host["version"] == "2.0"
+    assert host["extensionBundle"]["version"] == "[4.*, 5.0.0)"
