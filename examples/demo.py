@@ -13,6 +13,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from examples import demo_scan
+
 INPUTS = Path(__file__).resolve().parent / "inputs"
 EXIT_MEANING = {
     0: "allowed / no problem",
@@ -108,6 +110,17 @@ def main() -> int:
         rows.append((step.args[0], step.shown_input, proc.returncode, meaning))
         if proc.returncode != step.expect:
             failures.append(f"step {n} ({shown}): exit {proc.returncode}, expected {step.expect}")
+    print(
+        "\n=== Issue 3 - the subscription scan: Azurite and the ARM simulator with a demo estate\n"
+        "(a healthy cluster, an NSG deny between pools, failed SNAT connections, a private\n"
+        "cluster, a NIC NSG denying egress 443, a VNet-integrated API server, a NAT gateway)",
+        flush=True,
+    )
+    scan_code, scan_summary = demo_scan.run(exe)
+    print(f"(exit {scan_code}: {EXIT_MEANING.get(scan_code, 'unexpected')})")
+    rows.append(("scan", scan_summary, scan_code, EXIT_MEANING.get(scan_code, "unexpected")))
+    if scan_code not in (1,) and not scan_summary.startswith("skipped"):
+        failures.append(f"scan: exit {scan_code}, expected 1 (the demo estate has problems)")
     print("\n=== Summary")
     for kind, first, code, meaning in rows:
         print(f"  {kind:<11} {first:<34} exit {code}  {meaning}")

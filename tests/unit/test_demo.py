@@ -27,3 +27,9 @@ def test_demo_prints_every_verdict_as_expected() -> None:
     assert "ufw allow from 10.224.0.4 to any port 10250 proto tcp" in out
     assert "--priority 199" in out
     assert "10.224.0.5:10250 timeout" in out
+    # the scan of the demo estate on the ARM simulator, recorded on Azurite
+    assert "NSG denies TCP 10250" in out  # cause 1 between pools
+    assert "NSG denies TCP 443" in out  # our egress extension of cause 4
+    assert "SNAT ports of the outbound load balancer exhausted" in out
+    assert "open finding(s) recorded in Table Storage" in out
+    assert "private cluster: the API server is in the VNet" in out
