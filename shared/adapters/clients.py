@@ -1,14 +1,17 @@
-"""The ONE place that builds Azure SDK management clients.
+"""The ONE place that builds Azure SDK clients: ARM management clients and the Azure Monitor
+metrics data-plane (batch) client.
 
 Everything that varies between Azure public cloud, sovereign clouds and the test simulator is
 decided here: the ARM endpoint (`base_url`), the token scope derived from it, the login
-authority for DefaultAzureCredential, an extra CA bundle (`connection_verify`), the retry
-budget (429 with Retry-After is retried, within bounds) and the call-counting policy that every
-client shares. Adapters receive the built clients; they never build their own.
+authority for DefaultAzureCredential, the regional metrics endpoint and its audience, an extra
+CA bundle (`connection_verify`), the retry budget (429 with Retry-After is retried, within
+bounds) and the call-counting policy that every client shares. Adapters receive the built
+clients; they never build their own.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,6 +23,7 @@ from azure.mgmt.compute import ComputeManagementClient
 from azure.mgmt.containerservice import ContainerServiceClient
 from azure.mgmt.monitor import MonitorManagementClient
 from azure.mgmt.network import NetworkManagementClient
+from azure.monitor.querymetrics import MetricsClient
 
 from shared.adapters.callcount import CallCounter, CountingPolicy
 
@@ -27,12 +31,16 @@ __all__ = [
     "PUBLIC_ARM_ENDPOINT",
     "ArmClients",
     "BoundedRetryPolicy",
+    "ReadOnlyPostRetryPolicy",
     "RetrySettings",
     "authority_for",
     "build_clients",
+    "build_metrics_batch_client",
     "build_monitor_client",
     "credential_scopes_for",
     "default_credential",
+    "metrics_endpoint_for",
+    "metrics_scopes_for",
 ]
 
 PUBLIC_ARM_ENDPOINT = "https://management.azure.com"
@@ -56,6 +64,19 @@ _KNOWN_CLOUDS = {
 }
 
 
+# ARM host -> the host suffix of its cloud's regional Azure Monitor metrics data plane
+# (`<region>.metrics.monitor.azure.com`), which is also the token audience of that plane
+# (azure-monitor-querymetrics: audience https://metrics.monitor.azure.com by default,
+# https://metrics.monitor.azure.us in its US Government sample; docs.azure.cn shows
+# <region>.metrics.monitor.azure.cn for Azure China).
+_METRICS_SUFFIX = {
+    "management.azure.com": "metrics.monitor.azure.com",
+    "management.chinacloudapi.cn": "metrics.monitor.azure.cn",
+    "management.usgovcloudapi.net": "metrics.monitor.azure.us",
+}
+_REGION = re.compile(r"^[a-z0-9]{2,40}$")  # ARM location names: "eastus", "westeurope2"
+
+
 def _normalised_endpoint(arm_endpoint: str) -> str:
     parts = urlsplit(arm_endpoint.strip())
     if parts.scheme != "https" or not parts.netloc:
@@ -69,6 +90,34 @@ def credential_scopes_for(arm_endpoint: str) -> list[str]:
     endpoint = _normalised_endpoint(arm_endpoint)
     known = _KNOWN_CLOUDS.get(urlsplit(endpoint).netloc.lower())
     return [known[0]] if known else [f"{endpoint}/.default"]
+
+
+def metrics_endpoint_for(arm_endpoint: str, region: str, override: str | None = None) -> str | None:
+    """The metrics:getBatch endpoint for resources of `region`.
+
+    `override` wins (a `{region}` in it is replaced): the simulator, or a cloud this module
+    does not know. Otherwise the ARM endpoint's cloud decides; None when it is not a known
+    cloud (Azure Stack, a simulator without override) or the region is not a location name:
+    the caller then reads metrics per resource through ARM instead of guessing a host.
+    """
+    name = region.strip().lower()
+    if override:
+        return _normalised_endpoint(override.replace("{region}", name))
+    suffix = _METRICS_SUFFIX.get(urlsplit(_normalised_endpoint(arm_endpoint)).netloc.lower())
+    if suffix is None or not _REGION.match(name):
+        return None
+    return f"https://{name}.{suffix}"
+
+
+def metrics_scopes_for(metrics_endpoint: str) -> list[str]:
+    """The token scope of a metrics data-plane endpoint: its cloud's audience, else
+    "<endpoint>/.default" (the simulator)."""
+    endpoint = _normalised_endpoint(metrics_endpoint)
+    host = urlsplit(endpoint).netloc.lower()
+    for suffix in _METRICS_SUFFIX.values():
+        if host == suffix or host.endswith(f".{suffix}"):
+            return [f"https://{suffix}/.default"]
+    return [f"{endpoint}/.default"]
 
 
 def authority_for(arm_endpoint: str) -> str | None:
@@ -136,6 +185,20 @@ class BoundedRetryPolicy(RetryPolicy[Any, Any]):
         )
 
 
+class ReadOnlyPostRetryPolicy(BoundedRetryPolicy):
+    """BoundedRetryPolicy that also retries POST requests which only read (metrics:getBatch).
+
+    azure-core retries a POST only when the answer carries Retry-After (or is 500/503/504);
+    the metrics data plane throttles with 429 or 529, with or without Retry-After, and
+    re-sending a read is harmless. Retries stay bounded by RetrySettings.
+    """
+
+    def configure_retries(self, options: dict[str, Any]) -> dict[str, Any]:
+        settings: dict[str, Any] = super().configure_retries(options)
+        settings["methods"] = frozenset(settings["methods"]) | {"POST"}
+        return settings
+
+
 @dataclass(frozen=True, slots=True)
 class ArmClients:
     """The management clients of one subscription, sharing one call counter."""
@@ -194,6 +257,33 @@ def build_monitor_client(
     """Azure Monitor (metrics) through ARM, counted by the same counter as the ARM clients."""
     kwargs = _client_kwargs(arm_endpoint, ca_bundle, retry, counter or CallCounter(), 10.0, 60.0)
     return MonitorManagementClient(credential, subscription, **kwargs)
+
+
+def build_metrics_batch_client(
+    credential: TokenCredential,
+    metrics_endpoint: str,
+    *,
+    ca_bundle: str | None = None,
+    retry: RetrySettings | None = None,
+    counter: CallCounter | None = None,
+    connection_timeout: float = 10.0,
+    read_timeout: float = 60.0,
+) -> MetricsClient:
+    """Azure Monitor's metrics data plane (metrics:getBatch) at one regional endpoint, with the
+    same retry bounds and call counter as the ARM clients (its calls are not ARM reads, but
+    they are calls a scan makes)."""
+    endpoint = _normalised_endpoint(metrics_endpoint)
+    settings = retry if retry is not None else RetrySettings()
+    kwargs: dict[str, Any] = {
+        "credential_scopes": metrics_scopes_for(endpoint),
+        "retry_policy": ReadOnlyPostRetryPolicy.from_settings(settings),
+        "per_retry_policies": [CountingPolicy(counter or CallCounter())],
+        "connection_timeout": connection_timeout,
+        "read_timeout": read_timeout,
+    }
+    if ca_bundle:
+        kwargs["connection_verify"] = ca_bundle
+    return MetricsClient(endpoint, credential, **kwargs)
 
 
 def _client_kwargs(

@@ -7,6 +7,12 @@ it against the ARM simulator and Azurite, and production against Azure.
 A cluster is a unit of failure: an exception while checking one cluster makes that cluster's
 scan FAILED (its open findings are held, not resolved) and the others go on. A failed cluster
 list fails the subscription, recorded in the run's errors.
+
+SNAT metrics are read for all clusters of a subscription at once, before any cluster is judged:
+batched through the metrics data plane (metrics:getBatch, 50 resources a call) when ScanDeps
+gives a batch client for the region, per resource through ARM otherwise or as the fallback. A
+cluster whose metrics could not be read gets an inconclusive SNAT finding and PARTIAL coverage;
+the other clusters are not affected, and fallbacks are recorded in the run's errors.
 """
 
 from __future__ import annotations
@@ -22,17 +28,19 @@ from typing import Any
 
 from azure.core.exceptions import AzureError
 from azure.mgmt.monitor import MonitorManagementClient
+from azure.monitor.querymetrics import MetricsClient
 
 from shared.adapters.arm_inventory import read_estate
 from shared.adapters.clients import ArmClients
 from shared.adapters.inventory.rest import as_doc
-from shared.adapters.metrics import read_snat_metrics
+from shared.adapters.metrics import MetricsRead, MetricsTarget, read_snat_metrics_batch
 from shared.adapters.queues import ProbeQueue
 from shared.adapters.tables import ClusterScan, Coverage, FindingStore, RunStatus, ScanRun
-from shared.analysis.findings import Finding, Kind
+from shared.analysis.findings import Cause, Finding, Kind, Origin, Severity, Subject
 from shared.analysis.nsg import ServiceTags, load_service_tags
+from shared.analysis.snat.remedies import capacity_findings
 from shared.checks.paths import PathChecker
-from shared.checks.snat import SnatTarget, snat_findings, snat_target
+from shared.checks.snat import SnatTarget, snat_capacity_of, snat_findings, snat_target
 from shared.errors import InputError
 from shared.inventory.model import Cluster, Estate
 from shared.probe_requests import ProbeKind, ProbeRequest
@@ -67,6 +75,9 @@ class ScanDeps:
     tag_cache: dict[tuple[str, str], tuple[datetime, ServiceTags | None]] = field(
         default_factory=dict
     )
+    # (subscription, region) -> the metrics:getBatch client of that region, or None to read
+    # that region's SNAT metrics per resource through `monitor_for`; no callable: never batch
+    metrics_batch_for: Callable[[str, str], MetricsClient | None] | None = None
 
 
 @dataclass
@@ -109,7 +120,9 @@ def run_scan(options: ScanOptions, deps: ScanDeps) -> ScanOutcome:
             estate = None
         if estate is not None:
             errors.extend(e for e in estate.errors if not e.startswith("cluster "))
-            outcomes += _scan_estate(estate, clients, monitor, options, deps)
+            scanned, notes = _scan_estate(estate, clients, monitor, options, deps)
+            outcomes += scanned
+            errors += notes
         # The monitor client shares the ARM clients' counter (built with it in wiring.py).
         calls.update(clients.counter.snapshot().requests)
     finished = deps.clock()
@@ -159,7 +172,12 @@ def _scan_estate(
     monitor: MonitorManagementClient,
     options: ScanOptions,
     deps: ScanDeps,
-) -> list[ClusterOutcome]:
+) -> tuple[list[ClusterOutcome], list[str]]:
+    """Every cluster's outcome, and the subscription-level notes (metrics fallbacks)."""
+    live = [c for c in estate.clusters if c.power_state.lower() != "stopped"]
+    targets = {c.id: snat_target(estate, c) for c in live}
+    now = deps.clock()
+    snat = _read_snat(estate.subscription, live, targets, monitor, options, deps, now)
     checkers: dict[str, PathChecker] = {}
     out = []
     for n, cluster in enumerate(estate.clusters, 1):
@@ -171,17 +189,63 @@ def _scan_estate(
             checkers[location] = PathChecker(
                 estate, service_tags=tags, check_legacy_ports=options.check_legacy_tunnel_ports
             )
-        out.append(_scan_cluster(estate, cluster, checkers[location], monitor, options, deps))
-    return out
+        target = targets.get(cluster.id, "cluster is stopped")
+        checker = checkers[location]
+        out.append(_scan_cluster(estate, cluster, checker, target, snat, options, deps, now))
+    return out, list(snat.notes)
+
+
+def _read_snat(
+    subscription: str,
+    clusters: list[Cluster],
+    targets: dict[str, SnatTarget | str],
+    monitor: MonitorManagementClient,
+    options: ScanOptions,
+    deps: ScanDeps,
+    now: datetime,
+) -> MetricsRead:
+    """SNAT metrics of every cluster's target, read before any cluster is judged."""
+    wanted = [
+        # The outbound LB / NAT gateway is in the cluster's region (a NAT gateway serves
+        # subnets of its own region only), so the cluster's location groups the batch.
+        MetricsTarget(t.resource_id, c.location, t.nat_gateway)
+        for c in clusters
+        if isinstance(t := targets[c.id], SnatTarget)
+    ]
+    if not wanted:
+        return MetricsRead()
+    if deps.progress:
+        deps.progress(f"SNAT metrics of {len(wanted)} resource(s)")
+    make = deps.metrics_batch_for
+
+    def batch_for(sub: str, region: str) -> MetricsClient | None:
+        # the estate's spelling: wiring keys its clients (and call counters) by it
+        same = sub.lower() == subscription.lower()
+        return make(subscription if same else sub, region) if make else None
+
+    read = read_snat_metrics_batch(
+        wanted,
+        batch_client_for=batch_for,
+        monitor=monitor,
+        now=now,
+        window_minutes=options.snat_window_minutes,
+    )
+    log.info(
+        "subscription %s: SNAT metrics of %d resource(s), %d unreadable, %d fallback(s)",
+        subscription, len(wanted), len(read.errors), len(read.notes),
+    )  # fmt: skip
+    return read
 
 
 def _scan_cluster(
     estate: Estate,
     cluster: Cluster,
     checker: PathChecker,
-    monitor: MonitorManagementClient,
+    target: SnatTarget | str,
+    snat: MetricsRead,
     options: ScanOptions,
     deps: ScanDeps,
+    now: datetime,
 ) -> ClusterOutcome:
     notes = [e for e in estate.errors if e.lower().startswith(f"cluster {cluster.id.lower()}")]
     outcome = ClusterOutcome(cluster, Coverage.PARTIAL if notes else Coverage.COMPLETE, [], notes)
@@ -193,11 +257,10 @@ def _scan_cluster(
         paths = checker.check(cluster, api_ips)
         outcome.findings += paths.findings
         outcome.flows_evaluated = paths.flows_evaluated
-        target = snat_target(estate, cluster)
         if isinstance(target, str):
             outcome.notes.append(f"SNAT not checked: {target}")
         else:
-            outcome.findings += _snat(cluster, target, monitor, options, deps)
+            outcome.findings += _snat(cluster, target, snat, options, now, outcome)
     except (AzureError, InputError) as exc:
         log.error("cluster %s: scan failed: %s", cluster.id, exc)
         outcome.coverage = Coverage.FAILED
@@ -208,18 +271,19 @@ def _scan_cluster(
 def _snat(
     cluster: Cluster,
     target: SnatTarget,
-    monitor: MonitorManagementClient,
+    snat: MetricsRead,
     options: ScanOptions,
-    deps: ScanDeps,
+    now: datetime,
+    outcome: ClusterOutcome,
 ) -> list[Finding]:
-    now = deps.clock()
-    metrics = read_snat_metrics(
-        monitor,
-        target.resource_id,
-        nat_gateway=target.nat_gateway,
-        now=now,
-        window_minutes=options.snat_window_minutes,
-    )
+    metrics = snat.body(target.resource_id)
+    if metrics is None:
+        reason = snat.error(target.resource_id)
+        log.warning("cluster %s: SNAT not judged: %s", cluster.id, reason)
+        outcome.notes.append(f"SNAT not judged: {reason}")
+        if outcome.coverage is Coverage.COMPLETE:
+            outcome.coverage = Coverage.PARTIAL  # open SNAT findings are held, not resolved
+        return _snat_unread(cluster, target, reason)
     return snat_findings(
         cluster,
         target,
@@ -229,6 +293,34 @@ def _snat(
         min_bad=options.snat_min_bad_points,
         now=now,
     )
+
+
+def _snat_unread(cluster: Cluster, target: SnatTarget, reason: str) -> list[Finding]:
+    """Metrics unreadable: SNAT usage is undecided (same finding as "could not be judged"),
+    while the capacity, which needs no metrics, is still checked."""
+    subject = Subject(
+        subscription=cluster.subscription, cluster=cluster.id, resource=target.resource_id
+    )
+    what = "NAT gateway" if target.nat_gateway else "outbound load balancer"
+    out = [
+        Finding(
+            "snat.nat_gateway" if target.nat_gateway else "snat.load_balancer",
+            Cause.SNAT,
+            Kind.INCONCLUSIVE,
+            Severity.WARNING,
+            subject,
+            f"SNAT usage of the {what} could not be judged",
+            (f"Azure Monitor metrics of {target.resource_id}: {reason}",),
+            key="undecided",
+            origin=Origin.TUNNELWATCH if target.nat_gateway else Origin.ARTICLE,
+        )
+    ]
+    capacity = snat_capacity_of(cluster, target.load_balancer) if target.load_balancer else None
+    if capacity is not None:
+        out += capacity_findings(
+            capacity, subject, resource_group=cluster.resource_group, cluster=cluster.name
+        )
+    return out
 
 
 def _api_server_ips(estate: Estate, cluster: Cluster, resolver: Resolver) -> tuple[str, ...]:

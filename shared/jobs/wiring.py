@@ -1,5 +1,10 @@
 """Building a scan's real dependencies: ARM clients, Azure Monitor, DNS, Table Storage, the queue.
 
+SNAT metrics are read in batches from the regional metrics data plane of the ARM endpoint's cloud
+(`https://<region>.metrics.monitor.azure.com` for public Azure); `metrics_endpoint` overrides
+that (the simulator, a cloud clients.py does not know; `{region}` in it is replaced). For an
+unknown cloud without override, metrics are read per resource through ARM.
+
 Used by the timer function (from app settings) and by `tunnelwatch scan` (from its options).
 Storage comes from the Functions host's own connection: a connection string in
 `<prefix>` (local, Azurite) or identity-based `<prefix>__tableServiceUri` /
@@ -16,8 +21,16 @@ from datetime import UTC, datetime
 from azure.core.credentials import TokenCredential
 from azure.data.tables import TableServiceClient
 from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
+from azure.mgmt.monitor import MonitorManagementClient
+from azure.monitor.querymetrics import MetricsClient
 
-from shared.adapters.clients import ArmClients, build_clients, build_monitor_client
+from shared.adapters.clients import (
+    ArmClients,
+    build_clients,
+    build_metrics_batch_client,
+    build_monitor_client,
+    metrics_endpoint_for,
+)
 from shared.adapters.queues import ProbeQueue
 from shared.adapters.tables import FindingStore
 from shared.errors import ConfigError
@@ -88,8 +101,12 @@ def scan_deps(
     queue: ProbeQueue | None,
     clock: Callable[[], datetime] | None = None,
     progress: Callable[[str], None] | None = None,
+    metrics_endpoint: str | None = None,
 ) -> ScanDeps:
+    if metrics_endpoint:
+        metrics_endpoint_for(arm_endpoint, "region", metrics_endpoint)  # not https: fail now
     clients: dict[str, ArmClients] = {}
+    batch: dict[tuple[str, str], MetricsClient] = {}
 
     def clients_for(subscription: str) -> ArmClients:
         if subscription not in clients:
@@ -98,12 +115,24 @@ def scan_deps(
             )
         return clients[subscription]
 
-    def monitor_for(subscription: str):  # type: ignore[no-untyped-def]
+    def monitor_for(subscription: str) -> MonitorManagementClient:
         arm = clients_for(subscription)
         return build_monitor_client(
             credential, subscription, arm_endpoint=arm_endpoint, ca_bundle=ca_bundle,
             counter=arm.counter,
         )  # fmt: skip
+
+    def metrics_batch_for(subscription: str, region: str) -> MetricsClient | None:
+        endpoint = metrics_endpoint_for(arm_endpoint, region, metrics_endpoint)
+        if endpoint is None:
+            return None
+        key = (subscription.lower(), endpoint)
+        if key not in batch:
+            # counted with the subscription's ARM calls: one figure per scan
+            batch[key] = build_metrics_batch_client(
+                credential, endpoint, ca_bundle=ca_bundle, counter=clients_for(subscription).counter
+            )
+        return batch[key]
 
     return ScanDeps(
         clients_for=clients_for,
@@ -113,4 +142,5 @@ def scan_deps(
         store=store,
         queue=queue,
         progress=progress,
+        metrics_batch_for=metrics_batch_for,
     )

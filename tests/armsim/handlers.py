@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from tests.armsim.build_cluster import instance_view
 from tests.armsim.estate import norm
-from tests.armsim.metrics import MetricsQueryError, query_metrics
+from tests.armsim.metrics import MetricsQueryError, query_metrics, query_metrics_batch
 from tests.armsim.routes import Route
 
 if TYPE_CHECKING:
@@ -64,11 +64,27 @@ def handle(
         except MetricsQueryError as e:
             return _error(400, "BadRequest", str(e))
         return 200, payload, {}
+    if route.kind == "metricsBatch":
+        return _metrics_batch(sim, query, body, route)
     if route.kind == "runCommand":
         return _run_command(sim, query, body, route)
     if route.kind == "lro":
         return _lro(sim, query, route)
     return _not_found(route.key)
+
+
+def _metrics_batch(sim: ArmSimulator, query: dict[str, str], body: bytes, route: Route) -> Answer:
+    sim.record_batch_request(query, body)
+    est = sim.estate
+    written = {k: est.docs[k]["id"] for k in est.metrics if k in est.docs}
+    try:
+        payload = query_metrics_batch(
+            est.subscriptions[route.subscription], body, query, est.metrics, written, sim.now(),
+            est.metrics_lag_minutes,
+        )  # fmt: skip
+    except MetricsQueryError as e:
+        return _error(400, "BadRequest", str(e))
+    return 200, payload, {}
 
 
 def _not_found(key: str) -> Answer:

@@ -7,25 +7,36 @@ minute that has data: the minute before the end of the requested timespan minus 
 clock says. Dimensions named in $filter split the result into one time series per value
 (`eq '*'` keeps every value); other dimensions are aggregated away (Total sums, Average averages,
 Maximum/Minimum take the extreme, Count adds sample counts).
+
+`query_metrics_batch` serves the data-plane batch (`metrics:getBatch`) from the same series:
+each resource's element is what `query_metrics` answers for it with the same parameters
+(`starttime`/`endtime` instead of `timespan`, `filter` instead of `$filter`), plus `resourceid`.
+The documented limits are enforced: at most 50 distinct ids, one subscription (the path's), one
+resource type (the `metricnamespace`), one region. Ids the estate has no metrics for are left
+out of `values` (armsim's choice: what Azure answers for them is unconfirmed).
 """
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tests.armsim.estate import MetricResource
+from tests.armsim.estate import MetricResource, norm
 from tests.armsim.scenario import LB_METRICS, NAT_METRICS, MetricSeries
 
-__all__ = ["KNOWN_METRICS", "MetricsQueryError", "query_metrics"]
+__all__ = [
+    "BATCH_LIMIT", "KNOWN_METRICS", "MetricsQueryError", "query_metrics", "query_metrics_batch",
+]  # fmt: skip
 
 KNOWN_METRICS: dict[str, tuple[str, ...]] = {  # namespace -> metric names
     "microsoft.network/loadbalancers": LB_METRICS,
     "microsoft.network/natgateways": NAT_METRICS,
 }
 _UNITS = {"ByteCount": "Bytes"}
+BATCH_LIMIT = 50
 _AGGS = {"average": "average", "total": "total", "count": "count", "maximum": "maximum",
          "minimum": "minimum"}  # fmt: skip
 _CLAUSE = re.compile(r"^\s*([A-Za-z][\w]*)\s+eq\s+'([^']*)'\s*$", re.IGNORECASE)
@@ -187,3 +198,83 @@ def query_metrics(
         "interval": f"PT{w.step}M", "namespace": res.namespace, "resourceregion": res.location,
         "value": value,
     }  # fmt: skip
+
+
+def _param(params: dict[str, str], name: str) -> str | None:
+    for k, v in params.items():
+        if k.lower() == name.lower():
+            return v
+    return None
+
+
+def _resource_ids(body: bytes) -> list[str]:
+    try:
+        doc = json.loads(body or b"null")
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise MetricsQueryError("The request body is not valid JSON") from e
+    ids = doc.get("resourceids") if isinstance(doc, dict) else None  # lower case, as documented
+    if not isinstance(ids, list) or not ids or not all(isinstance(i, str) and i for i in ids):
+        raise MetricsQueryError("The request body needs a non-empty 'resourceids' list")
+    return ids
+
+
+def query_metrics_batch(
+    subscription: str,
+    body: bytes,
+    params: dict[str, str],
+    resources: dict[str, MetricResource],
+    ids_as_written: dict[str, str],
+    now: datetime,
+    lag: int,
+) -> dict[str, Any]:
+    """The `metrics:getBatch` answer. `resources` and `ids_as_written` are keyed by lower id."""
+    namespace = _param(params, "metricnamespace")
+    if not namespace:
+        raise MetricsQueryError("The 'metricnamespace' query parameter is required")
+    if _param(params, "$filter") is not None:
+        raise MetricsQueryError("metrics:getBatch takes 'filter', not '$filter' (armsim)")
+    if _param(params, "rollupby") is not None:
+        raise MetricsQueryError("armsim does not support 'rollupby'")
+    ids = _resource_ids(body)
+    lowered = [norm(i.strip()) for i in ids]
+    if len(set(lowered)) > BATCH_LIMIT:
+        raise MetricsQueryError(f"At most {BATCH_LIMIT} resource ids per request")
+    regions = set()
+    for rid in dict.fromkeys(lowered):
+        parts = rid.strip("/").split("/")
+        if len(parts) < 2 or parts[0] != "subscriptions" or parts[1] != subscription.lower():
+            raise MetricsQueryError(f"Resource '{rid}' is not in subscription '{subscription}'")
+        if "/providers/" + namespace.lower() + "/" not in rid:
+            raise MetricsQueryError(f"Resource '{rid}' is not of type '{namespace}'")
+        if rid in resources:
+            regions.add(resources[rid].location.lower())
+    if len(regions) > 1:
+        raise MetricsQueryError(f"Resources span regions {sorted(regions)}: one region per call")
+    start = _param(params, "starttime")
+    end = _param(params, "endtime")
+    if end and not start:
+        raise MetricsQueryError("'starttime' is required when 'endtime' is given")
+    single: dict[str, str] = {}
+    for k in ("metricnames", "interval", "aggregation", "top", "orderby"):
+        v = _param(params, k)
+        if v is not None:
+            single[k] = v
+    if start:
+        stop = end or now.strftime("%Y-%m-%dT%H:%M:%SZ")
+        single["timespan"] = f"{start}/{stop}"
+    dim_filter = _param(params, "filter")
+    if dim_filter is not None:
+        single["$filter"] = dim_filter
+    values = []
+    for rid in dict.fromkeys(lowered):
+        res = resources.get(rid)
+        if res is None:
+            continue
+        one = query_metrics(ids_as_written[rid], res, single, now, lag)
+        first, last = one["timespan"].split("/")
+        values.append({
+            "starttime": first, "endtime": last, "interval": one["interval"],
+            "namespace": one["namespace"], "resourceregion": one["resourceregion"],
+            "resourceid": ids_as_written[rid], "value": one["value"],
+        })  # fmt: skip
+    return {"values": values}

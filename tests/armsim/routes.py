@@ -2,8 +2,10 @@
 
 Names follow the SDK: `managedClusters.list` (subscription-wide), `virtualMachineScaleSets.listAll`,
 `virtualMachineScaleSetVMs.list`, `networkInterfaces.listVirtualMachineScaleSetNetworkInterfaces`,
-`networkSecurityGroups.listAll`, `serviceTags.list`, `metrics.list`,
-`virtualMachineScaleSetVMs.runCommand`, `runCommand.status` / `runCommand.result` for the LRO.
+`networkSecurityGroups.listAll`, `serviceTags.list`, `metrics.list`, `metrics.getBatch` (the
+Azure Monitor data-plane batch, POST /subscriptions/{sub}/metrics:getBatch, served on the same
+endpoint for every region), `virtualMachineScaleSetVMs.runCommand`, `runCommand.status` /
+`runCommand.result` for the LRO.
 Matching is case-insensitive, like ARM.
 """
 
@@ -45,11 +47,12 @@ _LRO = re.compile(
 _RUN = re.compile(r"^(/subscriptions/([^/]+)/resourcegroups/[^/]+/providers/microsoft\.compute/"
                   r"virtualmachinescalesets/[^/]+/virtualmachines/[^/]+)/runcommand$")  # fmt: skip
 _METRICS = "/providers/microsoft.insights/metrics"
+_METRICS_BATCH = re.compile(r"^/subscriptions/([^/]+)/metrics:getbatch$")
 
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    kind: str  # list | get | serviceTags | metrics | runCommand | lro | notFound
+    kind: str  # list | get | serviceTags | metrics | metricsBatch | runCommand | lro | notFound
     operation: str
     subscription: str  # lower, "" when the path names none
     key: str  # normalised path, or the resource id / location the route is about
@@ -94,6 +97,8 @@ def resolve(method: str, raw_path: str, estate: Estate) -> Route:
     if path.endswith(_METRICS) and method == "GET":
         resource = path[: -len(_METRICS)]
         return Route("metrics", "metrics.list", _sub_of(resource), resource)
+    if method == "POST" and (m := _METRICS_BATCH.match(path)):
+        return Route("metricsBatch", "metrics.getBatch", m.group(1), m.group(1))
     if method == "GET" and (m := _SERVICE_TAGS.match(path)):
         return Route("serviceTags", "serviceTags.list", sub, m.group(2))
     if method == "GET" and (m := _LRO.match(path)):

@@ -95,6 +95,7 @@ class ArmSimulator:
         self._calls: Counter[str] = Counter()
         self._log: list[CallRecord] = []
         self._reads: Counter[str] = Counter()
+        self._batch_requests: list[tuple[dict[str, str], bytes]] = []
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._tmp: str | None = None
@@ -160,6 +161,16 @@ class ArmSimulator:
     def run_command_requests(self) -> list[RunCommandRecord]:
         return list(self.run_commands.records)
 
+    @property
+    def metrics_batch_requests(self) -> list[tuple[dict[str, str], bytes]]:
+        """(query parameters, body) of every metrics:getBatch request that reached the route."""
+        with self._lock:
+            return list(self._batch_requests)
+
+    def record_batch_request(self, query: dict[str, str], body: bytes) -> None:
+        with self._lock:
+            self._batch_requests.append((dict(query), body))
+
     def total_calls(self) -> int:
         with self._lock:
             return sum(self._calls.values())
@@ -168,6 +179,7 @@ class ArmSimulator:
         with self._lock:
             self._calls.clear()
             self._log.clear()
+            self._batch_requests.clear()
         self.faults.reset()
 
     # -- used by the handler ---------------------------------------------------------------
