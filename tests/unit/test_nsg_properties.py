@@ -290,7 +290,12 @@ def test_evaluation_never_raises_and_the_index_agrees(
         assert fix is not None
         for fr in fix.rules:
             assert fr.priority is None or 100 <= fr.priority <= 4096
-            assert fr.priority is None or fr.priority < fr.denying_rule.priority
+            deny = fr.denying_rule.priority
+            if fr.moves_deny_to is None:
+                assert fr.priority is None or fr.priority < deny
+            else:  # no free slot below the deny: the deny moves up, the allow takes its place
+                assert fr.priority == deny < fr.moves_deny_to <= 4096
+                assert "rule update" in fr.commands[0] and "rule create" in fr.commands[1]
             assert fr.denying_rule.access is Access.DENY
     elif outcomes == {Verdict.ALLOW}:
         assert v.verdict is Verdict.ALLOW

@@ -58,6 +58,9 @@ class FixRule:
     destination_port: int
     commands: tuple[str, ...]
     notes: tuple[str, ...]
+    # Set when no priority below the deny was free: the deny moves here first and the allow
+    # takes the deny's old priority (commands hold both steps, in order).
+    moves_deny_to: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -77,6 +80,7 @@ class FixRule:
                 "destination_address_prefixes": list(self.destination_prefixes),
                 "destination_port_ranges": [str(self.destination_port)],
             },
+            "moves_deny_to": self.moves_deny_to,
             "commands": list(self.commands),
             "notes": list(self.notes),
         }
@@ -224,6 +228,7 @@ def _fix_layer(
         )
 
     priority = choose_priority(used, blocking.priority)
+    moved_to: int | None = None
     commands: list[str] = []
     if priority is not None:
         commands.append(create(priority))
@@ -254,6 +259,7 @@ def _fix_layer(
             commands.append(_az_rule_move(nsg.resource_group, nsg.name, blocking.name, above))
             commands.append(create(blocking.priority))
             priority = blocking.priority
+            moved_to = above
     if not nsg.resource_group or not nsg.name:
         notes.append(
             f"the input for NSG {nsg.label} had no resource id: replace "
@@ -275,6 +281,7 @@ def _fix_layer(
         destination_port=flow.dport,
         commands=tuple(commands),
         notes=tuple(notes),
+        moves_deny_to=moved_to,
     )
 
 
