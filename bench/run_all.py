@@ -6,7 +6,7 @@ import importlib
 import sys
 import time
 
-MODULES = ("bench.bench_iptables", "bench.bench_nsg")
+MODULES = ("bench.bench_iptables", "bench.bench_nsg", "bench.bench_scan")
 
 
 def main() -> int:

@@ -67,7 +67,8 @@ def run(exe: Path) -> tuple[int, str]:
         token.write_text("demo-token-not-a-secret\n")
         argv = [
             "scan", "--subscription", subscription, "--arm-endpoint", sim.endpoint,
-            "--ca-bundle", sim.ca_path, "--access-token-file", str(token), "--no-dns",
+            "--ca-bundle", sim.ca_path, "--metrics-endpoint", sim.endpoint,
+            "--access-token-file", str(token), "--no-dns",
             *_resolve_args(estate), "--record", "--quiet",
         ]  # fmt: skip
         shown = "tunnelwatch " + shlex.join(argv)

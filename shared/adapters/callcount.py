@@ -56,6 +56,7 @@ _CANONICAL = {
         "operations",
         "runCommand",
         "metrics",
+        "metrics:getBatch",
         "metricDefinitions",
         "resourceGroups",
     )

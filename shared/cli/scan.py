@@ -42,6 +42,11 @@ def register(commands: Any) -> None:
     p.add_argument("--arm-endpoint", default=_DEFAULTS["ARM_ENDPOINT"], metavar="URL")
     p.add_argument("--ca-bundle", metavar="FILE", help="extra CA bundle for the ARM endpoint")
     p.add_argument(
+        "--metrics-endpoint", metavar="URL",
+        help="Azure Monitor batch metrics endpoint ({region} is replaced); default: derived "
+        "from the ARM endpoint's cloud (https://{region}.metrics.monitor.azure.com)",
+    )  # fmt: skip
+    p.add_argument(
         "--access-token-file", metavar="FILE",
         help="use this bearer token instead of DefaultAzureCredential (never logged)",
     )  # fmt: skip
@@ -114,6 +119,7 @@ def _handle(args: argparse.Namespace) -> CommandResult:
     deps = scan_deps(
         credential, arm_endpoint=settings.arm_endpoint, ca_bundle=args.ca_bundle,
         resolver=resolver, store=store, queue=queue, progress=progress,
+        metrics_endpoint=args.metrics_endpoint,
     )  # fmt: skip
     options = ScanOptions(
         subscriptions=settings.subscriptions,

@@ -51,6 +51,7 @@ class Rig:
         return scan_deps(
             self.sim.credential(), arm_endpoint=self.sim.endpoint, ca_bundle=self.sim.ca_path,
             resolver=resolve, store=store, queue=queue, clock=lambda: self.clock,
+            metrics_endpoint=self.sim.endpoint,
         )  # fmt: skip
 
     def scan(self, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -93,6 +94,9 @@ def test_timer_scan_stores_findings_and_queues_probes(
     (run,) = store.runs_between(rig.clock - timedelta(hours=1), rig.clock + timedelta(hours=1))
     assert run.arm_calls == rig.sim.total_calls()
     assert run.arm_calls_by_operation
+    # SNAT metrics are read in batches, not per cluster
+    assert rig.sim.calls.get("metrics.getBatch", 0) >= 1
+    assert rig.sim.calls.get("metrics.list", 0) == 0
 
     # probe requests: base64 JSON as the host decodes it, identifiers only, only for suspect clusters
     raw = QueueClient.from_connection_string(rig.conn, "probe-requests")
