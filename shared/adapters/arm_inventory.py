@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -41,7 +41,7 @@ from shared.adapters.inventory import (
     map_vnet,
     pool_profiles,
 )
-from shared.adapters.inventory.rest import Doc, text
+from shared.adapters.inventory.rest import Doc, docs, obj, ref_id, text
 from shared.inventory.model import (
     AgentPool,
     Cluster,
@@ -191,6 +191,28 @@ def _match_scale_sets(
     return matched
 
 
+def _is_private(doc: Doc) -> bool:
+    return bool(obj(doc, "properties", "apiServerAccessProfile").get("enablePrivateCluster"))
+
+
+def _private_endpoint_ips(nic_docs: list[Doc]) -> dict[str, tuple[str, ...]]:
+    """node resource group (lower) -> addresses of its `kube-apiserver` private endpoint NIC."""
+    found: dict[str, tuple[str, ...]] = {}
+    for nic in nic_docs:
+        pe_id = ref_id(nic, "properties", "privateEndpoint") or ""
+        parts = pe_id.strip("/").split("/")
+        if len(parts) < 8 or parts[-1].lower() != "kube-apiserver":
+            continue
+        ips = tuple(
+            ip
+            for config in docs(nic, "properties", "ipConfigurations")
+            if (ip := text(obj(config, "properties"), "privateIPAddress"))
+        )
+        if ips:
+            found[parts[3].lower()] = ips
+    return found
+
+
 def _dangling(
     cluster: Cluster,
     subnets: dict[str, Subnet],
@@ -255,6 +277,17 @@ def read_estate(
     lb_docs, _ = listed("loadBalancers list", network.load_balancers.list_all)
     nat_docs, _ = listed("natGateways list", network.nat_gateways.list_all)
 
+    # Private clusters only: the API server's private endpoint address is on a NIC in the node
+    # resource group; one more subscription-wide list, made only when a private cluster exists.
+    private = [d for d in cluster_docs if _is_private(d)]
+    pe_ips = (
+        _private_endpoint_ips(
+            listed("networkInterfaces list", network.network_interfaces.list_all)[0]
+        )
+        if private
+        else {}
+    )
+
     scale_sets = [map_scale_set(d) for d in ss_docs]
     matched = _match_scale_sets(cluster_docs, scale_sets, ss_ok, errors)
     cluster_ids = {id_key(text(d, "id") or ""): text(d, "id") or "" for d in cluster_docs}
@@ -290,6 +323,14 @@ def read_estate(
                 errors.extend(read.errors)
             pools.append(map_pool(profile, matched.get(key), read.instances if read else ()))
         cluster = map_cluster(doc, subscription, tuple(pools))
+        if cluster.private_cluster:
+            ips = pe_ips.get(cluster.node_resource_group.lower(), ())
+            cluster = replace(cluster, api_server_private_ips=ips)
+            if not ips:
+                errors.append(
+                    f"cluster {cluster.id}: no kube-apiserver private endpoint address found in "
+                    f"node resource group {cluster.node_resource_group}"
+                )
         errors.extend(_dangling(cluster, subnets, nsg_index, nat_index))
         log.info(
             "cluster %s: %d pools, %d instances",

@@ -78,7 +78,7 @@ class AgentPool:
     min_count: int | None
     max_count: int | None
     max_surge: str  # "1", "33%", "" (AKS default: 10%)
-    node_subnet_id: str | None  # None: AKS-managed VNet (found through the scale set)
+    node_subnet_id: str | None  # the pool's vnetSubnetID, or the scale set's (AKS-managed VNet)
     pod_subnet_id: str | None
     tags: dict[str, str] = field(default_factory=dict)
     # From the scale set (None/empty when it was not found):
@@ -118,6 +118,9 @@ class Cluster:
     tags: dict[str, str] = field(default_factory=dict)
     load_balancer_outbound_ports: int | None = None  # networkProfile.loadBalancerProfile
     load_balancer_outbound_ip_count: int | None = None
+    # Private clusters: the address of the `kube-apiserver` private endpoint in the node
+    # resource group, which the nodes' tunnel dials (read from its NIC, not from DNS).
+    api_server_private_ips: tuple[str, ...] = ()
 
     @property
     def probe_opt_out(self) -> bool:

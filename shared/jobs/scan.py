@@ -332,6 +332,8 @@ def _api_server_ips(estate: Estate, cluster: Cluster, resolver: Resolver) -> tup
             internal = lb.name.lower() == "kube-apiserver" and lb.private_frontend_ips
             if lb.resource_group.lower() == node_rg and internal:
                 return lb.private_frontend_ips
+    if cluster.private_cluster and cluster.api_server_private_ips:
+        return cluster.api_server_private_ips  # the private endpoint, read from ARM
     name = cluster.private_fqdn if cluster.private_cluster else cluster.fqdn
     if not name:
         return ()

@@ -8,6 +8,7 @@ cluster not hiding the others, and the call count being fixed + per scale set.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 from collections.abc import Iterator
 from typing import Any
@@ -231,6 +232,10 @@ def test_private_cluster_with_managed_nat(shapes: Estate) -> None:
     assert priv.load_balancer_outbound_ip_count is None
     managed = [n for n in shapes.nat_gateways if n.resource_group == priv.node_resource_group]
     assert len(managed) == 1 and managed[0].public_ip_count == 1
+    # the tunnel dials the kube-apiserver private endpoint, found on its NIC (not through DNS)
+    (ip,) = priv.api_server_private_ips
+    assert ipaddress.ip_address(ip).is_private
+    assert all(c.api_server_private_ips == () for c in shapes.clusters if not c.private_cluster)
 
 
 def test_nsg_documents_parse(shapes: Estate) -> None:
@@ -251,7 +256,9 @@ def test_counter_matches_the_server(shapes_sim: ArmSimulator) -> None:
     read_estate(clients, SUB)
     counts = clients.counter.snapshot()
     assert counts.total == shapes_sim.total_calls()
-    assert counts.subscription_wide == 6
+    # 6 lists, plus the NIC list that only a private cluster's private endpoint needs
+    assert counts.subscription_wide == 7
+    assert counts.requests["GET sub:networkInterfaces"] == 1
     # scale-set pools: system(3) win(1) empty(0) | nodepool1 | system -> NICs skipped for empty
     assert counts.requests["GET rg:virtualMachineScaleSets/{}/virtualMachines"] == 5
     assert counts.requests["GET rg:virtualMachineScaleSets/{}/networkInterfaces"] == 4
