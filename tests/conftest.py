@@ -6,12 +6,20 @@ import os
 import shutil
 
 import pytest
+from hypothesis import settings
 
 from tests.lab.netns import netns_unavailable_reason
 
 
 def _ci() -> bool:
     return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+# Under CI, property tests draw the same examples every run, so a landing never fails by luck;
+# developers' runs keep exploring with fresh random examples (and replay what failed before).
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if _ci():
+    settings.load_profile("ci")
 
 
 @pytest.fixture(scope="session")
