@@ -1,0 +1,286 @@
+"""Reading what the node probe script printed (format version 1) into a ProbeReport.
+
+Owns the framing (`TWPROBE 1 BEGIN <mode>` ... `TWPROBE 1 END <records>`), the records and
+the decoding of their gzip+base64 blobs. The run-command service keeps only the last 4,096
+bytes of stdout, so a cut output loses its BEGIN line; a killed script loses its END line.
+Either way the report says `complete=False` with the reason and carries no records at all:
+half a probe is never read as a whole one. The connection-test lines are classified by
+`shared.analysis.netcat`; a corrupt blob becomes an entry in `errors`, not an exception.
+Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import zlib
+from dataclasses import dataclass, field
+
+from shared.analysis import netcat
+from shared.errors import InputError
+
+__all__ = [
+    "FORMAT_VERSION",
+    "Component",
+    "ProbeError",
+    "ProbeReport",
+    "Ruleset",
+    "parse_probe_output",
+]
+
+FORMAT_VERSION = 1
+_MAX_BLOB_BYTES = 16 * 1024 * 1024  # a decompressed blob larger than this is refused (gzip bomb)
+_MARKER = re.compile(r"^TWPROBE (?P<v>\d{1,4}) (?P<what>BEGIN|END) (?P<arg>\S{1,16})$")
+_FIELDS = {  # key -> (min, max) number of fields after the key
+    "error": (2, 2),
+    "tool": (2, 2),
+    "host": (1, 1),
+    "addr": (2, 2),
+    "os": (3, 3),
+    "nc": (1, 1),
+    "ncgz": (1, 1),
+    "api": (1, 1),
+    "component": (2, 6),
+    "ufw": (1, 1),
+    "ruleset": (2, 2),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeError:
+    """A problem the script reported, or a record we could not decode."""
+
+    subject: str  # the parameter, tool or record it is about
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Component:
+    """One tunnel container as crictl saw it; None where crictl did not say."""
+
+    name: str
+    state: str  # CONTAINER_RUNNING, CONTAINER_EXITED, ...
+    attempt: int | None  # the container's restart count at creation
+    exit_code: int | None
+    reason: str  # OOMKilled, Error, Completed ... or "" when none
+    finished_at: str
+
+    @property
+    def oom_killed(self) -> bool:
+        return self.reason == "OOMKilled"
+
+
+@dataclass(frozen=True, slots=True)
+class Ruleset:
+    backend: str  # legacy | nft
+    text: str  # the iptables-save dump
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeReport:
+    complete: bool
+    reasons: tuple[str, ...] = ()  # why it is incomplete
+    version: int | None = None
+    mode: str | None = None
+    hostname: str | None = None
+    addresses: tuple[tuple[str, str], ...] = ()  # (interface, address/prefix)
+    os_id: str | None = None
+    os_version: str | None = None
+    kernel: str | None = None
+    nc: str | None = None  # "openbsd" or "none" (bash /dev/tcp used)
+    tools: tuple[str, ...] = ()
+    targets: netcat.NetcatReport | None = None  # TCP 10250 per target; None: not probed
+    api: netcat.NetcatReport | None = None  # TCP to the API server; None: not probed
+    crictl_present: bool | None = None
+    components: tuple[Component, ...] = ()
+    ufw_present: bool | None = None
+    ufw_status: str | None = None
+    rulesets: tuple[Ruleset, ...] = ()
+    errors: tuple[ProbeError, ...] = ()
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def restarted_components(self) -> tuple[Component, ...]:
+        return tuple(c for c in self.components if (c.attempt or 0) > 0 or c.oom_killed)
+
+
+def _unpack(blob: str) -> str:
+    """gunzip(base64(blob)) as text; ValueError with the reason when it is not that."""
+    if not blob:
+        raise ValueError("empty (the node lacked gzip/base64, or the command printed nothing)")
+    try:
+        raw = base64.b64decode(blob, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError(f"not base64: {exc}") from None
+    inflate = zlib.decompressobj(wbits=31)  # 31: gzip header and trailer
+    try:
+        data = inflate.decompress(raw, _MAX_BLOB_BYTES)
+    except zlib.error as exc:
+        raise ValueError(f"not gzip: {exc}") from None
+    if inflate.unconsumed_tail:
+        raise ValueError(f"larger than {_MAX_BLOB_BYTES} bytes once decompressed")
+    if not inflate.eof:
+        raise ValueError("gzip stream cut short")
+    return data.decode("utf-8", errors="replace")
+
+
+def _int(text: str) -> int | None:
+    return int(text) if re.fullmatch(r"-?\d{1,10}", text) else None
+
+
+def _frame(lines: list[str]) -> tuple[int, int, list[str]]:
+    """(begin index, end index, reasons); an index is -1 when the marker is missing."""
+    reasons: list[str] = []
+    begins = [i for i, s in enumerate(lines) if s.startswith("TWPROBE ") and " BEGIN " in s]
+    ends = [i for i, s in enumerate(lines) if s.startswith("TWPROBE ") and " END " in s]
+    begin = begins[0] if begins else -1
+    end = ends[-1] if ends else -1
+    if begin < 0:
+        reasons.append("no BEGIN marker: the start of the output was cut (4,096-byte limit)")
+    if end < 0:
+        reasons.append("no END marker: the script did not finish (killed or timed out)")
+    if len(begins) > 1 or len(ends) > 1:
+        reasons.append("more than one BEGIN or END marker")
+    if begin >= 0 and end >= 0 and end < begin:
+        reasons.append("END comes before BEGIN")
+    return begin, end, reasons
+
+
+def parse_probe_output(stdout: str, source: str) -> ProbeReport:
+    """The report of one probe run; raises InputError (only) for text that is not one."""
+    if "\x00" in stdout:
+        raise InputError(source, "binary data (NUL byte), expected probe output")
+    lines = stdout.replace("\r\n", "\n").split("\n")
+    if not any(s.startswith("TWPROBE ") for s in lines):
+        raise InputError(source, "no TWPROBE marker: not tunnelwatch probe output")
+    begin, end, reasons = _frame(lines)
+    markers: dict[str, re.Match[str]] = {}
+    for what, i in (("BEGIN", begin), ("END", end)):
+        if i >= 0:
+            m = _MARKER.match(lines[i])
+            if m is None or m["what"] != what:
+                raise InputError(source, f"malformed {what} marker {lines[i]!r}", line=i + 1)
+            markers[what] = m
+    versions = {int(m["v"]) for m in markers.values()}
+    if versions - {FORMAT_VERSION}:
+        reasons.append(f"format version {sorted(versions)} is not {FORMAT_VERSION}")
+    mode = markers["BEGIN"]["arg"] if "BEGIN" in markers else None
+    if reasons:
+        return ProbeReport(complete=False, reasons=tuple(reasons), mode=mode)
+    records = lines[begin + 1 : end]
+    expected = _int(markers["END"]["arg"])
+    if expected != len(records):
+        reason = f"END counts {markers['END']['arg']} records, {len(records)} are present"
+        return ProbeReport(complete=False, reasons=(reason,), mode=mode)
+    notes = []
+    if any(s.strip() for s in lines[:begin] + lines[end + 1 :]):
+        notes.append("text outside the BEGIN/END markers ignored")
+    return _records(records, begin + 2, source, mode, tuple(notes))
+
+
+def _records(
+    records: list[str], first_line: int, source: str, mode: str | None, notes: tuple[str, ...]
+) -> ProbeReport:
+    values: dict[str, object] = {}
+    addresses: list[tuple[str, str]] = []
+    errors: list[ProbeError] = []
+    components: list[Component] = []
+    rulesets: list[Ruleset] = []
+    nc_lines: list[str] = []
+    api_lines: list[str] = []
+    crictl: bool | None = None
+    for number, record in enumerate(records, start=first_line):
+        key, *fields = record.split("\t")
+        if key not in _FIELDS:
+            raise InputError(source, f"unknown record {key[:40]!r}", line=number)
+        low, high = _FIELDS[key]
+        if not low <= len(fields) <= high:
+            raise InputError(
+                source, f"record {key!r}: {len(fields)} fields, expected {low}-{high}", line=number
+            )
+        if key == "error":
+            errors.append(ProbeError(fields[0], fields[1]))
+        elif key == "tool":
+            values["nc"] = fields[0].removeprefix("nc=")
+            values["tools"] = tuple(fields[1].split())
+        elif key == "host":
+            values["hostname"] = fields[0]
+        elif key == "addr":
+            addresses.append((fields[0], fields[1]))
+        elif key == "os":
+            values.update(os_id=fields[0], os_version=fields[1], kernel=fields[2])
+        elif key == "nc":
+            nc_lines.append(fields[0])
+        elif key == "api":
+            api_lines.append(fields[0])
+        elif key == "ncgz":
+            try:
+                nc_lines.extend(_unpack(fields[0]).splitlines())
+            except ValueError as exc:
+                errors.append(ProbeError("ncgz", f"corrupt connection-test blob: {exc}"))
+        elif key == "component":
+            if fields[0] == "-" and fields[1] == "absent":
+                crictl = False
+                continue
+            crictl = True
+            f = [*fields, "", "", "", ""]
+            components.append(
+                Component(f[0], f[1], _int(f[2]), _int(f[3]), _dash(f[4]), _dash(f[5]))
+            )
+        elif key == "ufw":
+            if fields[0] == "absent":
+                values["ufw_present"] = False
+                continue
+            values["ufw_present"] = True
+            try:
+                values["ufw_status"] = _unpack(fields[0])
+            except ValueError as exc:
+                errors.append(ProbeError("ufw", f"corrupt ufw status: {exc}"))
+        elif key == "ruleset":
+            try:
+                rulesets.append(Ruleset(fields[0], _unpack(fields[1])))
+            except ValueError as exc:
+                errors.append(ProbeError(f"ruleset {fields[0]}", f"corrupt ruleset: {exc}"))
+    tools = _tools(values.get("tools"))
+    if crictl is None and "tools" in values:
+        crictl = "crictl" in tools  # crictl ran and found no tunnel container, or is missing
+    targets = netcat.analyze("\n".join(nc_lines), f"{source} (10250)") if nc_lines else None
+    api = netcat.analyze("\n".join(api_lines), f"{source} (api)") if api_lines else None
+    return ProbeReport(
+        complete=True,
+        version=FORMAT_VERSION,
+        mode=mode,
+        hostname=_str(values.get("hostname")),
+        addresses=tuple(addresses),
+        os_id=_str(values.get("os_id")),
+        os_version=_str(values.get("os_version")),
+        kernel=_str(values.get("kernel")),
+        nc=_str(values.get("nc")),
+        tools=tools,
+        targets=targets,
+        api=api,
+        crictl_present=crictl,
+        components=tuple(components),
+        ufw_present=_bool(values.get("ufw_present")),
+        ufw_status=_str(values.get("ufw_status")),
+        rulesets=tuple(rulesets),
+        errors=tuple(errors),
+        notes=notes,
+    )
+
+
+def _str(v: object) -> str | None:
+    return v if isinstance(v, str) else None
+
+
+def _bool(v: object) -> bool | None:
+    return v if isinstance(v, bool) else None
+
+
+def _tools(v: object) -> tuple[str, ...]:
+    return tuple(t for t in v if isinstance(t, str)) if isinstance(v, tuple) else ()
+
+
+def _dash(v: str) -> str:
+    return "" if v == "-" else v  # the script prints "-" for an empty field

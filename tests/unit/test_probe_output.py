@@ -1,0 +1,137 @@
+"""Reading the probe output: markers, counts, records, blobs; InputError only on any text."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import gzip
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from shared.analysis.netcat import Status
+from shared.errors import InputError
+from shared.probe.output import parse_probe_output
+
+
+def _blob(text: str) -> str:
+    return base64.b64encode(gzip.compress(text.encode())).decode()
+
+
+RULES = "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -p tcp --dport 10250 -j DROP\nCOMMIT\n"
+RECORDS = [
+    "tool\tnc=openbsd\ttimeout gzip base64 crictl",
+    "host\taks-nodepool1-0",
+    "addr\teth0\t10.224.0.4/16",
+    "os\tubuntu\t22.04\t5.15.0-1",
+    "nc\ttarget=10.224.0.5:10250",
+    "nc\tConnection to 10.224.0.5 10250 port [tcp/*] succeeded!",
+    "nc\t10.224.0.5:10250 exit=0",
+    "nc\ttarget=10.224.0.6:10250",
+    "nc\tnc: connect to 10.224.0.6 port 10250 (tcp) timed out: Operation now in progress",
+    "nc\t10.224.0.6:10250 exit=1",
+    "api\ttarget=x.hcp.westeurope.azmk8s.io:443",
+    "api\tx.hcp.westeurope.azmk8s.io:443 exit=124",
+    "component\tkonnectivity-agent\tCONTAINER_RUNNING\t3\t0\t-\t-",
+    "component\tkonnectivity-agent\tCONTAINER_EXITED\t2\t137\tOOMKilled\t2024-01-01T00:00:00Z",
+    "ufw\t" + _blob("Status: active\n"),
+    "ruleset\tlegacy\t" + _blob(RULES),
+    "ruleset\tnft\tnot-base64!",
+]
+
+
+def _output(records: list[str], mode: str = "deep", count: int | None = None) -> str:
+    n = len(records) if count is None else count
+    return "\n".join([f"TWPROBE 1 BEGIN {mode}", *records, f"TWPROBE 1 END {n}"]) + "\n"
+
+
+def test_complete_output_is_read() -> None:
+    r = parse_probe_output(_output(RECORDS), "probe")
+    assert r.complete and r.mode == "deep" and r.hostname == "aks-nodepool1-0"
+    assert r.os_id == "ubuntu" and r.addresses == (("eth0", "10.224.0.4/16"),)
+    assert r.targets is not None and r.api is not None
+    status = {p.target.host: p.status for p in r.targets.results}
+    assert status == {"10.224.0.5": Status.OPEN, "10.224.0.6": Status.TIMEOUT}
+    assert r.api.results[0].status is Status.TIMEOUT
+    assert r.crictl_present is True
+    assert [c.oom_killed for c in r.components] == [False, True]
+    assert r.components[0].attempt == 3 and r.components[1].exit_code == 137
+    assert len(r.restarted_components) == 2
+    assert r.ufw_status == "Status: active\n"
+    assert [(x.backend, x.text) for x in r.rulesets] == [("legacy", RULES)]
+    assert [e.subject for e in r.errors] == ["ruleset nft"]  # corrupt blob: an entry
+
+
+def test_compressed_targets_record() -> None:
+    lines = "target=10.0.0.9:10250\n10.0.0.9:10250 exit=0\n"
+    r = parse_probe_output(_output(["ncgz\t" + _blob(lines)]), "probe")
+    assert r.targets is not None and r.targets.results[0].status is Status.OPEN
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        (_output(RECORDS).split("\n", 3)[3], "no BEGIN"),  # the service kept only the tail
+        (_output(RECORDS).rsplit("TWPROBE", 1)[0], "no END"),  # the script was killed
+        (_output(RECORDS, count=len(RECORDS) + 1), "END counts"),
+        (_output(RECORDS).replace("TWPROBE 1", "TWPROBE 2"), "version"),
+    ],
+)
+def test_cut_output_is_never_read(text: str, reason: str) -> None:
+    r = parse_probe_output(text, "probe")
+    assert not r.complete
+    assert any(reason in x for x in r.reasons)
+    assert r.targets is None and r.rulesets == () and r.components == ()
+
+
+def test_script_errors_and_missing_tools() -> None:
+    r = parse_probe_output(
+        _output(
+            [
+                "error\tTW_TARGETS\tnot an IPv4 address, skipped",
+                "component\t-\tabsent",
+                "ufw\tabsent",
+            ],
+            mode="triage",
+        ),
+        "probe",
+    )
+    assert r.complete and r.crictl_present is False and r.ufw_present is False
+    assert r.errors[0].subject == "TW_TARGETS" and r.targets is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["hello\n", "", "TWPROBE 1 BEGIN deep\nbogus\tx\nTWPROBE 1 END 1\n",
+     "TWPROBE 1 BEGIN deep\nhost\ta\tb\nTWPROBE 1 END 1\n", "TWPROBE x\x00"],
+)  # fmt: skip
+def test_bad_input_raises_input_error(text: str) -> None:
+    with pytest.raises(InputError):
+        parse_probe_output(text, "probe")
+
+
+def _check(text: str) -> None:
+    with contextlib.suppress(InputError):
+        parse_probe_output(text, "probe")
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.text())
+def test_random_text(text: str) -> None:
+    _check(text)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.sampled_from(RECORDS) | st.text(max_size=40), max_size=12))
+def test_random_records(records: list[str]) -> None:
+    _check(_output(records))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_mutations_of_valid_output(data: st.DataObject) -> None:
+    text = _output(RECORDS)
+    i = data.draw(st.integers(0, len(text)))
+    j = data.draw(st.integers(i, min(len(text), i + 30)))
+    _check(text[:i] + data.draw(st.text(max_size=10)) + text[j:])
