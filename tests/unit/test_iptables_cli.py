@@ -145,3 +145,29 @@ def test_missing_file_and_family_mismatch(
     ok = _write(tmp_path, "ok.rules", "-P INPUT ACCEPT\n")
     code, _, err = _run(capsys, ok, "--src", "10.0.0.1", "--dst", "fd00::1")
     assert code == 2 and "--dst" in err
+
+
+def test_fix_commands_quote_names_taken_from_the_capture(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A hostile chain name in the capture must not turn the fix into a second command."""
+    import shlex
+
+    hostile = "TW$(reboot);x"  # the kernel accepts it; iptables-save prints it unquoted
+    dump = (
+        "*filter\n:INPUT ACCEPT [0:0]\n"
+        f":{hostile} - [0:0]\n"
+        f"-A INPUT -j {hostile}\n"
+        f"-A {hostile} -p tcp -m tcp --dport 10250 -j DROP\nCOMMIT\n"
+    )
+    f = tmp_path / "hostile.save"
+    f.write_text(dump)
+    code = main(["analyze", "iptables", str(f), "--src", "10.0.0.4", "--dst", "10.0.0.5", "--json"])
+    assert code == 1
+    doc = json.loads(capsys.readouterr().out)
+    (command,) = doc["findings"][0]["remediation"]["commands"]
+    # Split as a shell would tokenise operators: `;`, `$(`, `)` outside quotes are separate
+    # tokens, so an unquoted name would not come back as one argument.
+    lexer = shlex.shlex(command, posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    assert list(lexer)[1:] == ["-D", hostile, "1"]  # one command, the name one argument

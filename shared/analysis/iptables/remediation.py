@@ -7,6 +7,8 @@ command, since editing ufw's chains by hand is undone by the next `ufw reload`.
 
 from __future__ import annotations
 
+import shlex
+
 from shared.analysis.findings import (
     TUNNEL_POD_REMINDER,
     Cause,
@@ -38,23 +40,29 @@ def _manager(chain: str) -> str:
 
 
 def fix_commands(v: IptablesVerdict) -> tuple[str, ...]:
-    """The exact commands that would let the packet through (empty unless it is blocked)."""
+    """The exact commands that would let the packet through (empty unless it is blocked).
+
+    Chain and table names come from the capture, which a hostile node could have shaped
+    (`iptables -N 'x$(reboot)'` is a valid chain): every such word is shell-quoted, so pasting
+    the command never runs anything but iptables or ufw.
+    """
     by = v.decided_by
     if not v.verdict.blocks or by is None or v.packet is None:
         return ()
     p = v.packet
+    proto = shlex.quote(str(p.proto))
     if v.cause == 2:
         if by.policy is None and by.chain.startswith(("ufw-user", "ufw6-user")):
             # A user rule denies the port: an appended allow would come after it.
-            return (f"ufw insert 1 allow from {p.src} to any port {p.dport} proto {p.proto}",)
-        return (f"ufw allow from {p.src} to any port {p.dport} proto {p.proto}",)
-    table = "" if by.table == "filter" else f" -t {by.table}"
+            return (f"ufw insert 1 allow from {p.src} to any port {p.dport} proto {proto}",)
+        return (f"ufw allow from {p.src} to any port {p.dport} proto {proto}",)
+    table = "" if by.table == "filter" else f" -t {shlex.quote(by.table)}"
+    chain = shlex.quote(by.chain)
     if by.policy is not None:
         return (
-            f"{v.command}{table} -I {by.chain} 1 -s {p.src} -p {p.proto} "
-            f"--dport {p.dport} -j ACCEPT",
+            f"{v.command}{table} -I {chain} 1 -s {p.src} -p {proto} --dport {p.dport} -j ACCEPT",
         )
-    return (f"{v.command}{table} -D {by.chain} {by.rule_number}",)
+    return (f"{v.command}{table} -D {chain} {by.rule_number}",)
 
 
 def trace_summary(trace: tuple[TraceStep, ...], limit: int = 12) -> list[str]:
@@ -125,7 +133,8 @@ def findings_for(v: IptablesVerdict, subject: Subject) -> list[Finding]:
     if by.policy is None and cause is Cause.IPTABLES:
         notes.append(
             "rule numbers shift when rules are added or removed: check with "
-            f"`{v.command} -t {by.table} -L {by.chain} --line-numbers` first"
+            f"`{v.command} -t {shlex.quote(by.table)} -L {shlex.quote(by.chain)} --line-numbers` "
+            "first"
         )
     notes.append(TUNNEL_POD_REMINDER)
     summary = (
