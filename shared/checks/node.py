@@ -72,18 +72,21 @@ def _shell_word(word: str) -> str:
 def run_command(fix: str, *, node_rg: str, vmss: str, instance_id: str) -> str | None:
     """`fix` as the `az vmss run-command invoke` that runs it on the node; None if unsafe.
 
-    The fix is re-quoted word by word (a chain name may hold `$(...)` or quotes: bash on the
-    node must see it as one literal word), then the whole script is one shell word for the
-    user's shell: in double quotes when it holds only plain characters (the article's
-    spelling), else shlex-quoted. A fix whose words cannot be told apart (whitespace inside
-    a name) gets no command at all rather than a wrong one.
+    A fix is a shell command line whose words taken from captures are already quoted (the
+    engines quote chain names, which may hold `$(...)` or quotes). It is parsed into words and
+    joined again canonically, so anything outside quotes (an operator slipped into a name)
+    becomes a literal word; the whole script is then one word for the user's shell: in double
+    quotes when it holds only plain characters (the article's spelling), else shlex-quoted.
     """
-    words = fix.split(" ")
-    if any(not w or w != w.strip() or "\n" in w or "\t" in w for w in words):
+    if "\n" in fix or "\r" in fix:
+        return None  # two command lines: joining them would make one different command
+    try:
+        words = shlex.split(fix)
+    except ValueError:
+        return None  # unbalanced quotes: no command rather than a wrong one
+    if not words or any("\t" in w for w in words):
         return None
-    script = " ".join(_shell_word(w) for w in words)
-    if shlex.split(script) != words:  # the node's shell must see exactly these words
-        return None
+    script = shlex.join(words)
     quoted = f'"{script}"' if all(_PLAIN.fullmatch(w) for w in words) else shlex.quote(script)
     return (
         f"az vmss run-command invoke -g {_shell_word(node_rg)} -n {_shell_word(vmss)} "

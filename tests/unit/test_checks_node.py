@@ -192,8 +192,12 @@ def test_hostile_comment_and_chain_name_cannot_escape_the_scripts_argument() -> 
 
 
 def test_run_command_refuses_what_it_cannot_quote() -> None:
-    assert run_command("iptables -D A  1", node_rg="g", vmss="v", instance_id="1") is None
+    assert run_command("iptables -D 'A 1", node_rg="g", vmss="v", instance_id="1") is None
     assert run_command("a\nb", node_rg="g", vmss="v", instance_id="1") is None
+    # an operator outside quotes becomes a literal word, never a second command
+    cmd = run_command("iptables -D A;reboot 1", node_rg="g", vmss="v", instance_id="1")
+    assert cmd is not None
+    assert shlex.split(shlex.split(cmd)[-1]) == ["iptables", "-D", "A;reboot", "1"]
     cmd = run_command("echo x", node_rg="rg; rm", vmss="v", instance_id="1")
     assert cmd is not None and shlex.split(cmd)[5] == "rg; rm"
 
