@@ -7,6 +7,6 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from functions import scan_timer
+from functions import probe_timer, probe_worker, scan_timer
 
-BLUEPRINTS: tuple[func.Blueprint, ...] = (scan_timer.bp,)
+BLUEPRINTS: tuple[func.Blueprint, ...] = (scan_timer.bp, probe_timer.bp, probe_worker.bp)

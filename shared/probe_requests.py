@@ -83,9 +83,12 @@ class ProbeRequest:
         instance_id: str,
         reason: str,
         now: datetime,
+        request_id: str | None = None,
     ) -> ProbeRequest:
+        """A first attempt; `request_id` defaults to a new uuid4 (give a derived one to make
+        a request that a redelivery would repeat recognisable)."""
         request = cls(
-            kind, str(uuid.uuid4()), scan_id, subscription.lower(), cluster_id,
+            kind, request_id or str(uuid.uuid4()), scan_id, subscription.lower(), cluster_id,
             node_resource_group, vmss, instance_id, reason[:200], 1, now.astimezone(UTC),
         )  # fmt: skip
         request.validate()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import ResourceExistsError
@@ -32,31 +32,44 @@ MAX_DELAY_SECONDS = 7 * 24 * 3600  # the queue service's visibility timeout limi
 class ProbeQueue:
     """Sends probe requests; the client is passed in (connection string or identity)."""
 
-    def __init__(self, client: QueueClient) -> None:
+    def __init__(
+        self, client: QueueClient, *, factory: Callable[[str], QueueClient] | None = None
+    ) -> None:
         self._client = client
+        self._factory = factory  # queue name -> client of the same account
 
     @classmethod
     def from_connection_string(cls, connection_string: str, queue_name: str) -> ProbeQueue:
-        client = QueueClient.from_connection_string(
-            connection_string,
-            queue_name,
-            message_encode_policy=TextBase64EncodePolicy(),
-            message_decode_policy=BinaryBase64DecodePolicy(),
-        )
-        return cls(client)
+        def make(name: str) -> QueueClient:
+            return QueueClient.from_connection_string(
+                connection_string,
+                name,
+                message_encode_policy=TextBase64EncodePolicy(),
+                message_decode_policy=BinaryBase64DecodePolicy(),
+            )
+
+        return cls(make(queue_name), factory=make)
 
     @classmethod
     def from_account_url(
         cls, account_url: str, queue_name: str, credential: TokenCredential
     ) -> ProbeQueue:
-        client = QueueClient(
-            account_url=account_url,
-            queue_name=queue_name,
-            credential=credential,
-            message_encode_policy=TextBase64EncodePolicy(),
-            message_decode_policy=BinaryBase64DecodePolicy(),
-        )
-        return cls(client)
+        def make(name: str) -> QueueClient:
+            return QueueClient(
+                account_url=account_url,
+                queue_name=name,
+                credential=credential,
+                message_encode_policy=TextBase64EncodePolicy(),
+                message_decode_policy=BinaryBase64DecodePolicy(),
+            )
+
+        return cls(make(queue_name), factory=make)
+
+    def sibling(self, queue_name: str) -> ProbeQueue:
+        """Another queue of the same account, same credential and encoding (the poison queue)."""
+        if self._factory is None:
+            raise ValueError("this ProbeQueue was built from a bare client; build the other too")
+        return ProbeQueue(self._factory(queue_name), factory=self._factory)
 
     @property
     def name(self) -> str:
@@ -82,6 +95,23 @@ class ProbeQueue:
             self.send(request)
             count += 1
         return count
+
+    def take(self, max_messages: int = 32) -> list[str]:
+        """Receive and delete up to `max_messages` visible messages, as text.
+
+        What the Functions host does for a queue trigger; the demo and the tests use it to
+        hand messages to the worker the same way.
+        """
+        texts = []
+        for message in self._client.receive_messages(
+            max_messages=max_messages, visibility_timeout=60
+        ):
+            raw = message.content
+            texts.append(
+                raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else str(raw)
+            )
+            self._client.delete_message(message)
+        return texts
 
     def peek(self, max_messages: int = 32) -> Iterator[ProbeRequest | InputError]:
         """Reads without removing (tests, the CLI); a bad message comes back as its error."""

@@ -24,6 +24,7 @@ from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 from azure.mgmt.monitor import MonitorManagementClient
 from azure.monitor.querymetrics import MetricsClient
 
+from shared.adapters.arm_inventory import read_estate
 from shared.adapters.clients import (
     ArmClients,
     build_clients,
@@ -31,12 +32,23 @@ from shared.adapters.clients import (
     build_monitor_client,
     metrics_endpoint_for,
 )
+from shared.adapters.probe_ledger import ProbeLedger
 from shared.adapters.queues import ProbeQueue
+from shared.adapters.runcommand import RunCommandRunner
 from shared.adapters.tables import FindingStore
 from shared.errors import ConfigError
+from shared.inventory.model import Estate
+from shared.jobs.probe import ProbeDeps
 from shared.jobs.scan import Resolver, ScanDeps
 
-__all__ = ["dns_resolver", "scan_deps", "static_resolver", "storage_clients"]
+__all__ = [
+    "cached_inventory",
+    "dns_resolver",
+    "probe_deps",
+    "scan_deps",
+    "static_resolver",
+    "storage_clients",
+]
 
 
 def dns_resolver(name: str) -> tuple[str, ...]:
@@ -63,7 +75,10 @@ def static_resolver(overrides: Mapping[str, str], fallback: Resolver | None) -> 
 def storage_clients(
     environ: Mapping[str, str], prefix: str, queue_name: str
 ) -> tuple[TableServiceClient, ProbeQueue]:
-    """The table service and the probe queue from the host's storage connection settings."""
+    """The table service and the probe queue from the host's storage connection settings.
+
+    Another queue of the same account: `ProbeQueue.sibling(name)`.
+    """
     conn = environ.get(prefix, "").strip()
     if conn:
         return (
@@ -143,4 +158,64 @@ def scan_deps(
         queue=queue,
         progress=progress,
         metrics_batch_for=metrics_batch_for,
+    )
+
+
+def cached_inventory(
+    clients_for: Callable[[str], ArmClients],
+    clock: Callable[[], datetime],
+    ttl_seconds: float = 300,
+) -> Callable[[str], Estate]:
+    """subscription -> its estate, read again when older than `ttl_seconds`.
+
+    A probe cycle brings many messages at once; each is checked against the inventory, and
+    reading the subscription once per few minutes (not once per message) keeps ARM reads flat.
+    Stale data costs little: a stopped or removed instance answers run command with 409/404,
+    which the worker records as skipped.
+    """
+    cache: dict[str, tuple[datetime, Estate]] = {}
+
+    def inventory(subscription: str) -> Estate:
+        key = subscription.lower()
+        now = clock()
+        hit = cache.get(key)
+        if hit is not None and (now - hit[0]).total_seconds() < ttl_seconds:
+            return hit[1]
+        estate = read_estate(clients_for(key), key)
+        cache[key] = (now, estate)
+        return estate
+
+    return inventory
+
+
+def probe_deps(
+    credential: TokenCredential,
+    *,
+    arm_endpoint: str,
+    ca_bundle: str | None,
+    store: FindingStore,
+    ledger: ProbeLedger,
+    queue: ProbeQueue,
+    poison: ProbeQueue,
+    clock: Callable[[], datetime] | None = None,
+    inventory_ttl_seconds: float = 300,
+) -> ProbeDeps:
+    clients: dict[str, ArmClients] = {}
+    now = clock or (lambda: datetime.now(UTC))
+
+    def clients_for(subscription: str) -> ArmClients:
+        if subscription not in clients:
+            clients[subscription] = build_clients(
+                credential, subscription, arm_endpoint=arm_endpoint, ca_bundle=ca_bundle
+            )
+        return clients[subscription]
+
+    return ProbeDeps(
+        inventory=cached_inventory(clients_for, now, inventory_ttl_seconds),
+        runner_for=lambda sub: RunCommandRunner(clients_for(sub.lower()).compute),
+        store=store,
+        ledger=ledger,
+        queue=queue,
+        poison=poison,
+        clock=now,
     )

@@ -23,6 +23,7 @@ from shared.adapters.tables.limits import (
     redact,
 )
 from shared.adapters.tables.model import (
+    SCAN_SCOPE,
     Event,
     FindingState,
     HistoryEvent,
@@ -145,6 +146,7 @@ def stored_properties(pk: str, rk: str, stored: StoredFinding) -> Entity:
         "opened_at": stored.opened_at,
         "reopen_count": stored.reopen_count,
         "run_id": fit.ident(stored.run_id),
+        "scope": fit.ident(stored.scope),
     }
     entity.update(_finding_props(fit, stored.finding))
     if stored.resolved_at is not None:
@@ -352,6 +354,7 @@ def stored_from_entity(table: str, entity: Mapping[str, Any]) -> StoredFinding:
         reopen_count=r.integer("reopen_count", default=0),
         run_id=r.text("run_id", default=""),
         truncated=r.flag("truncated"),
+        scope=r.text("scope", default=SCAN_SCOPE),
     )
 
 

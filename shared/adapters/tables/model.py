@@ -6,6 +6,7 @@ These are tunnelwatch's own types; no SDK type crosses the storage boundary. A `
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -14,6 +15,7 @@ from enum import StrEnum
 from shared.analysis.findings import Finding
 
 __all__ = [
+    "SCAN_SCOPE",
     "ClusterScan",
     "Coverage",
     "Event",
@@ -24,6 +26,9 @@ __all__ = [
     "ScanRun",
     "StoredFinding",
 ]
+
+SCAN_SCOPE = "scan"
+_SCOPE = re.compile(r"[A-Za-z0-9_.:\-]{1,200}")  # used with fullmatch only
 
 
 class FindingState(StrEnum):
@@ -74,10 +79,16 @@ class ClusterScan:
     findings: tuple[Finding, ...] = ()
     subscription: str = ""  # empty: taken from the cluster's resource id
     reason: str = ""
+    # The writer: the scan, or one node probe ("probe:triage:<pool>", "probe:deep:<node>").
+    # Only findings of the same scope are resolved or held by this write; the others are
+    # another writer's and are left as they are.
+    scope: str = SCAN_SCOPE
 
     def __post_init__(self) -> None:
         if not self.cluster_id.strip():
             raise ValueError("ClusterScan.cluster_id must not be empty")
+        if not _SCOPE.fullmatch(self.scope):
+            raise ValueError(f"ClusterScan of {self.cluster_id}: bad scope {self.scope!r}")
         if self.coverage is not Coverage.COMPLETE and not self.reason.strip():
             raise ValueError(
                 f"ClusterScan of {self.cluster_id}: a {self.coverage} scan needs a reason"
@@ -98,6 +109,7 @@ class StoredFinding:
     reopen_count: int = 0
     run_id: str = ""  # the last scan run that wrote this row
     truncated: bool = False  # some text was cut to fit the entity limits (a marker says where)
+    scope: str = SCAN_SCOPE  # which writer owns the row (only it may resolve the finding)
 
 
 @dataclass(frozen=True, slots=True)

@@ -89,8 +89,9 @@ def plan_cluster_write(
         if prev is None:
             event: Event | None = Event.NEW
             stored = StoredFinding(
-                fp, scan.cluster_id, subscription, FindingState.OPEN, seen, now, run_id=run_id
-            )
+                fp, scan.cluster_id, subscription, FindingState.OPEN, seen, now,
+                run_id=run_id, scope=scan.scope,
+            )  # fmt: skip
         elif prev.state is FindingState.RESOLVED:
             event = Event.REOPENED
             stored = replace(
@@ -103,14 +104,16 @@ def plan_cluster_write(
                 reopen_count=prev.reopen_count + 1,
                 run_id=run_id,
                 truncated=False,
+                scope=scan.scope,
             )
         else:
             event = None
             if prev.subscription != subscription:  # re-keyed: drop the old index row
                 moved.append(open_row_key(prev.subscription, prev.cluster_id, fp))
             stored = replace(
-                prev, subscription=subscription, finding=seen, run_id=run_id, truncated=False
-            )
+                prev, subscription=subscription, finding=seen, run_id=run_id, truncated=False,
+                scope=scan.scope,
+            )  # fmt: skip
         after.append(stored)
         if event is not None:
             flips.append(HistoryEvent(now, scan.cluster_id, event, run_id, fp, seen))
@@ -118,7 +121,7 @@ def plan_cluster_write(
     missing = [
         s
         for fp, s in sorted(existing.items())
-        if s.state is FindingState.OPEN and fp not in reported
+        if s.state is FindingState.OPEN and fp not in reported and s.scope == scan.scope
     ]
     held: tuple[str, ...] = ()
     resolved: list[StoredFinding] = []

@@ -1,0 +1,68 @@
+"""The probe timer: every PROBE_SCHEDULE (default hourly), queue a triage per node pool.
+
+Decode (nothing for a timer) -> one job (shared.jobs.probe_cycle.run_probe_cycle) -> log.
+PROBE_BUDGET 0 (what Bicep sets while enableNodeProbes is false) queues nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+
+import azure.functions as func
+
+from shared.adapters.clients import ArmClients, build_clients, default_credential
+from shared.adapters.queues import ProbeQueue
+from shared.config import Settings
+from shared.inventory.model import Estate
+from shared.jobs.probe_cycle import CycleOutcome, run_probe_cycle
+from shared.jobs.wiring import cached_inventory, storage_clients
+
+log = logging.getLogger(__name__)
+bp = func.Blueprint()  # type: ignore[no-untyped-call]
+
+
+def production_deps(
+    settings: Settings, environ: Mapping[str, str]
+) -> tuple[Callable[[str], Estate], ProbeQueue]:
+    _, queue = storage_clients(environ, settings.storage_connection, settings.probe_queue)
+    queue.ensure()
+    credential = default_credential(settings.arm_endpoint)
+
+    def clients_for(subscription: str) -> ArmClients:
+        return build_clients(
+            credential, subscription, arm_endpoint=settings.arm_endpoint,
+            ca_bundle=settings.arm_ca_bundle or None,
+        )  # fmt: skip
+
+    return cached_inventory(clients_for, lambda: datetime.now(UTC), 0), queue
+
+
+make_deps: Callable[[Settings, Mapping[str, str]], tuple[Callable[[str], Estate], ProbeQueue]] = (
+    production_deps
+)
+
+
+def probe_cycle_once(environ: Mapping[str, str], now: datetime | None = None) -> CycleOutcome:
+    settings = Settings.from_env(environ)
+    inventory, queue = make_deps(settings, environ)
+    return run_probe_cycle(
+        settings.subscriptions,
+        inventory=inventory,
+        queue=queue,
+        budget=settings.probe_budget,
+        now=now or datetime.now(UTC),
+    )
+
+
+@bp.timer_trigger(
+    schedule="%PROBE_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True
+)
+def probe_timer(timer: func.TimerRequest) -> None:
+    if timer.past_due:
+        log.warning("probe timer is past due: running now")
+    outcome = probe_cycle_once(os.environ)
+    for error in outcome.errors:
+        log.error("probe cycle %s: %s", outcome.cycle_id, error)

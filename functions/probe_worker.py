@@ -1,0 +1,90 @@
+"""The probe worker: a queue trigger on PROBE_QUEUE, and one on its poison queue.
+
+Decode (the host hands over the message text) -> one job (shared.jobs.probe) -> log the outcome.
+The job never raises for a bad message or a failed run command: those are recorded outcomes
+(refused, skipped, retry as a new delayed message, denied, poisoned). It raises only when our
+own storage fails; the host then retries the message (host.json maxDequeueCount) and finally
+moves it to `<queue>-poison`, where `probe_poison` turns it into an inconclusive finding.
+`make_deps` is this module's seam, as in scan_timer.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Mapping
+
+import azure.functions as func
+
+from shared.adapters.clients import default_credential
+from shared.adapters.probe_ledger import ProbeLedger
+from shared.adapters.tables import FindingStore
+from shared.config import Settings
+from shared.jobs.probe import (
+    ProbeDeps,
+    ProbeOptions,
+    ProbeResult,
+    handle_poison,
+    handle_probe_message,
+)
+from shared.jobs.wiring import probe_deps, storage_clients
+
+log = logging.getLogger(__name__)
+bp = func.Blueprint()  # type: ignore[no-untyped-call]
+
+
+def production_deps(settings: Settings, environ: Mapping[str, str]) -> ProbeDeps:
+    tables, queue = storage_clients(environ, settings.storage_connection, settings.probe_queue)
+    store = FindingStore(tables, prefix=settings.table_prefix)
+    ledger = ProbeLedger(tables, prefix=settings.table_prefix)
+    return probe_deps(
+        default_credential(settings.arm_endpoint),
+        arm_endpoint=settings.arm_endpoint,
+        ca_bundle=settings.arm_ca_bundle or None,
+        store=store,
+        ledger=ledger,
+        queue=queue,
+        poison=queue.sibling(f"{settings.probe_queue}-poison"),
+    )
+
+
+make_deps: Callable[[Settings, Mapping[str, str]], ProbeDeps] = production_deps
+_deps: dict[str, ProbeDeps] = {}  # one per process: the inventory cache lives in it
+
+
+def _options(settings: Settings) -> ProbeOptions:
+    return ProbeOptions(subscriptions=settings.subscriptions)
+
+
+def _deps_for(settings: Settings, environ: Mapping[str, str]) -> ProbeDeps:
+    if "deps" not in _deps:
+        _deps["deps"] = make_deps(settings, environ)
+    return _deps["deps"]
+
+
+def probe_once(text: str, environ: Mapping[str, str], *, poison: bool = False) -> ProbeResult:
+    settings = Settings.from_env(environ)
+    deps = _deps_for(settings, environ)
+    handler = handle_poison if poison else handle_probe_message
+    return handler(text, _options(settings), deps)
+
+
+def _text(msg: func.QueueMessage) -> str:
+    return msg.get_body().decode("utf-8", errors="replace")
+
+
+@bp.queue_trigger(arg_name="msg", queue_name="%PROBE_QUEUE%", connection="AzureWebJobsStorage")
+def probe_worker(msg: func.QueueMessage) -> None:
+    result = probe_once(_text(msg), os.environ)
+    log.info(
+        "probe message %s (dequeue %s): %s, %d run commands",
+        msg.id, msg.dequeue_count, result.detail, result.run_commands,
+    )  # fmt: skip
+
+
+@bp.queue_trigger(
+    arg_name="msg", queue_name="%PROBE_QUEUE%-poison", connection="AzureWebJobsStorage"
+)
+def probe_poison(msg: func.QueueMessage) -> None:
+    result = probe_once(_text(msg), os.environ, poison=True)
+    log.warning("poison probe message %s: %s", msg.id, result.detail)

@@ -1,0 +1,365 @@
+"""The probe worker: one `probe-requests` message -> run command(s) on one node -> findings.
+
+One code path for the queue-triggered function and the tests. Everything outside (the
+inventory, run command, Table Storage, the queues, the clock) comes in through ProbeDeps.
+
+For each message, in this order, and nothing reaches a node before the last check passed:
+1. decode and validate the message (ProbeRequest.from_json); a bad one is refused and logged;
+2. the ledger: a request already handled (final outcome, or a retry already queued for this
+   attempt) is dropped: a queue delivers at least once, results are written once;
+3. look every identifier up in the inventory (subscription we watch, cluster, node resource
+   group, scale set, instance); anything unknown is refused, nothing runs;
+4. skip what must not or cannot be probed (tagged off, Windows, stopped) with the reason;
+5. build the parameters from the inventory only and validate them (shared.probe.params);
+6. run the one constant script; act on the outcome:
+   - output -> parse -> node findings -> stored under the probe's own scope; a triage queues
+     DEEP probes of the nodes it found unreachable (and re-checks of nodes with open deep
+     findings), within `deep_limit`;
+   - 409 busy, 429 throttled, other failures -> the same request, one attempt later, as a NEW
+     message with a visibility delay (exponential, with the 429's Retry-After as a floor),
+     never an immediate retry; after `max_attempts` the message goes to the poison queue;
+   - 403 -> a COVERAGE finding saying which permission or setting is missing; no retry;
+   - 409 OperationNotAllowed (stopped), 404 (scaled in) -> skipped with the reason.
+A poison message (ours after the last attempt, or the host's after repeated exceptions) is
+handled by `handle_poison`: an INCONCLUSIVE finding for that node, recorded without resolving
+anything.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from shared.adapters.probe_ledger import LedgerEntry, ProbeLedger, ProbeStatus
+from shared.adapters.queues import ProbeQueue
+from shared.adapters.runcommand import Failure, RunCommandRunner, RunOutcome
+from shared.adapters.tables import ClusterScan, Coverage, FindingState, FindingStore
+from shared.analysis.findings import Finding, Kind
+from shared.checks.node import node_findings
+from shared.checks.probe_outcomes import denied_finding, gave_up_finding, unreadable_finding
+from shared.errors import InputError
+from shared.inventory.model import Estate
+from shared.jobs.probe_plan import (
+    PlannedRun,
+    Resolved,
+    deep_follow_ups,
+    peers_of,
+    plan_runs,
+    resolve_request,
+    scope_of,
+)
+from shared.probe import script_text
+from shared.probe.output import parse_probe_output
+from shared.probe_requests import MAX_ATTEMPTS, ProbeKind, ProbeRequest
+
+__all__ = ["ProbeDeps", "ProbeOptions", "ProbeResult", "handle_poison", "handle_probe_message"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeOptions:
+    subscriptions: tuple[str, ...]
+    max_attempts: int = 5  # run-command attempts of one request (busy, throttled, failed)
+    busy_delay_seconds: int = 90  # first delay after a 409; doubles per attempt
+    retry_delay_seconds: int = 60  # first delay after throttling or a failure; doubles
+    max_delay_seconds: int = 3600
+    deep_limit: int = 10  # deep probes one triage may ask for
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_attempts <= MAX_ATTEMPTS:
+            raise ValueError(f"max_attempts must be 1-{MAX_ATTEMPTS}, got {self.max_attempts}")
+
+
+@dataclass
+class ProbeDeps:
+    inventory: Callable[[str], Estate]  # subscription -> a fresh (or briefly cached) estate
+    runner_for: Callable[[str], RunCommandRunner]  # subscription -> run command client
+    store: FindingStore
+    ledger: ProbeLedger
+    queue: ProbeQueue  # probe-requests: retries and deep probes
+    poison: ProbeQueue  # probe-requests-poison
+    clock: Callable[[], datetime]
+    script: str = field(default_factory=script_text)
+    jitter: Callable[[], float] = field(default=random.random)  # 0..1, spreads retries
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    status: ProbeStatus | None  # None: a message we could not even read (refused, no ledger)
+    detail: str
+    run_commands: int = 0
+    findings: tuple[Finding, ...] = ()
+    follow_ups: tuple[ProbeRequest, ...] = ()  # queued: retry, deep probes, poison
+
+
+def handle_probe_message(text: str, options: ProbeOptions, deps: ProbeDeps) -> ProbeResult:
+    try:
+        request = ProbeRequest.from_json(text, "probe-requests message")
+    except InputError as exc:
+        log.warning("refused a probe message: %s", exc)
+        return ProbeResult(None, f"refused: {exc}")
+    seen = deps.ledger.get(request.scan_id, request.request_id)
+    if seen is not None and (
+        seen.status.final or (seen.status is ProbeStatus.RETRY and seen.attempt >= request.attempt)
+    ):
+        log.info(
+            "probe %s (attempt %d) already handled: %s; dropped",
+            request.request_id, request.attempt, seen.status.value,
+        )  # fmt: skip
+        return ProbeResult(seen.status, f"duplicate delivery: already {seen.status.value}")
+    return _Worker(request, options, deps).run()
+
+
+class _Worker:
+    def __init__(self, request: ProbeRequest, options: ProbeOptions, deps: ProbeDeps) -> None:
+        self.request = request
+        self.options = options
+        self.deps = deps
+        self.now = deps.clock()
+        self.run_commands = 0
+
+    def _record(self, status: ProbeStatus, detail: str) -> None:
+        r = self.request
+        self.deps.ledger.put(
+            LedgerEntry(
+                r.scan_id, r.request_id, status, r.attempt, r.kind.value, r.cluster_id,
+                f"{r.vmss}/{r.instance_id}", detail, self.run_commands, self.now,
+            )
+        )  # fmt: skip
+
+    def _finish(
+        self, status: ProbeStatus, detail: str, findings: Sequence[Finding] = (),
+        follow_ups: Sequence[ProbeRequest] = (),
+    ) -> ProbeResult:  # fmt: skip
+        self._record(status, detail)
+        log.info(
+            "probe %s %s of %s/%s (cluster %s, attempt %d): %s, %d run commands",
+            self.request.request_id, self.request.kind.value, self.request.vmss,
+            self.request.instance_id, self.request.cluster_id, self.request.attempt,
+            detail, self.run_commands,
+        )  # fmt: skip
+        return ProbeResult(status, detail, self.run_commands, tuple(findings), tuple(follow_ups))
+
+    def run(self) -> ProbeResult:
+        r = self.request
+        try:
+            estate = self.deps.inventory(r.subscription)
+            resolved = resolve_request(r, estate, self.options.subscriptions)
+        except InputError as exc:
+            log.warning("refused probe %s: %s", r.request_id, exc)
+            return self._finish(ProbeStatus.REFUSED, f"refused: {exc.message}")
+        if isinstance(resolved, str):
+            return self._finish(ProbeStatus.SKIPPED, f"skipped: {resolved}")
+        try:
+            runs, notes = plan_runs(r.kind, resolved)
+        except InputError as exc:
+            return self._finish(ProbeStatus.REFUSED, f"refused: inventory value unsafe: {exc}")
+        if resolved.note:
+            notes.insert(0, resolved.note)
+        self._record(ProbeStatus.RUNNING, "; ".join(notes) or "running")
+        return self._probe(resolved, runs, notes)
+
+    def _probe(self, resolved: Resolved, runs: list[PlannedRun], notes: list[str]) -> ProbeResult:
+        runner = self.deps.runner_for(self.request.subscription)
+        findings: list[Finding] = []
+        complete = True
+        reasons: list[str] = []
+        for planned in runs:
+            outcome = runner.run(
+                resolved.cluster.node_resource_group,
+                resolved.pool.vmss_name or "",
+                resolved.instance.instance_id,
+                self.deps.script,
+                planned.parameters,
+            )
+            self.run_commands += 1
+            if outcome.failure is not None:
+                return self._failed(resolved, outcome)
+            part, ok, why = self._read(resolved, planned, outcome)
+            findings += part
+            if not ok:
+                complete = False
+                reasons.append(why)
+        return self._store(resolved, findings, complete, reasons, notes)
+
+    def _read(
+        self, resolved: Resolved, planned: PlannedRun, outcome: RunOutcome
+    ) -> tuple[list[Finding], bool, str]:
+        """Findings of one run command's output; False (with why) when nothing was decided."""
+        output = outcome.output
+        if output is None:  # _probe only reads outcomes without a failure, which have output
+            raise ValueError("a run outcome without output")
+        node = resolved.instance.computer_name
+        source = f"probe of {node}"
+        try:
+            report = parse_probe_output(output.stdout, source)
+        except InputError as exc:
+            stderr = output.stderr.strip().splitlines()[-1:] or [""]
+            why = f"{exc}; stderr: {stderr[0][:200]}"
+            return (
+                [unreadable_finding(resolved.cluster, resolved.pool, node, why, self.now)],
+                False,
+                why,
+            )
+        subnet = self._subnet_prefix(resolved)
+        triage = self.request.kind is ProbeKind.TRIAGE
+        peers = planned.peers if triage else _sources(resolved)
+        try:
+            found = node_findings(
+                report,
+                cluster=resolved.cluster,
+                pool=resolved.pool,
+                instance=resolved.instance,
+                peers=peers,
+                source_subnet=subnet,
+                now=self.now,
+            )
+        except InputError as exc:
+            why = f"findings could not be computed: {exc}"
+            return (
+                [unreadable_finding(resolved.cluster, resolved.pool, node, why, self.now)],
+                False,
+                why,
+            )
+        if not report.complete:
+            return found, False, "; ".join(report.reasons) or "incomplete report"
+        return found, True, ""
+
+    def _unreadable(self, resolved: Resolved, why: str) -> Finding:
+        return unreadable_finding(
+            resolved.cluster, resolved.pool, resolved.instance.computer_name, why, self.now
+        )
+
+    def _subnet_prefix(self, resolved: Resolved) -> str | None:
+        estate = self.deps.inventory(self.request.subscription)
+        hit = estate.subnet(resolved.pool.node_subnet_id)
+        if hit is None or not hit[1].prefixes:
+            return None
+        return hit[1].prefixes[0]
+
+    def _store(
+        self, resolved: Resolved, findings: list[Finding], complete: bool, reasons: list[str],
+        notes: list[str],
+    ) -> ProbeResult:  # fmt: skip
+        r = self.request
+        scope = scope_of(r.kind, resolved.pool, resolved.instance)
+        unique = list({f.fingerprint: f for f in findings}.values())
+        coverage = Coverage.COMPLETE if complete else Coverage.PARTIAL
+        self.deps.store.record_cluster(
+            ClusterScan(
+                resolved.cluster.id, coverage, tuple(unique), scope=scope,
+                reason="; ".join(reasons)[:500],
+            ),
+            run_id=r.scan_id,
+            now=self.now,
+        )  # fmt: skip
+        follow_ups: list[ProbeRequest] = []
+        if r.kind is ProbeKind.TRIAGE and complete:
+            follow_ups, left = deep_follow_ups(
+                r, resolved, unique, self._open_deep_nodes(resolved),
+                limit=self.options.deep_limit, now=self.now,
+            )  # fmt: skip
+            notes += left
+            for request in follow_ups:
+                self.deps.queue.send(request)
+        problems = sum(1 for f in unique if f.kind is Kind.PROBLEM)
+        detail = (
+            f"{len(unique)} findings ({problems} problems), {len(follow_ups)} deep probes queued"
+        )
+        if notes:
+            detail += "; " + "; ".join(notes)
+        status = ProbeStatus.DONE
+        return self._finish(status, detail, unique, follow_ups)
+
+    def _open_deep_nodes(self, resolved: Resolved) -> list[str]:
+        """Nodes whose earlier deep probe left open findings: a triage re-checks them."""
+        nodes = []
+        for stored in self.deps.store.current_findings(
+            resolved.cluster.id, state=FindingState.OPEN
+        ):
+            if stored.scope.startswith("probe:deep:"):
+                nodes.append(stored.scope.removeprefix("probe:deep:"))
+        return sorted(set(nodes))
+
+    def _failed(self, resolved: Resolved, outcome: RunOutcome) -> ProbeResult:
+        r = self.request
+        node = resolved.instance.computer_name
+        what = f"{outcome.failure}: {outcome.status or ''} {outcome.code} {outcome.message}".strip()
+        if outcome.failure is Failure.DENIED:
+            finding = denied_finding(
+                resolved.cluster, resolved.pool, node, outcome.code, outcome.message, self.now
+            )
+            self.deps.store.record_cluster(
+                ClusterScan(
+                    resolved.cluster.id, Coverage.PARTIAL, (finding,),
+                    scope=scope_of(r.kind, resolved.pool, resolved.instance),
+                    reason=f"run command denied: {outcome.code}",
+                ),
+                run_id=r.scan_id,
+                now=self.now,
+            )  # fmt: skip
+            return self._finish(ProbeStatus.DENIED, what, (finding,))
+        if outcome.failure in (Failure.NOT_RUNNING, Failure.NOT_FOUND):
+            return self._finish(ProbeStatus.SKIPPED, f"skipped: {what}")
+        if r.attempt >= self.options.max_attempts:
+            self.deps.poison.send(r)
+            return self._finish(
+                ProbeStatus.POISONED, f"gave up after {r.attempt} attempts: {what}", (), (r,)
+            )
+        delay = self._delay(outcome)
+        later = r.retry()
+        self.deps.queue.send(later, delay_seconds=delay)
+        return self._finish(ProbeStatus.RETRY, f"retry in {delay}s: {what}", (), (later,))
+
+    def _delay(self, outcome: RunOutcome) -> int:
+        o = self.options
+        base = o.busy_delay_seconds if outcome.failure is Failure.BUSY else o.retry_delay_seconds
+        delay = base * 2 ** (self.request.attempt - 1)
+        delay = max(delay, outcome.retry_after or 0)
+        # Up to a quarter more, at random: retries of many nodes do not land together.
+        delay = int(delay * (1 + 0.25 * self.deps.jitter()))
+        return min(delay, o.max_delay_seconds)
+
+
+def _sources(resolved: Resolved) -> dict[str, str]:
+    """The addresses a deep probe evaluates its rules for: the other nodes of the cluster."""
+    peers = peers_of(resolved.cluster, resolved.instance)
+    return dict(list(peers.items())[:64])  # enough to show every rule that treats them apart
+
+
+def handle_poison(text: str, options: ProbeOptions, deps: ProbeDeps) -> ProbeResult:
+    """A request out of attempts: an INCONCLUSIVE finding for its node; nothing is resolved."""
+    try:
+        request = ProbeRequest.from_json(text, "probe-requests-poison message")
+    except InputError as exc:
+        log.warning("dropped an unreadable poison message: %s", exc)
+        return ProbeResult(None, f"refused: {exc}")
+    seen = deps.ledger.get(request.scan_id, request.request_id)
+    worker = _Worker(request, options, deps)
+    try:
+        resolved = resolve_request(
+            request, deps.inventory(request.subscription), options.subscriptions
+        )
+    except InputError as exc:
+        return worker._finish(ProbeStatus.REFUSED, f"poison refused: {exc.message}")
+    if isinstance(resolved, str):
+        return worker._finish(ProbeStatus.SKIPPED, f"poison skipped: {resolved}")
+    last = seen.detail if seen is not None else "the host gave up on this message (repeated errors)"
+    finding = gave_up_finding(
+        resolved.cluster, resolved.pool, resolved.instance.computer_name,
+        request.kind.value, request.attempt, last, worker.now,
+    )  # fmt: skip
+    deps.store.record_cluster(
+        ClusterScan(
+            resolved.cluster.id, Coverage.PARTIAL, (finding,),
+            scope=scope_of(request.kind, resolved.pool, resolved.instance),
+            reason=f"probe gave up after {request.attempt} attempts",
+        ),
+        run_id=request.scan_id,
+        now=worker.now,
+    )  # fmt: skip
+    return worker._finish(ProbeStatus.POISONED, f"inconclusive recorded: {last}", (finding,))

@@ -1,0 +1,62 @@
+"""The probe cycle (PROBE_SCHEDULE): a triage request per probeable node pool, within budget.
+
+One inventory read per subscription; the requests go to the probe queue, where the worker
+(shared.jobs.probe) runs them. The scan queues triage requests of its own, at once, for
+clusters it found suspect; this cycle is the routine pass over every cluster.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from azure.core.exceptions import AzureError
+
+from shared.adapters.queues import ProbeQueue
+from shared.errors import InputError
+from shared.inventory.model import Estate
+from shared.jobs.probe_plan import cycle_requests
+from shared.probe_requests import ProbeRequest
+
+__all__ = ["CycleOutcome", "run_probe_cycle"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class CycleOutcome:
+    cycle_id: str
+    requests: tuple[ProbeRequest, ...]
+    skipped: tuple[str, ...]  # pools not probed this cycle, with the reason
+    errors: tuple[str, ...]
+
+
+def run_probe_cycle(
+    subscriptions: tuple[str, ...],
+    *,
+    inventory: Callable[[str], Estate],
+    queue: ProbeQueue | None,
+    budget: int,
+    now: datetime,
+) -> CycleOutcome:
+    cycle_id = f"probe-{now:%Y%m%dT%H%M%SZ}"
+    estates: list[Estate] = []
+    errors: list[str] = []
+    for subscription in subscriptions:
+        try:
+            estates.append(inventory(subscription))
+        except (AzureError, InputError) as exc:
+            errors.append(f"subscription {subscription}: inventory failed: {exc}")
+            log.error("probe cycle %s: subscription %s: %s", cycle_id, subscription, exc)
+    requests, skipped = cycle_requests(
+        estates, cycle_id=cycle_id, budget=budget, now=now, reason="routine probe cycle"
+    )
+    if queue is not None:
+        queue.send_all(requests)
+    log.info(
+        "probe cycle %s: %d triage requests queued (budget %d), %d pools not probed",
+        cycle_id, len(requests), budget, len(skipped),
+    )  # fmt: skip
+    return CycleOutcome(cycle_id, tuple(requests), tuple(skipped), tuple(errors))

