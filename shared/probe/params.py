@@ -55,6 +55,8 @@ def _address(value: object, name: str) -> ipaddress.IPv4Address:
 def _api_host(value: object) -> str:
     if not isinstance(value, str):
         raise InputError(_SOURCE, f"TW_API_HOST: expected a string, got {type(value).__name__}")
+    if value == "":
+        return ""  # no API server test in this run (the script skips it)
     if re.fullmatch(r"[0-9.]+", value):
         return str(_address(value, "TW_API_HOST"))
     if len(value) > 253 or _FQDN.fullmatch(value) is None:
