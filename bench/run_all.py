@@ -6,7 +6,7 @@ import importlib
 import sys
 import time
 
-MODULES = ("bench.bench_iptables", "bench.bench_nsg", "bench.bench_scan")
+MODULES = ("bench.bench_iptables", "bench.bench_nsg", "bench.bench_scan", "bench.bench_probes")
 
 
 def main() -> int:

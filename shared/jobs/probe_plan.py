@@ -251,8 +251,9 @@ def deep_follow_ups(
     """DEEP requests for the nodes the triage found unreachable, then for `recheck_nodes`
     (nodes whose earlier deep findings are still open), at most `limit`; and what was left.
 
-    Request ids derive from the triage's id and the node, so a redelivered triage asks for
-    the same deep probes again, which the ledger then recognises.
+    Request ids derive from the cycle (scan id), the node and why, so two triages of one
+    cycle that both found a node unreachable ask for ONE deep probe of it, and a redelivered
+    triage asks for the same ones again; the ledger drops the repeats.
     """
     by_ip: dict[str, tuple[AgentPool, Instance]] = {}
     by_name: dict[str, tuple[AgentPool, Instance]] = {}
@@ -293,7 +294,9 @@ def deep_follow_ups(
             instance_id=inst.instance_id,
             reason=f"{why}"[:200],
             now=now,
-            request_id=str(uuid.uuid5(_NAMESPACE, f"{triage.request_id}:{name}")),
+            # One deep probe per node and cycle, however many triages found it unreachable;
+            # the same id again on redelivery, which the ledger then recognises.
+            request_id=str(uuid.uuid5(_NAMESPACE, f"{triage.scan_id}:{name}:{why[:8]}")),
         )
         requests.append(request)
     return requests, left

@@ -8,12 +8,10 @@ script on namespace nodes runs in tests/e2e/test_node_lab_e2e.py.
 
 from __future__ import annotations
 
-import base64
-import gzip
 import subprocess
 import threading
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -30,6 +28,7 @@ from shared.probe.params import PARAMETER_NAMES
 from shared.probe_requests import ProbeKind, ProbeRequest
 from tests.armsim import SCENARIOS, ArmSimulator, Faults, load_estate
 from tests.armsim.faults import Failure, Throttle
+from tests.armsim.scripted import ScriptedNodes, addresses_of
 from tests.azurite import azurite  # noqa: F401
 
 SUB = "11111111-1111-1111-1111-111111111111"
@@ -47,74 +46,6 @@ DROP_10250 = (
     "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n"
     "-A INPUT -p tcp -m tcp --dport 10250 -j DROP\nCOMMIT\n"
 )
-
-
-def _blob(text: str) -> str:
-    return base64.b64encode(gzip.compress(text.encode())).decode()
-
-
-@dataclass
-class ScriptedNodes:
-    """Answers run commands like the probe script would, from the parameters it was sent.
-
-    `unreachable`: node addresses whose kubelet port times out; `deep_rules`: the iptables
-    dump a deep probe of a node (by address) returns; `gate`: instances whose command waits
-    for the event (to make the next command on them a 409).
-    """
-
-    addresses: dict[tuple[str, str], str]  # (vmss lower, instance id) -> primary address
-    unreachable: set[str] = field(default_factory=set)
-    deep_rules: dict[str, str] = field(default_factory=dict)
-    gate: dict[tuple[str, str], threading.Event] = field(default_factory=dict)
-    stdout_override: str | None = None
-    calls: list[dict[str, str]] = field(default_factory=list)
-
-    def __call__(
-        self, sub: str, rg: str, vmss: str, iid: str, script: Sequence[str],
-        params: Sequence[tuple[str, str]],
-    ) -> tuple[str, str]:  # fmt: skip
-        values = dict(params)
-        self.calls.append(values)
-        gate = self.gate.get((vmss.lower(), iid))
-        if gate is not None:
-            gate.wait(20)
-        if self.stdout_override is not None:
-            return self.stdout_override, ""
-        me = self.addresses[(vmss.lower(), iid)]
-        mode = values.get("TW_MODE", "-")
-        records = [
-            "tool\tnc=openbsd\ttimeout gzip base64 crictl iptables-legacy-save ip",
-            f"host\t{vmss}{iid}",
-            f"addr\teth0\t{me}/16",
-            "os\tubuntu\t22.04\t5.15.0-1064-azure",
-        ]
-        for target in filter(None, values.get("TW_TARGETS", "").split(",")):
-            records.append(f"nc\ttarget={target}:10250")
-            if target in self.unreachable:
-                records.append(
-                    f"nc\tnc: connect to {target} port 10250 (tcp) timed out: "
-                    "Operation now in progress"
-                )
-                records.append(f"nc\t{target}:10250 exit=1")
-            else:
-                records.append(f"nc\tConnection to {target} 10250 port [tcp/*] succeeded!")
-                records.append(f"nc\t{target}:10250 exit=0")
-        host = values.get("TW_API_HOST", "")
-        if host:
-            records += [
-                f"api\ttarget={host}:443",
-                f"api\tConnection to {host} (20.61.14.2) 443 port [tcp/https] succeeded!",
-                f"api\t{host}:443 exit=0",
-            ]
-        records.append("component\tkonnectivity-agent\tCONTAINER_RUNNING\t0\t0\t-\t-")
-        if mode == "deep":
-            accept = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\nCOMMIT\n"
-            records += [
-                "ufw\tabsent",
-                f"ruleset\tlegacy\t{_blob(self.deep_rules.get(me, accept))}",
-            ]
-        text = "\n".join([f"TWPROBE 1 BEGIN {mode}", *records, f"TWPROBE 1 END {len(records)}"])
-        return text + "\n", ""
 
 
 class Rig:
@@ -159,21 +90,6 @@ class Rig:
         return handle_probe_message(text, self.options, self.deps)
 
 
-def _addresses(sim_estate) -> dict[tuple[str, str], str]:  # type: ignore[no-untyped-def]
-    out = {}
-    for doc_list_key, docs in sim_estate.lists.items():
-        if not doc_list_key.endswith("/networkinterfaces"):
-            continue
-        for nic in docs:
-            vm = nic["properties"].get("virtualMachine", {}).get("id", "")
-            if "/virtualmachinescalesets/" not in vm.lower():
-                continue
-            parts = vm.split("/")
-            ip = nic["properties"]["ipConfigurations"][0]["properties"]["privateIPAddress"]
-            out[(parts[-3].lower(), parts[-1])] = ip
-    return out
-
-
 @pytest.fixture
 def faults() -> Faults | None:
     return None  # a test parametrizes `faults` to inject some
@@ -182,7 +98,7 @@ def faults() -> Faults | None:
 @pytest.fixture
 def rig(azurite: str, faults: Faults | None) -> Iterator[Rig]:  # noqa: F811
     estate = load_estate(SCENARIOS / "demo.json")
-    nodes = ScriptedNodes(_addresses(estate))
+    nodes = ScriptedNodes(addresses_of(estate))
     with ArmSimulator(estate, executor=nodes, faults=faults) as sim:
         prefix = "tw" + sim.endpoint.rsplit(":", 1)[1]
         yield Rig(sim, nodes, azurite, prefix)
