@@ -62,7 +62,11 @@ def denied_finding(
         remediation=Remediation(
             summary,
             commands,
-            ("Bicep: enableNodeProbes=true grants the role on node resource groups it is given.",),
+            (
+                "Deployed with infra/main.bicep: redeploy with enableNodeProbes=true instead; "
+                "it adds a custom role holding only the run-command action (and the reads it "
+                "needs) for tunnelwatch's identity, narrower than Virtual Machine Contributor.",
+            ),
         ),
         key="denied",
         origin=Origin.TUNNELWATCH,
