@@ -52,3 +52,23 @@ def test_host_json_queue_settings_fit_the_probe_worker() -> None:
     host = json.loads((ROOT / "host.json").read_text())
     assert host["version"] == "2.0"
     assert host["extensionBundle"]["version"] == "[4.*, 5.0.0)"
+    queues = host["extensions"]["queues"]
+    # Our own retries are new delayed messages; the host's are only for our storage failures.
+    assert 1 <= queues["maxDequeueCount"] <= 5
+    assert queues["messageEncoding"] == "base64"  # what ProbeQueue writes
+    assert 1 <= queues["batchSize"] <= 8  # each message may hold a run command for minutes
+    hours, minutes, _ = (int(x) for x in host["functionTimeout"].split(":"))
+    assert hours * 60 + minutes >= 15  # a 1,000-node pool's triage is 5 run commands in a row
+
+
+def test_probe_functions_are_registered_on_the_probe_queue_and_its_poison_queue() -> None:
+    functions = _functions()
+    (timer,) = functions["probe_timer"]["bindings"]  # type: ignore[misc]
+    assert timer["schedule"] == "%PROBE_SCHEDULE%" and timer["runOnStartup"] is False
+    (worker,) = functions["probe_worker"]["bindings"]  # type: ignore[misc]
+    (poison,) = functions["probe_poison"]["bindings"]  # type: ignore[misc]
+    assert worker["type"] == poison["type"] == "queueTrigger"
+    assert worker["queueName"] == "%PROBE_QUEUE%"
+    # The host moves a message it gave up on to "<queue>-poison": the same name as ours.
+    assert poison["queueName"] == "%PROBE_QUEUE%-poison"
+    assert worker["connection"] == poison["connection"] == "AzureWebJobsStorage"
