@@ -29,6 +29,7 @@ ANALYZERS: dict[str, str] = {
     "nsg": "shared.cli.analyze_nsg",
     "runcommand": "shared.cli.analyze_runcommand",
     "snat": "shared.cli.analyze_snat",
+    "nft": "shared.cli.analyze_nft",
 }
 
 
@@ -43,7 +44,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"tunnelwatch {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     analyze = commands.add_parser(
-        "analyze", help="analyze one captured input (iptables, ufw, nc, nsg, runcommand, snat)"
+        "analyze", help="analyze one captured input (iptables, nft, ufw, nc, nsg, runcommand, snat)"
     )
     kinds = analyze.add_subparsers(dest="kind", metavar="KIND", required=True)
     for kind, module in ANALYZERS.items():

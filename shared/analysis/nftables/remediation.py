@@ -1,0 +1,213 @@
+"""Turning an nftables verdict into Findings, with the narrowest fix as an exact command.
+
+A block by a rule: delete that rule by its handle (`nft delete rule FAMILY TABLE CHAIN handle
+N`). A block by a named verdict map's element: delete that element. A block by an inline
+verdict map: insert an accept for the tunnel's source before that rule (deleting the rule
+would drop its other elements too). A block by a chain's policy: insert an accept for the
+tunnel's source at the top of that base chain.
+
+Table, chain and map names come from the capture, which a hostile node could have shaped:
+plain identifiers are shell-quoted words on nft's command line; any other name (nft's
+command line cannot spell it) goes into a JSON command piped to `nft -j -f -`, itself one
+shell-quoted word. Pasting a fix never runs anything but printf and nft.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from typing import Any
+
+from shared.analysis.findings import (
+    TUNNEL_POD_REMINDER,
+    Cause,
+    Finding,
+    Kind,
+    Remediation,
+    Severity,
+    Subject,
+)
+from shared.analysis.iptables.model import Packet, Verdict
+from shared.analysis.nftables.model import NftTraceStep, NftVerdict
+
+__all__ = ["CHECK", "findings_for", "fix_commands", "trace_summary"]
+
+CHECK = "node.nftables"
+
+# nft's scanner: an unquoted identifier (src/scanner.l, "identifier").
+_IDENT = re.compile(r"[A-Za-z_.][A-Za-z0-9/\-_.]*\Z")
+_KEYWORDS = frozenset(
+    {"ip", "ip6", "inet", "arp", "bridge", "netdev", "table", "chain", "rule", "set", "map"}
+    | {"handle", "index", "position", "accept", "drop", "return", "jump", "goto", "counter"}
+)
+_FAMILIES = frozenset({"ip", "ip6", "inet", "arp", "bridge", "netdev"})
+# Tables other software rewrites: deleting their rules by hand does not last.
+_MANAGED = {
+    "kube-proxy": "kube-proxy (nftables mode)",
+    "firewalld": "firewalld (use firewall-cmd)",
+    "cilium": "Cilium",
+    "calico": "Calico",
+}
+
+
+def _plain(*names: str) -> bool:
+    return all(_IDENT.match(n) and n not in _KEYWORDS for n in names)
+
+
+def _json_cmd(command: dict[str, Any]) -> str:
+    """The command as nft's JSON input on stdin: nft's command line reads table and chain
+    names only as plain identifiers, while JSON (which made such names) spells any name."""
+    text = json.dumps({"nftables": [command]}, separators=(",", ":"))
+    return f"printf '%s\\n' {shlex.quote(text)} | nft -j -f -"
+
+
+def _accept_rule(p: Packet) -> tuple[str, list[dict[str, Any]]]:
+    """`ip saddr SRC tcp dport N accept` as nft text and as JSON expressions."""
+    ip = "ip" if p.family == 4 else "ip6"
+    proto = p.proto.lower() if p.proto.lower() in ("tcp", "udp") else "th"
+    text = f"{ip} saddr {p.src} {proto} dport {p.dport} accept"
+    if proto == "th":
+        text = f"{ip} saddr {p.src} meta l4proto {p.proto_number()} th dport {p.dport} accept"
+    expr: list[dict[str, Any]] = [
+        _match({"payload": {"protocol": ip, "field": "saddr"}}, str(p.src)),
+        _match({"payload": {"protocol": proto, "field": "dport"}}, p.dport),
+        {"accept": None},
+    ]
+    if proto == "th":
+        expr.insert(1, _match({"meta": {"key": "l4proto"}}, p.proto_number()))
+    return text, expr
+
+
+def _match(left: dict[str, Any], right: Any) -> dict[str, Any]:
+    return {"match": {"op": "==", "left": left, "right": right}}
+
+
+def fix_commands(v: NftVerdict) -> tuple[str, ...]:
+    """The exact commands that would let the packet through (empty unless it is blocked).
+
+    Names from the capture are plain nft identifiers on the command line, shell-quoted; any
+    other name (a hostile node could have made `x$(reboot)` through nft's JSON input) goes
+    into a JSON command piped to `nft -j -f -`, itself one shell-quoted word.
+    """
+    by = v.decided_by
+    p = v.packet
+    if not v.verdict.blocks or by is None or p is None:
+        return ()
+    fam, table, chain = by.family, by.table, by.chain
+    plain = fam in _FAMILIES and _plain(table, chain)
+    where = " ".join(shlex.quote(x) for x in (fam, table, chain))
+    ident = {"family": fam, "table": table, "chain": chain}
+    text, expr = _accept_rule(p)
+    if by.policy is not None:
+        if plain:
+            return (f"nft insert rule {where} {text}",)
+        return (_json_cmd({"insert": {"rule": {**ident, "expr": expr}}}),)
+    if by.handle is None:
+        return ()
+    if by.element is not None and by.map_name:
+        if fam not in _FAMILIES or not _plain(table, by.map_name):
+            return ()  # the element is only known as nft text; nft cannot name this map
+        elem = shlex.quote("{ " + by.element + " }")
+        return (
+            f"nft delete element {shlex.quote(fam)} {shlex.quote(table)} "
+            f"{shlex.quote(by.map_name)} {elem}",
+        )
+    if by.element is not None:
+        # An inline verdict map: deleting the rule would drop its other elements too.
+        if plain:
+            return (f"nft insert rule {where} handle {by.handle} {text}",)
+        return (_json_cmd({"insert": {"rule": {**ident, "handle": by.handle, "expr": expr}}}),)
+    if plain:
+        return (f"nft delete rule {where} handle {by.handle}",)
+    return (_json_cmd({"delete": {"rule": {**ident, "handle": by.handle}}}),)
+
+
+def trace_summary(trace: tuple[NftTraceStep, ...], limit: int = 12) -> list[str]:
+    lines = []
+    for s in trace[-limit:]:
+        where = f"{s.family} {s.table} {s.chain}" + (
+            f" handle {s.handle}" if s.handle is not None else ""
+        )
+        lines.append(f"[{s.packet}] {where}: {s.action}" + (f"  [{s.rule}]" if s.rule else ""))
+    if len(trace) > limit:
+        lines.insert(0, f"... {len(trace) - limit} earlier step(s)")
+    return lines
+
+
+def findings_for(v: NftVerdict, subject: Subject) -> list[Finding]:
+    """No finding for accept; a critical problem for a block; an inconclusive one otherwise."""
+    p = v.packet
+    what = "the packet" if p is None else f"{p.proto.upper()} {p.dport} from {p.src}"
+    if v.verdict is Verdict.ACCEPT:
+        return []
+    skipped = [f"skipped table {s}" for s in v.skipped]
+    by = v.decided_by
+    if v.verdict is Verdict.UNKNOWN:
+        evidence = [f"source: {v.source}", f"why: {v.reason}"]
+        if by is not None:
+            evidence.append(f"at: {by.where()}" + (f": {by.rule}" if by.rule else ""))
+        evidence += [
+            f"undecided: {u.family} {u.table} {u.chain} handle {u.handle} [{u.rule}]: {u.reason}"
+            for u in v.undecided[:10]
+        ]
+        evidence += [*v.notes, *skipped]
+        return [
+            Finding(
+                check=CHECK,
+                cause=Cause.IPTABLES,
+                kind=Kind.INCONCLUSIVE,
+                severity=Severity.WARNING,
+                subject=subject,
+                title=f"cannot decide whether nftables lets {what} in",
+                evidence=tuple(evidence),
+                key="unknown",
+            )
+        ]
+    if by is None:
+        raise ValueError("a drop/reject verdict without decided_by")
+    evidence = [f"source: {v.source}", f"decided by {by.where()}"]
+    if by.rule is not None:
+        evidence.append(f"rule: {by.rule}  [handle {by.handle}]")
+    if by.element is not None:
+        evidence.append(
+            f"verdict map element: {by.element}"
+            + (f" of map {by.map_name}" if by.map_name else " (inline map)")
+        )
+    evidence += [f"trace: {line}" for line in trace_summary(v.trace)]
+    evidence += [f"also blocks on another path: {o.where()}" for o in v.other_blocks]
+    evidence += [*v.notes, *skipped]
+    notes = []
+    manager = _MANAGED.get(by.table)
+    if manager:
+        notes.append(
+            f"table {by.family} {by.table} is managed by {manager}: a deleted rule comes back; "
+            "change the configuration that creates it"
+        )
+    if by.policy is None:
+        names = " ".join(shlex.quote(x) for x in (by.family, by.table, by.chain))
+        notes.append(f"check the handle first with `nft -a list chain {names}`")
+    notes.append(TUNNEL_POD_REMINDER)
+    verb = "drops" if v.verdict is Verdict.DROP else "rejects"
+    if by.policy is not None:
+        summary = f"allow {what} before the {by.policy} policy of {by.family} {by.table} {by.chain}"
+    elif by.element is not None:
+        summary = f"remove the verdict map element {by.element} that {verb} {what}"
+    else:
+        summary = f"remove the {v.verdict.value} rule (handle {by.handle}) of {by.chain}"
+    key = f"{by.family}:{by.table}:{by.chain}:" + (
+        f"policy:{by.policy}" if by.policy else (by.element or by.rule or "")
+    )
+    return [
+        Finding(
+            check=CHECK,
+            cause=Cause.IPTABLES,
+            kind=Kind.PROBLEM,
+            severity=Severity.CRITICAL,
+            subject=subject,
+            title=f"nftables {verb} {what} ({by.where()})",
+            evidence=tuple(evidence),
+            remediation=Remediation(summary, fix_commands(v), tuple(notes)),
+            key=key,
+        )
+    ]
