@@ -43,6 +43,10 @@ sysdeps:
 	command -v nft >/dev/null || missing="$$missing nftables"; \
 	command -v ip >/dev/null || missing="$$missing iproute2"; \
 	command -v npm >/dev/null || missing="$$missing nodejs npm"; \
+	command -v mawk >/dev/null || missing="$$missing mawk"; \
+	command -v gawk >/dev/null || missing="$$missing gawk"; \
+	command -v openssl >/dev/null || missing="$$missing openssl"; \
+	command -v unshare >/dev/null || missing="$$missing util-linux"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing Debian packages:$$missing"; \

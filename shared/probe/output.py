@@ -5,8 +5,10 @@ the decoding of their gzip+base64 blobs. The run-command service keeps only the 
 bytes of stdout, so a cut output loses its BEGIN line; a killed script loses its END line.
 Either way the report says `complete=False` with the reason and carries no records at all:
 half a probe is never read as a whole one. The connection-test lines are classified by
-`shared.analysis.netcat`; a corrupt blob becomes an entry in `errors`, not an exception.
-Pure: no I/O.
+`shared.analysis.netcat`; a corrupt blob becomes an entry in `errors`, not an exception, and
+so does a blob the script's size guard left out (`toolarge`: the entry carries its size).
+Records added within version 1 (older outputs stay valid): note, tls, tunnel, toolarge, the
+reduction counts of `ruleset`, the container and pod of `component`. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -26,14 +28,17 @@ __all__ = [
     "ProbeError",
     "ProbeReport",
     "Ruleset",
+    "TlsCheck",
     "parse_probe_output",
 ]
 
 FORMAT_VERSION = 1
 _MAX_BLOB_BYTES = 16 * 1024 * 1024  # a decompressed blob larger than this is refused (gzip bomb)
+_ZERO_TIME = "0001-01-01T00:00:00Z"  # crictl's finishedAt of a container that has not exited
 _MARKER = re.compile(r"^TWPROBE (?P<v>\d{1,4}) (?P<what>BEGIN|END) (?P<arg>\S{1,16})$")
 _FIELDS = {  # key -> (min, max) number of fields after the key
     "error": (2, 2),
+    "note": (2, 2),
     "tool": (2, 2),
     "host": (1, 1),
     "addr": (2, 2),
@@ -41,9 +46,12 @@ _FIELDS = {  # key -> (min, max) number of fields after the key
     "nc": (1, 1),
     "ncgz": (1, 1),
     "api": (1, 1),
-    "component": (2, 6),
+    "tls": (7, 7),
+    "tunnel": (1, 1),
+    "component": (2, 8),
     "ufw": (1, 1),
-    "ruleset": (2, 2),
+    "ruleset": (2, 5),
+    "toolarge": (3, 3),
 }
 
 
@@ -51,8 +59,9 @@ _FIELDS = {  # key -> (min, max) number of fields after the key
 class ProbeError:
     """A problem the script reported, or a record we could not decode."""
 
-    subject: str  # the parameter, tool or record it is about
+    subject: str  # the parameter, tool or record it is about ("ruleset legacy", "ufw" ...)
     message: str
+    too_large: int | None = None  # compressed size of a blob the size guard left out
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +73,9 @@ class Component:
     attempt: int | None  # the container's restart count at creation
     exit_code: int | None
     reason: str  # OOMKilled, Error, Completed ... or "" when none
-    finished_at: str
+    finished_at: str  # RFC 3339, "" while the container has not exited
+    container: str = ""  # the container's own name (tunnel-front, openvpn-client ...)
+    pod: str = ""
 
     @property
     def oom_killed(self) -> bool:
@@ -73,8 +84,26 @@ class Component:
 
 @dataclass(frozen=True, slots=True)
 class Ruleset:
-    backend: str  # legacy | nft
-    text: str  # the iptables-save dump
+    """One ruleset in force: an iptables-save dump (legacy, nft) or nftables JSON (nftables)."""
+
+    backend: str  # legacy | nft | nftables
+    text: str  # the dump, reduced on the node; for nftables `{"nftables": [...]}`
+    kept: int | None = None  # rules the node's reduction kept / dropped (None: not reduced)
+    dropped: int | None = None
+    chains_dropped: int | None = None  # declarations of chains the packet cannot reach
+
+
+@dataclass(frozen=True, slots=True)
+class TlsCheck:
+    """The TLS handshake to the API server offering ALPN konnectivity,h2, as the script saw it."""
+
+    target: str  # host:port
+    tcp: str  # open | failed | timeout
+    handshake: str  # ok | failed
+    alpn: str  # the protocol the peer chose, "" when none
+    subject_cn: str  # "" when unknown
+    issuer_cn: str
+    name_match: bool | None  # the certificate is issued for the host dialled; None: unknown
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +121,8 @@ class ProbeReport:
     tools: tuple[str, ...] = ()
     targets: netcat.NetcatReport | None = None  # TCP 10250 per target; None: not probed
     api: netcat.NetcatReport | None = None  # TCP to the API server; None: not probed
+    tls: TlsCheck | None = None  # None: not tested (see notes/errors for why)
+    tunnel: netcat.NetcatReport | None = None  # TCP 9000 (tunnel-front); None: not probed
     crictl_present: bool | None = None
     components: tuple[Component, ...] = ()
     ufw_present: bool | None = None
@@ -189,6 +220,9 @@ def _records(
     rulesets: list[Ruleset] = []
     nc_lines: list[str] = []
     api_lines: list[str] = []
+    tunnel_lines: list[str] = []
+    notes_seen: list[str] = list(notes)
+    tls: TlsCheck | None = None
     crictl: bool | None = None
     for number, record in enumerate(records, start=first_line):
         key, *fields = record.split("\t")
@@ -201,6 +235,8 @@ def _records(
             )
         if key == "error":
             errors.append(ProbeError(fields[0], fields[1]))
+        elif key == "note":
+            notes_seen.append(f"{fields[0]}: {fields[1]}")
         elif key == "tool":
             values["nc"] = fields[0].removeprefix("nc=")
             values["tools"] = tuple(fields[1].split())
@@ -214,6 +250,12 @@ def _records(
             nc_lines.append(fields[0])
         elif key == "api":
             api_lines.append(fields[0])
+        elif key == "tunnel":
+            tunnel_lines.append(fields[0])
+        elif key == "tls":
+            tls = _tls(fields)
+        elif key == "toolarge":
+            errors.append(_too_large(fields, source, number))
         elif key == "ncgz":
             try:
                 nc_lines.extend(_unpack(fields[0]).splitlines())
@@ -224,10 +266,14 @@ def _records(
                 crictl = False
                 continue
             crictl = True
-            f = [*fields, "", "", "", ""]
+            f = [*fields, "", "", "", "", "", ""]
+            finished = _dash(f[5])
             components.append(
-                Component(f[0], f[1], _int(f[2]), _int(f[3]), _dash(f[4]), _dash(f[5]))
-            )
+                Component(
+                    f[0], f[1], _int(f[2]), _int(f[3]), _dash(f[4]),
+                    "" if finished == _ZERO_TIME else finished, _dash(f[6]), _dash(f[7]),
+                )
+            )  # fmt: skip
         elif key == "ufw":
             if fields[0] == "absent":
                 values["ufw_present"] = False
@@ -238,8 +284,9 @@ def _records(
             except ValueError as exc:
                 errors.append(ProbeError("ufw", f"corrupt ufw status: {exc}"))
         elif key == "ruleset":
+            counts = [_count(x) for x in fields[2:]] + [None, None, None]
             try:
-                rulesets.append(Ruleset(fields[0], _unpack(fields[1])))
+                rulesets.append(Ruleset(fields[0], _unpack(fields[1]), *counts[:3]))
             except ValueError as exc:
                 errors.append(ProbeError(f"ruleset {fields[0]}", f"corrupt ruleset: {exc}"))
     tools = _tools(values.get("tools"))
@@ -247,6 +294,7 @@ def _records(
         crictl = "crictl" in tools  # crictl ran and found no tunnel container, or is missing
     targets = netcat.analyze("\n".join(nc_lines), f"{source} (10250)") if nc_lines else None
     api = netcat.analyze("\n".join(api_lines), f"{source} (api)") if api_lines else None
+    tunnel = netcat.analyze("\n".join(tunnel_lines), f"{source} (9000)") if tunnel_lines else None
     return ProbeReport(
         complete=True,
         version=FORMAT_VERSION,
@@ -260,13 +308,15 @@ def _records(
         tools=tools,
         targets=targets,
         api=api,
+        tls=tls,
+        tunnel=tunnel,
         crictl_present=crictl,
         components=tuple(components),
         ufw_present=_bool(values.get("ufw_present")),
         ufw_status=_str(values.get("ufw_status")),
         rulesets=tuple(rulesets),
         errors=tuple(errors),
-        notes=notes,
+        notes=tuple(notes_seen),
     )
 
 
@@ -284,3 +334,26 @@ def _tools(v: object) -> tuple[str, ...]:
 
 def _dash(v: str) -> str:
     return "" if v == "-" else v  # the script prints "-" for an empty field
+
+
+def _count(v: str) -> int | None:
+    return int(v) if re.fullmatch(r"\d{1,9}", v) else None  # "-": the node could not reduce
+
+
+def _tls(f: list[str]) -> TlsCheck:
+    name = {"yes": True, "no": False}.get(f[6])
+    return TlsCheck(f[0], f[1], f[2], _dash(f[3]), _dash(f[4]), _dash(f[5]), name)
+
+
+def _too_large(f: list[str], source: str, line: int) -> ProbeError:
+    """`toolarge <record> <backend or -> <bytes>`: a blob the script's size guard left out."""
+    size = _count(f[2])
+    if f[0] not in ("ruleset", "ufw") or size is None:
+        raise InputError(source, f"bad toolarge record {'|'.join(f)[:60]!r}", line=line)
+    subject = "ufw" if f[0] == "ufw" else f"ruleset {f[1]}"
+    return ProbeError(
+        subject,
+        f"too large to fit the 4,096-byte run-command output ({size} bytes compressed); "
+        "left out so that the rest of the report arrives",
+        too_large=size,
+    )

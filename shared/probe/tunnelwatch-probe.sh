@@ -13,19 +13,24 @@
 #   TWPROBE 1 BEGIN <mode>
 #   <key>\t<field>...        one record per line, no tab or newline inside a field
 #   TWPROBE 1 END <records>
-# Records: error, tool, host, addr, os, nc, ncgz, api, component, ufw, ruleset (see
-# shared/probe/output.py). `nc`/`api` records carry connection-test lines in the netcat
-# framing (`target=<ip>:<port>` ... `<ip>:<port> exit=<n>`). Blobs are gzip + base64.
+# Records: error, note, tool, host, addr, os, component, nc, ncgz, api, tls, tunnel, ufw,
+# ruleset, toolarge (see shared/probe/output.py and docs/probe.md). `nc`/`api`/`tunnel`
+# records carry connection-test lines in the netcat framing (`target=<ip>:<port>` ...
+# `<ip>:<port> exit=<n>`). Blobs are gzip + base64. The deep blobs are printed last, under a
+# size guard: whatever would push the output past ~4,000 bytes becomes a `toolarge` record.
 #
-# No eval, no temp files, every external command under `timeout`; the whole run stays within
-# about 60 s (200 targets in batches of 50 at 2-3 s each, plus the bounded commands below).
+# No eval, no temp files, every external command under `timeout`, and each step only starts
+# while the time budget (about 55 s) allows it: the whole run stays near 60 s.
 
 set -u
 set +o history
 PATH=/usr/sbin:/usr/bin:/sbin:/bin
 export PATH LC_ALL=C
 tw_n=0
+tw_bytes=0
 tw_batch=50
+tw_budget=55 # seconds of SECONDS after which no new step starts
+tw_limit=4000 # bytes of output the size guard allows (the service keeps the last 4,096)
 
 # One record; fields lose any tab, CR or newline so a value can never forge a record.
 tw_rec() {
@@ -39,9 +44,19 @@ tw_rec() {
     done
     printf '%s\n' "$out"
     tw_n=$((tw_n + 1))
+    tw_bytes=$((tw_bytes + ${#out} + 1))
 }
 
-tw_have() { command -v "$1" >/dev/null 2>&1; }
+# A tool is there when PATH leads to an executable file (bash's lookup alone would also
+# return a file it cannot execute, as a last resort).
+tw_have() {
+    local p
+    p="$(command -v "$1" 2>/dev/null)" || return 1
+    [[ -f "$p" && -x "$p" ]]
+}
+
+# True while a step of about $1 seconds still fits in the time budget.
+tw_time() { ((SECONDS + $1 <= tw_budget)); }
 
 # gzip + base64 on one line of stdin; empty output when a tool is missing or fails.
 tw_pack() {
@@ -52,9 +67,215 @@ tw_pack() {
     fi
 }
 
+# Printable ASCII only, at most 80 characters: for names read from certificates.
+tw_clean() {
+    local v="${1//[^ -~]/?}"
+    printf '%s' "${v:0:80}"
+}
+
 tw_octet='(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])'
 tw_ipv4="^${tw_octet}\.${tw_octet}\.${tw_octet}\.${tw_octet}\$"
 tw_fqdn='^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?$'
+
+# --- the reduction of an iptables-save dump (POSIX awk: mawk on Ubuntu, gawk on Azure Linux) --
+# Drops only `-A` rules that provably cannot match a TCP packet (SYN or ACK) from any source
+# to one of this node's addresses (`addrs`, space-separated; empty: unknown) on port 10250,
+# arriving on any interface:
+#   - a protocol other than tcp (`-p udp`, `-p 17` ...) not negated;
+#   - a `-d` prefix not negated that holds none of the node's addresses (only when known);
+#   - a `--dport` (tcp) or `--dports` (multiport) not negated whose ports all miss 10250;
+#   - any rule of a chain the packet cannot reach: not a hook of the INPUT path (raw/mangle/
+#     nat PREROUTING, mangle/filter/security/nat INPUT) and named by no kept rule of a
+#     reachable chain (any word of the rule that names a chain counts as a jump to it).
+# A run of dropped rules of a declared chain becomes `# tw-skip <chain> <count>`, so rule
+# numbers stay right; an unreachable chain loses its declaration too (ufw's are kept: they
+# say ufw manages the node). Anything unexpected (an unknown line, an undeclared chain) turns
+# the reduction off: the dump is then printed unchanged. Last line: `# tw-reduced K D C`
+# (rules kept, rules dropped, chain declarations dropped), or `# tw-reduced off <why>`.
+tw_reduce_awk='
+function ip4(s,   p, n, i, v) {
+    if (s !~ /^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$/) return -1
+    n = split(s, p, ".")
+    v = 0
+    for (i = 1; i <= 4; i++) {
+        if (p[i] + 0 > 255) return -1
+        v = v * 256 + p[i]
+    }
+    return v
+}
+function misses_node(v,   k, len, net, pw, i) {
+    if (naddr == 0) return 0
+    len = 32
+    k = index(v, "/")
+    if (k > 0) {
+        len = substr(v, k + 1)
+        v = substr(v, 1, k - 1)
+        if (len !~ /^[0-9]+$/ || len + 0 > 32) return 0
+        len = len + 0
+    }
+    net = ip4(v)
+    if (net < 0) return 0
+    pw = 2 ^ (32 - len)
+    for (i = 1; i <= naddr; i++) if (int(node[i] / pw) == int(net / pw)) return 0
+    return 1
+}
+function misses_port(v,   it, n, i, k, lo, hi) {
+    n = split(v, it, ",")
+    if (n < 1) return 0
+    for (i = 1; i <= n; i++) {
+        k = index(it[i], ":")
+        if (k > 0) {
+            lo = substr(it[i], 1, k - 1)
+            hi = substr(it[i], k + 1)
+            if (lo == "") lo = "0"
+            if (hi == "") hi = "65535"
+        } else {
+            lo = it[i]
+            hi = it[i]
+        }
+        if (lo !~ /^[0-9]+$/ || hi !~ /^[0-9]+$/) return 0
+        if (lo + 0 > hi + 0) return 0
+        if (lo + 0 <= 10250 && 10250 <= hi + 0) return 0
+    }
+    return 1
+}
+function not_tcp(v) {
+    v = tolower(v)
+    if (v ~ /^[0-9]+$/) return (v + 0 >= 1 && v + 0 <= 255 && v + 0 != 6)
+    return (v in other_proto)
+}
+# 1 when the rule (quoted arguments already removed) cannot match the packet.
+function cannot_match(s,   w, n, i, neg, mod) {
+    n = split(s, w, " ")
+    i = 3
+    neg = 0
+    while (i <= n) {
+        if (w[i] == "!") { neg = 1; i++; continue }
+        if (w[i] == "-f") { neg = 0; i++; continue }
+        if (w[i] != "-s" && w[i] != "-d" && w[i] != "-i" && w[i] != "-o" && w[i] != "-p") break
+        if (i + 1 > n) return 0
+        if (!neg && w[i] == "-d" && misses_node(w[i + 1])) return 1
+        if (!neg && w[i] == "-p" && not_tcp(w[i + 1])) return 1
+        neg = 0
+        i += 2
+    }
+    mod = ""
+    for (; i <= n; i++) {
+        if (w[i] == "-j" || w[i] == "-g") return 0
+        if (w[i] == "-m" && i < n) { mod = w[i + 1]; i++; continue }
+        if (i == n || w[i - 1] == "!") continue
+        if ((mod == "tcp" && w[i] == "--dport") || (mod == "multiport" && w[i] == "--dports")) {
+            if (w[i + 1] != "!" && misses_port(w[i + 1])) return 1
+        }
+    }
+    return 0
+}
+BEGIN {
+    naddr = split(addrs, raw, " ")
+    k = 0
+    for (i = 1; i <= naddr; i++) if (ip4(raw[i]) >= 0) node[++k] = ip4(raw[i])
+    naddr = k
+    split("udp icmp igmp ggp ipencap st egp igp pup hmp xns-idp rdp iso-tp4 dccp xtp ddp " \
+          "idpr-cmtp ipv6 ipv6-route ipv6-frag idrp rsvp gre esp ah skip ipv6-icmp icmpv6 " \
+          "ipv6-nonxt ipv6-opts rspf vmtp eigrp ospf ax.25 ipip etherip encap pim ipcomp vrrp " \
+          "l2tp isis sctp fc mobility-header mh udplite mpls-in-ip manet hip shim6 wesp rohc",
+          names, " ")
+    for (i in names) other_proto[names[i]] = 1
+    hooks["raw", "PREROUTING"] = 1
+    hooks["mangle", "PREROUTING"] = 1
+    hooks["mangle", "INPUT"] = 1
+    hooks["nat", "PREROUTING"] = 1
+    hooks["nat", "INPUT"] = 1
+    hooks["filter", "INPUT"] = 1
+    hooks["security", "INPUT"] = 1
+    off = ""
+    table = ""
+}
+{
+    line[NR] = $0
+    kind[NR] = "x"
+    if ($0 ~ /^#/ || $0 ~ /^[ \t]*$/) { kind[NR] = "#"; next }
+    if ($0 ~ /^\*/) { table = substr($1, 2); kind[NR] = "*"; next }
+    if ($0 == "COMMIT") { kind[NR] = "C"; table = ""; next }
+    if (table == "") { if (off == "") off = "line " NR " outside a table"; next }
+    if ($0 ~ /^:/) {
+        kind[NR] = ":"
+        name = substr($1, 2)
+        ctab[NR] = table
+        cname[NR] = name
+        declared[table, name] = 1
+        builtin[table, name] = ($2 != "-")
+        if ($2 != "-" || name ~ /^ufw6?-/) keepdecl[table, name] = 1
+        next
+    }
+    if ($1 != "-A" || NF < 2) { if (off == "") off = "unexpected line " NR; next }
+    if (!((table, $2) in declared)) { if (off == "") off = "undeclared chain at line " NR; next }
+    kind[NR] = "A"
+    rtab[NR] = table
+    rchain[NR] = $2
+    s = $0
+    gsub(/"([^"\\]|\\.)*"/, "Q", s)
+    gsub(/\t/, " ", s)
+    if (s ~ /["\\]/) cut[NR] = 0
+    else cut[NR] = cannot_match(s)
+}
+END {
+    if (off != "") {
+        for (r = 1; r <= NR; r++) print line[r]
+        print "# tw-reduced off " off
+        exit 0
+    }
+    for (r = 1; r <= NR; r++) {
+        if (kind[r] != "A" || cut[r]) continue
+        # Every word naming a chain of this table may be a jump (-j, -g) to it.
+        n = split(line[r], w, " ")
+        jumps[r] = ""
+        for (i = 3; i <= n; i++) if ((rtab[r], w[i]) in declared) jumps[r] = jumps[r] " " w[i]
+    }
+    for (key in hooks) reach[key] = 1
+    changed = 1
+    while (changed) {
+        changed = 0
+        for (r = 1; r <= NR; r++) {
+            if (kind[r] != "A" || cut[r] || jumps[r] == "" || !((rtab[r], rchain[r]) in reach)) continue
+            n = split(jumps[r], to, " ")
+            for (i = 1; i <= n; i++) if (!((rtab[r], to[i]) in reach)) { reach[rtab[r], to[i]] = 1; changed = 1 }
+            jumps[r] = ""
+        }
+    }
+    kept = 0
+    dropped = 0
+    chains = 0
+    run = 0
+    runchain = ""
+    for (r = 1; r <= NR; r++) {
+        if (kind[r] == "A") {
+            t = rtab[r]
+            c = rchain[r]
+            if (!cut[r] && ((t, c) in reach)) {
+                if (run > 0) { print "# tw-skip " runchain " " run; run = 0 }
+                print line[r]
+                kept++
+                continue
+            }
+            dropped++
+            if (!((t, c) in reach) && !((t, c) in keepdecl)) continue
+            if (run > 0 && runchain != c) { print "# tw-skip " runchain " " run; run = 0 }
+            runchain = c
+            run++
+            continue
+        }
+        if (run > 0) { print "# tw-skip " runchain " " run; run = 0 }
+        if (kind[r] == ":" && !((ctab[r], cname[r]) in reach) && !((ctab[r], cname[r]) in keepdecl)) {
+            chains++
+            continue
+        }
+        print line[r]
+    }
+    if (run > 0) print "# tw-skip " runchain " " run
+    print "# tw-reduced " kept " " dropped " " chains
+}
+'
 
 # --- parameters, checked before any use --------------------------------------------------
 tw_mode="${TW_MODE-}"
@@ -100,7 +321,9 @@ if [[ ! "$tw_api_port" =~ ^[1-9][0-9]{0,4}$ ]] || ((tw_api_port > 65535)); then
     tw_api_host=""
 fi
 
-printf 'TWPROBE 1 BEGIN %s\n' "$tw_mode"
+tw_line="TWPROBE 1 BEGIN $tw_mode"
+printf '%s\n' "$tw_line"
+tw_bytes=$((${#tw_line} + 1))
 for ((i = 0; i < ${#tw_errors[@]}; i += 2)); do
     tw_rec error "${tw_errors[i]}" "${tw_errors[i + 1]}"
 done
@@ -111,16 +334,20 @@ if tw_have nc && [[ "$(timeout 3 nc -h 2>&1)" == *OpenBSD* ]]; then
     tw_nc=openbsd # its -z -v -w wording is what the netcat parser reads; others use /dev/tcp
 fi
 tw_tools=()
-for tw_t in timeout gzip base64 crictl ufw iptables-legacy-save iptables-nft-save openssl ip; do
+for tw_t in timeout gzip base64 awk crictl ufw iptables-legacy-save iptables-nft-save nft \
+    openssl ip; do
     tw_have "$tw_t" && tw_tools+=("$tw_t")
 done
 tw_rec tool "nc=${tw_nc:-none}" "${tw_tools[*]}"
 
 tw_rec host "$(timeout 3 hostname 2>/dev/null || true)"
+tw_node_addrs="" # the node's own addresses, for the reduction's `-d` test
 if tw_have ip; then
     tw_addrs="$(timeout 3 ip -4 -o addr show scope global 2>/dev/null)"
     while read -r _ tw_if _ tw_cidr _; do
-        [[ -n "${tw_cidr-}" ]] && tw_rec addr "$tw_if" "$tw_cidr"
+        [[ -n "${tw_cidr-}" ]] || continue
+        tw_rec addr "$tw_if" "$tw_cidr"
+        [[ "${tw_cidr%/*}" =~ $tw_ipv4 ]] && tw_node_addrs+="${tw_cidr%/*} "
     done <<<"$tw_addrs"
 fi
 tw_os_id="" tw_os_ver=""
@@ -135,6 +362,52 @@ if [[ -r /etc/os-release ]]; then
     done </etc/os-release
 fi
 tw_rec os "${tw_os_id:-unknown}" "${tw_os_ver:-unknown}" "$(uname -r 2>/dev/null)"
+
+# --- tunnel components (crictl) --------------------------------------------------------------
+# Container names of the three tunnel agents: konnectivity-agent (pods konnectivity-agent-*),
+# tunnel-front (pods tunnelfront-*), openvpn-client (pods aks-link-*). The pod name, read from
+# the kubelet's labels, says which component a container belongs to; anything else is skipped.
+tw_tunnelfront="" tw_akslink=""
+if [[ "$tw_mode" != "-" ]]; then
+    if tw_have crictl; then
+        tw_ids="$(timeout 5 crictl ps -a -q --name '^(konnectivity-agent|tunnel-front|openvpn-client)$' 2>/dev/null)"
+        tw_rc=$?
+        if ((tw_rc != 0)); then
+            tw_rec error crictl "crictl ps failed with status $tw_rc"
+        fi
+        tw_count=0
+        while read -r tw_id; do
+            [[ "$tw_id" =~ ^[0-9a-f]{6,64}$ ]] || continue
+            tw_count=$((tw_count + 1))
+            ((tw_count > 8)) && break
+            if ! tw_time 3; then
+                tw_rec error crictl "time budget spent; containers after the first $((tw_count - 1)) not inspected"
+                break
+            fi
+            # One id per call: with several, newer crictl runs the template once on a list.
+            tw_c="$(timeout 3 crictl inspect -o go-template --template \
+                '{{.status.metadata.name}}|{{.status.state}}|{{.status.metadata.attempt}}|{{.status.exitCode}}|{{.status.reason}}|{{.status.finishedAt}}|{{index .status.labels "io.kubernetes.pod.name"}}|{{index .status.labels "io.kubernetes.pod.namespace"}}' \
+                "$tw_id" 2>/dev/null)"
+            if [[ -z "$tw_c" ]]; then
+                tw_rec error crictl "crictl inspect of container ${tw_id:0:12} failed"
+                continue
+            fi
+            IFS='|' read -r tw_cname tw_state tw_att tw_exit tw_reason tw_fin tw_pod tw_ns <<<"$tw_c"
+            [[ "${tw_ns-}" == kube-system ]] || continue
+            case "${tw_pod-}" in
+            konnectivity-agent-*) tw_comp=konnectivity-agent ;;
+            tunnelfront-*) tw_comp=tunnelfront tw_tunnelfront=1 ;;
+            aks-link-*) tw_comp=aks-link tw_akslink=1 ;;
+            *) continue ;; # not a tunnel pod (a customer container of the same name)
+            esac
+            [[ "${tw_reason-}" == "<no value>" ]] && tw_reason=""
+            tw_rec component "$tw_comp" "${tw_state:-?}" "${tw_att:-?}" "${tw_exit:-?}" \
+                "${tw_reason:--}" "${tw_fin:--}" "${tw_cname:-?}" "$tw_pod"
+        done <<<"$tw_ids"
+    else
+        tw_rec component - absent
+    fi
+fi
 
 # --- connection tests ------------------------------------------------------------------------
 # One target's lines, printed in ONE write (well under PIPE_BUF) so parallel jobs never mix.
@@ -152,9 +425,21 @@ tw_probe() {
     printf 'target=%s:%s\n%s%s:%s exit=%s\n' "$host" "$port" "${out:+$out$'\n'}" "$host" "$port" "$rc"
 }
 
+# Each line of $2 as a record of key $1.
+tw_recs() {
+    local l
+    while IFS= read -r l; do
+        [[ -n "$l" ]] && tw_rec "$1" "$l"
+    done <<<"$2"
+}
+
 if [[ "$tw_mode" != "-" && ${#tw_targets[@]} -gt 0 ]]; then
     tw_lines=""
     for ((i = 0; i < ${#tw_targets[@]}; i += tw_batch)); do
+        if ! tw_time 4; then
+            tw_rec error TW_TARGETS "time budget spent; targets from number $((i + 1)) on not tested"
+            break
+        fi
         tw_lines+="$(
             for tw_t in "${tw_targets[@]:i:tw_batch}"; do tw_probe "$tw_t" 10250 2 & done
             wait
@@ -164,58 +449,173 @@ if [[ "$tw_mode" != "-" && ${#tw_targets[@]} -gt 0 ]]; then
         # Many targets: one compressed record keeps triage output under the 4,096-byte tail.
         tw_rec ncgz "$(printf '%s' "$tw_lines" | tw_pack)"
     else
-        while IFS= read -r tw_l; do
-            [[ -n "$tw_l" ]] && tw_rec nc "$tw_l"
-        done <<<"$tw_lines"
+        tw_recs nc "$tw_lines"
     fi
 fi
 
 if [[ "$tw_mode" != "-" && -n "$tw_api_host" ]]; then
-    tw_api_lines="$(tw_probe "$tw_api_host" "$tw_api_port" 3)"
-    while IFS= read -r tw_l; do
-        [[ -n "$tw_l" ]] && tw_rec api "$tw_l"
-    done <<<"$tw_api_lines"
+    tw_recs api "$(tw_probe "$tw_api_host" "$tw_api_port" 3)"
 fi
 
-# --- tunnel components (crictl) --------------------------------------------------------------
-if [[ "$tw_mode" != "-" ]]; then
-    if tw_have crictl; then
-        tw_ids="$(timeout 10 crictl ps -a -q --name '^(konnectivity-agent|tunnelfront|aks-link)' 2>/dev/null)"
-        tw_rc=$?
-        if ((tw_rc != 0)); then
-            tw_rec error crictl "crictl ps failed with status $tw_rc"
+# TLS to the API server offering ALPN `konnectivity,h2`, as the konnectivity agent does (its
+# --alpn-proto plus the h2 gRPC adds). What the peer answers: the TCP connect, the handshake,
+# the protocol it chose, its certificate's subject and issuer CN and whether the certificate
+# is issued for the name dialled. A TLS-inspecting middlebox shows itself there.
+tw_tls() {
+    local host="$1" port="$2" out rc tcp=failed hs=failed alpn=- subj=- iss=- name=unknown x l sni=()
+    [[ "$host" =~ $tw_ipv4 ]] || sni=(-servername "$host")
+    out="$(timeout 8 openssl s_client -connect "$host:$port" "${sni[@]}" -alpn konnectivity,h2 </dev/null 2>&1)"
+    rc=$?
+    if [[ "$out" == *"CONNECTED("* ]]; then
+        tcp=open
+    elif ((rc == 124)); then
+        tcp=timeout
+    fi
+    if [[ "$out" =~ ALPN\ protocol:\ ([!-~]{1,40}) ]]; then
+        alpn="${BASH_REMATCH[1]}"
+    fi
+    if [[ "$out" == *"-----BEGIN CERTIFICATE-----"* && "$out" != *"Cipher is (NONE)"* ]]; then
+        hs=ok
+        x="$(printf '%s\n' "$out" | timeout 3 openssl x509 -noout -subject -issuer -nameopt RFC2253 2>/dev/null)"
+        while IFS= read -r l; do
+            [[ "$l" =~ ^(subject|issuer)=(.*,)?CN=([^,]*) ]] || continue
+            if [[ "${BASH_REMATCH[1]}" == subject ]]; then
+                subj="$(tw_clean "${BASH_REMATCH[3]}")"
+            else
+                iss="$(tw_clean "${BASH_REMATCH[3]}")"
+            fi
+        done <<<"$x"
+        if [[ "$host" =~ $tw_ipv4 ]]; then
+            x="$(printf '%s\n' "$out" | timeout 3 openssl x509 -noout -checkip "$host" 2>/dev/null)"
+        else
+            x="$(printf '%s\n' "$out" | timeout 3 openssl x509 -noout -checkhost "$host" 2>/dev/null)"
         fi
-        tw_count=0
-        while read -r tw_id; do
-            [[ "$tw_id" =~ ^[0-9a-f]{6,64}$ ]] || continue
-            tw_count=$((tw_count + 1))
-            ((tw_count > 8)) && break
-            tw_c="$(timeout 5 crictl inspect -o go-template --template \
-                '{{.status.metadata.name}}|{{.status.state}}|{{.status.metadata.attempt}}|{{.status.exitCode}}|{{.status.reason}}|{{.status.finishedAt}}' \
-                "$tw_id" 2>/dev/null)"
-            IFS='|' read -r tw_name tw_state tw_att tw_exit tw_reason tw_fin <<<"$tw_c"
-            tw_rec component "${tw_name:-?}" "${tw_state:-?}" "${tw_att:-?}" "${tw_exit:-?}" \
-                "${tw_reason:--}" "${tw_fin:--}"
-        done <<<"$tw_ids"
+        case "$x" in
+        *"does NOT match"*) name=no ;;
+        *"does match"*) name=yes ;;
+        esac
+    fi
+    tw_rec tls "$host:$port" "$tcp" "$hs" "$alpn" "${subj:--}" "${iss:--}" "$name"
+}
+
+if [[ "$tw_mode" != "-" && -n "$tw_api_host" ]]; then
+    if ! tw_have openssl; then
+        tw_rec note tls "openssl is not on the node: the TLS/ALPN handshake was not tested"
+    elif tw_time 11; then
+        tw_tls "$tw_api_host" "$tw_api_port"
     else
-        tw_rec component - absent
+        tw_rec error tls "time budget spent; the TLS/ALPN handshake was not tested"
+    fi
+    if [[ -n "$tw_tunnelfront" ]] && tw_time 5; then
+        tw_recs tunnel "$(tw_probe "$tw_api_host" 9000 3)" # tunnel-front's own egress port
+    fi
+    if [[ -n "$tw_akslink" ]]; then
+        tw_rec note aks-link "UDP 1194 to the API server cannot be proven by a connect: not tested here (the NSG check covers it)"
     fi
 fi
 
-# --- deep: ufw and the rulesets in force -----------------------------------------------------
-if [[ "$tw_mode" == deep ]]; then
-    if tw_have ufw; then
-        tw_rec ufw "$(timeout 15 ufw status verbose 2>&1 | tw_pack)"
-    else
-        tw_rec ufw absent
+# --- deep: ufw and the rulesets in force, printed last under the size guard -----------------
+tw_dkey=() tw_dval=()
+tw_deep() { # key, first field, blob, extra fields ...
+    tw_dkey+=("$1" "$2")
+    tw_dval+=("$3" "${*:4}")
+}
+
+# One backend's dump, reduced for the kubelet port, as a pending ruleset record.
+tw_dump() {
+    local backend="$1" cmd="$2" dump stats kept=- dropped=- chains=-
+    dump="$(timeout 15 "$cmd" 2>/dev/null)"
+    if tw_have awk && [[ -n "$dump" ]]; then
+        dump="$(printf '%s\n' "$dump" | timeout 15 awk -v addrs="$tw_node_addrs" "$tw_reduce_awk" 2>/dev/null)"
+        stats="${dump##*$'\n'}"
+        if [[ "$stats" =~ ^#\ tw-reduced\ ([0-9]+)\ ([0-9]+)\ ([0-9]+)$ ]]; then
+            kept="${BASH_REMATCH[1]}" dropped="${BASH_REMATCH[2]}" chains="${BASH_REMATCH[3]}"
+        elif [[ "$stats" != "# tw-reduced off "* ]]; then
+            tw_rec error "ruleset $backend" "the reduction failed; the dump is not reported"
+            return
+        fi
     fi
-    # Legacy tables exist only when listed here; reading the file loads no kernel module.
-    if tw_have iptables-legacy-save && [[ -s /proc/net/ip_tables_names ]]; then
-        tw_rec ruleset legacy "$(timeout 15 iptables-legacy-save 2>/dev/null | tw_pack)"
+    tw_deep ruleset "$backend" "$(printf '%s' "$dump" | tw_pack)" "$kept" "$dropped" "$chains"
+}
+
+# Native nftables tables (not iptables-nft's) of family ip or inet with a base chain on the
+# prerouting or input hook, as one `nft -j list ruleset`-shaped JSON document.
+tw_nft() {
+    local tables kw fam tab one body doc=""
+    tables="$(timeout 5 nft list tables 2>/dev/null)"
+    while read -r kw fam tab _; do
+        [[ "$kw" == table && ("$fam" == ip || "$fam" == inet) ]] || continue
+        [[ "$fam" == ip && "$tab" =~ ^(filter|nat|mangle|raw|security)$ ]] && continue
+        if [[ ! "$tab" =~ ^[A-Za-z_][A-Za-z0-9_.-]{0,63}$ ]]; then
+            tw_rec error nft "a table name with unexpected characters was skipped"
+            continue
+        fi
+        one="$(timeout 5 nft -j list table "$fam" "$tab" 2>/dev/null)"
+        [[ "$one" =~ \"hook\":\ ?\"(input|prerouting)\" ]] || continue
+        [[ "$one" =~ ^\{\"nftables\":\ ?\[(.*)\]\}$ ]] || continue
+        body="${BASH_REMATCH[1]}"
+        if [[ -n "$doc" ]]; then
+            [[ "$body" =~ ^\{\"metainfo\":\ ?\{[^}]*\}\},\ ?(.*)$ ]] && body="${BASH_REMATCH[1]}"
+            doc+=", $body"
+        else
+            doc="$body"
+        fi
+    done <<<"$tables"
+    [[ -n "$doc" ]] && tw_deep ruleset nftables "$(printf '{"nftables": [%s]}' "$doc" | tw_pack)"
+}
+
+if [[ "$tw_mode" == deep ]]; then
+    if ! tw_have ufw; then
+        tw_rec ufw absent
+    elif tw_time 15; then
+        tw_deep ufw - "$(timeout 15 ufw status verbose 2>&1 | tw_pack)"
+    else
+        tw_rec error ufw "time budget spent; ufw status not read"
+    fi
+    # Legacy tables exist only when listed here; reading the file loads no kernel module
+    # (a /proc file has size 0: `-s` cannot tell, reading a line can).
+    if tw_have iptables-legacy-save && read -r _ 2>/dev/null </proc/net/ip_tables_names; then
+        if tw_time 15; then tw_dump legacy iptables-legacy-save; else
+            tw_rec error "ruleset legacy" "time budget spent; ruleset not read"
+        fi
     fi
     if tw_have iptables-nft-save; then
-        tw_rec ruleset nft "$(timeout 15 iptables-nft-save 2>/dev/null | tw_pack)"
+        if tw_time 15; then tw_dump nft iptables-nft-save; else
+            tw_rec error "ruleset nft" "time budget spent; ruleset not read"
+        fi
     fi
+    if tw_have nft; then
+        if tw_time 10; then tw_nft; else
+            tw_rec error nft "time budget spent; native nftables tables not read"
+        fi
+    fi
+    # Size guard: the largest blobs give way to `toolarge` records until everything fits.
+    tw_end=24 # "TWPROBE 1 END <n>\n" and a margin
+    while :; do
+        tw_total=$((tw_bytes + tw_end))
+        tw_big=-1
+        for ((i = 0; i < ${#tw_dval[@]}; i += 2)); do
+            tw_total=$((tw_total + ${#tw_dkey[i]} + ${#tw_dkey[i + 1]} + ${#tw_dval[i]} + ${#tw_dval[i + 1]} + 8))
+            if [[ "${tw_dkey[i]}" != toolarge ]] && { ((tw_big < 0)) || ((${#tw_dval[i]} > ${#tw_dval[tw_big]})); }; then
+                tw_big=$i
+            fi
+        done
+        ((tw_total <= tw_limit || tw_big < 0)) && break
+        tw_dval[tw_big + 1]="${tw_dkey[tw_big]} ${tw_dkey[tw_big + 1]} ${#tw_dval[tw_big]}"
+        tw_dkey[tw_big]=toolarge
+        tw_dval[tw_big]=""
+    done
+    for ((i = 0; i < ${#tw_dval[@]}; i += 2)); do
+        if [[ "${tw_dkey[i]}" == toolarge ]]; then
+            read -r tw_k tw_b tw_size <<<"${tw_dval[i + 1]}"
+            tw_rec toolarge "$tw_k" "$tw_b" "$tw_size"
+        elif [[ "${tw_dkey[i]}" == ufw ]]; then
+            tw_rec ufw "${tw_dval[i]}"
+        else
+            read -r -a tw_extra <<<"${tw_dval[i + 1]}"
+            tw_rec ruleset "${tw_dkey[i + 1]}" "${tw_dval[i]}" "${tw_extra[@]}"
+        fi
+    done
 fi
 
 printf 'TWPROBE 1 END %s\n' "$tw_n"

@@ -1,15 +1,30 @@
 """The real probe script in a lab node, run the way the run-command extension runs it.
 
-No stand-in crictl here: the script reports crictl absent, which is what is asserted.
+The machine has no crictl: the first test asserts the script reports it absent. The others
+run the script in a private mount namespace inside the node: a tiny stand-in crictl joins
+/usr/bin through an overlay (it answers only the exact calls the script makes, documented in
+docs/probe.md), and tools are hidden by bind-mounting /dev/null over them (PATH is set by the
+script itself, so a PATH without the tool cannot be tested). TLS peers are `openssl s_server`.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
+from shared.analysis.findings import Cause, Finding, Kind
 from shared.analysis.netcat import Status
+from shared.checks.node import node_findings
+from shared.inventory.model import AgentPool, Cluster, Instance, PowerState
 from shared.probe import script_text
 from shared.probe.output import parse_probe_output
 from shared.probe.params import rendered_preamble, validate_probe_parameters
@@ -19,6 +34,7 @@ from tests.lab.netns import Host, Lab
 pytestmark = pytest.mark.netns
 
 NODE, OPEN_PEER, DROP_PEER = "10.250.0.10", "10.250.0.20", "10.250.0.21"
+DEEP_NO_TARGETS = "export TW_TARGETS= TW_API_HOST= TW_API_PORT=443 TW_MODE=deep\n"
 
 
 def _saves(node: Host) -> tuple[str, str]:
@@ -95,3 +111,241 @@ def test_hostile_environment_is_refused_by_the_script(netns_ok: None) -> None:
         assert report.complete
         assert {e.subject for e in report.errors} == {"TW_TARGETS", "TW_API_HOST"}
         assert report.targets is None and report.api is None
+
+
+# ---- helpers: a private mount namespace, a stand-in crictl, TLS peers ----------------------
+
+TEMPLATE = (
+    "{{.status.metadata.name}}|{{.status.state}}|{{.status.metadata.attempt}}|"
+    "{{.status.exitCode}}|{{.status.reason}}|{{.status.finishedAt}}|"
+    '{{index .status.labels "io.kubernetes.pod.name"}}|'
+    '{{index .status.labels "io.kubernetes.pod.namespace"}}'
+)
+PS_ARGS = "ps -a -q --name ^(konnectivity-agent|tunnel-front|openvpn-client)$"
+CONTAINERS = {  # id -> what `crictl inspect -o go-template` prints for TEMPLATE
+    "aaaa1111": "konnectivity-agent|CONTAINER_EXITED|4|137|OOMKilled|2024-05-01T11:00:00Z|"
+    "konnectivity-agent-7d9f8c6b5-x2x9z|kube-system",
+    "bbbb2222": "tunnel-front|CONTAINER_RUNNING|0|0||0001-01-01T00:00:00Z|"
+    "tunnelfront-5d8f7c9b4-q8w7e|kube-system",
+    "cccc3333": "openvpn-client|CONTAINER_RUNNING|1|0||0001-01-01T00:00:00Z|"
+    "aks-link-6c7d8e9f0-r5t6y|kube-system",
+    "dddd4444": "konnectivity-agent|CONTAINER_RUNNING|0|0||0001-01-01T00:00:00Z|"
+    "my-own-konnectivity-agent|default",  # a customer's container of the same name: skipped
+}
+
+
+def _fake_crictl(directory: Path) -> Path:
+    """A crictl that answers the script's exact calls and fails loudly on any other."""
+    cases = "\n".join(f"    {cid}) echo '{line}' ;;" for cid, line in CONTAINERS.items())
+    ids = " ".join(CONTAINERS)
+    text = f"""#!/bin/sh
+T='{TEMPLATE}'
+if [ "$*" = '{PS_ARGS}' ]; then
+    for id in {ids}; do echo "$id"; done
+    exit 0
+fi
+if [ "$#" = 6 ] && [ "$1 $2 $3 $4" = "inspect -o go-template --template" ] && [ "$5" = "$T" ]; then
+    case "$6" in
+{cases}
+    *) exit 1 ;;
+    esac
+    exit 0
+fi
+echo "stand-in crictl: unexpected call: $*" >&2
+exit 2
+"""
+    path = directory / "crictl"
+    path.write_text(text)
+    path.chmod(0o755)
+    return directory
+
+
+def _run_private(
+    node: Host, code: str, *, fake_bin: Path | None = None, hide: tuple[str, ...] = ()
+) -> str:
+    """The script in a private mount namespace of the node: extra tools in, tools hidden."""
+    setup = []
+    if fake_bin is not None:
+        setup.append(f"mount -t overlay overlay -o lowerdir={fake_bin}:/usr/bin /usr/bin")
+    for tool in hide:
+        found = shutil.which(tool)
+        assert found is not None, tool
+        setup.append(f"mount --bind /dev/null {os.path.realpath(found)}")
+    setup.append('exec /bin/bash -c "$1"')
+    argv = ["unshare", "-m", "--propagation", "private", "sh", "-c", " && ".join(setup)]
+    proc = node.exec([*argv, "sh", code], timeout=90, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def _cert(directory: Path, san: str, cn: str = "apiserver") -> tuple[Path, Path]:
+    cert, key = directory / f"{cn}.crt", directory / f"{cn}.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+         "-out", str(cert), "-days", "2", "-subj", f"/CN={cn}", "-addext",
+         f"subjectAltName={san}"],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return cert, key
+
+
+@contextmanager
+def _tls_peer(host: Host, cert: Path, key: Path, alpn: str | None) -> Iterator[None]:
+    """`openssl s_server` on port 443 of the host (stdin kept open: EOF would stop it)."""
+    argv = ["ip", "netns", "exec", host.name, "openssl", "s_server", "-accept", "443",
+            "-cert", str(cert), "-key", str(key), *(["-alpn", alpn] if alpn else [])]  # fmt: skip
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        for _ in range(5):  # "ACCEPT" once listening
+            if proc.stdout.readline().startswith(b"ACCEPT"):
+                break
+        yield
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+VMSS = "aks-nodepool1-12345678-vmss"
+INSTANCE = Instance("0", f"{VMSS}_0", f"{VMSS}000000", PowerState.RUNNING, (NODE,))
+POOL = AgentPool(
+    "nodepool1", "System", "Linux", "VirtualMachineScaleSets", 1, None, None, "", None, None,
+    vmss_name=VMSS, instances=(INSTANCE,),
+)  # fmt: skip
+CLUSTER = Cluster(
+    "/subscriptions/s1/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/a",
+    "a", "s1", "rg", "westeurope", "MC_rg_a", "loadBalancer", False, False, None,
+    "a.hcp.westeurope.azmk8s.io", None, "azure", "", None, "Unrestricted", "Running",
+    pools=(POOL,),
+)  # fmt: skip
+
+
+def _findings(text: str, peers: dict[str, str] | None = None) -> list[Finding]:
+    return node_findings(
+        parse_probe_output(text, "probe"), cluster=CLUSTER, pool=POOL, instance=INSTANCE,
+        peers=peers or {}, source_subnet=None, now=datetime(2024, 5, 1, tzinfo=UTC),
+    )  # fmt: skip
+
+
+def _code(api: str, mode: str = "triage", targets: tuple[str, ...] = ()) -> str:
+    params = validate_probe_parameters(list(targets), api, 443, mode)
+    return rendered_preamble(params) + script_text()
+
+
+# ---- TLS/ALPN, tunnel components, missing tools ---------------------------------------------
+
+
+def test_tls_handshake_tells_the_endpoint_from_an_inspecting_middlebox(
+    netns_ok: None, tmp_path: Path
+) -> None:
+    require_tools("openssl", "unshare")
+    good = _cert(tmp_path, f"IP:{OPEN_PEER}", "apiserver")
+    other = _cert(tmp_path, "DNS:proxy.example", "Firewall CA issued")
+    with Lab() as lab:
+        node = lab.add_host([NODE])
+        peer = lab.add_host([OPEN_PEER])
+        with _tls_peer(peer, *good, alpn="konnectivity"):
+            out = node.exec(["/bin/bash", "-c", _code(OPEN_PEER)], timeout=90).stdout
+        report = parse_probe_output(out, "tls")
+        assert report.tls is not None
+        assert (report.tls.tcp, report.tls.handshake, report.tls.alpn) == (
+            "open",
+            "ok",
+            "konnectivity",
+        )
+        assert (report.tls.subject_cn, report.tls.name_match) == ("apiserver", True)
+        assert not [f for f in _findings(out) if f.check == "node.egress.tls"]
+
+        with _tls_peer(peer, *other, alpn=None):  # no ALPN, a certificate for another name
+            out = node.exec(["/bin/bash", "-c", _code(OPEN_PEER)], timeout=90).stdout
+        report = parse_probe_output(out, "tls")
+        assert report.tls is not None and report.tls.alpn == "" and report.tls.name_match is False
+        (f,) = [f for f in _findings(out) if f.check == "node.egress.tls"]
+        assert (f.cause, f.kind) == (Cause.EGRESS, Kind.PROBLEM)
+        assert any("Firewall CA issued" in e for e in f.evidence)
+
+
+def test_tunnel_components_from_crictl_and_tunnel_fronts_port_9000(
+    netns_ok: None, tmp_path: Path
+) -> None:
+    require_tools("unshare", "nc")
+    with Lab() as lab:
+        node = lab.add_host([NODE])
+        api = lab.add_host([OPEN_PEER])
+        api.listen([443])  # 9000 closed: refused
+        out = _run_private(node, _code(OPEN_PEER), fake_bin=_fake_crictl(tmp_path))
+    report = parse_probe_output(out, "crictl")
+    assert report.complete and not report.errors, report.errors
+    names = [(c.name, c.container, c.state) for c in report.components]
+    assert names == [
+        ("konnectivity-agent", "konnectivity-agent", "CONTAINER_EXITED"),
+        ("tunnelfront", "tunnel-front", "CONTAINER_RUNNING"),
+        ("aks-link", "openvpn-client", "CONTAINER_RUNNING"),
+    ]
+    assert report.components[0].oom_killed and report.components[1].finished_at == ""
+    assert report.tunnel is not None and report.tunnel.results[0].status is Status.REFUSED
+    assert any(n.startswith("aks-link: UDP 1194") for n in report.notes)
+    checks = {(f.check, f.cause) for f in _findings(out)}
+    assert ("node.egress.tunnelfront", Cause.EGRESS) in checks
+    assert ("node.agent", Cause.AGENT) in checks
+
+
+def test_missing_tools_are_reported_not_fatal(netns_ok: None) -> None:
+    require_tools("unshare", "awk", "openssl", "nc", "nft", "ufw", "gzip", "ip")
+    with Lab() as lab:
+        node = lab.add_host([NODE])
+        peer = lab.add_host([OPEN_PEER])
+        peer.listen([10250, 443])
+        node.exec(["iptables-nft-restore"], input="*filter\n:INPUT ACCEPT [0:0]\n"
+                  "-A INPUT -p udp -j DROP\n-A INPUT -p tcp -m tcp --dport 10250 -j DROP\n"
+                  "COMMIT\n")  # fmt: skip
+        deep = _code(OPEN_PEER, "deep", (OPEN_PEER,))
+        out = _run_private(node, deep, hide=("awk", "openssl", "nc", "nft", "ufw"))
+        no_gzip = _run_private(node, deep, hide=("gzip", "ip"))
+    r = parse_probe_output(out, "hidden")
+    assert r.complete and r.nc == "none" and "awk" not in r.tools
+    assert r.targets is not None and r.targets.results[0].status is Status.OPEN  # /dev/tcp
+    assert r.tls is None and any(n.startswith("tls: openssl is not on the node") for n in r.notes)
+    assert r.ufw_present is False
+    (nft,) = [x for x in r.rulesets if x.backend == "nft"]
+    assert nft.kept is None and "-A INPUT -p udp -j DROP" in nft.text  # not reduced, whole
+    problems = [f for f in _findings(out, {OPEN_PEER: "peer"}) if f.kind is Kind.PROBLEM]
+    assert [f.cause for f in problems] == [Cause.IPTABLES]
+
+    r = parse_probe_output(no_gzip, "no-gzip")
+    assert r.complete and r.addresses == () and r.rulesets == ()
+    assert any(e.subject == "ruleset nft" and "empty" in e.message for e in r.errors)
+
+
+def test_native_nftables_tables_hooking_input_are_reported_as_one_json_document(
+    netns_ok: None,
+) -> None:
+    require_tools("nft", "iptables-nft-restore")
+    with Lab() as lab:
+        node = lab.add_host([NODE])
+        node.exec(["iptables-nft-restore"], input="*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n")
+        node.exec(["nft", "-f", "-"], input=(
+            "table inet kp {\n chain input { type filter hook input priority 0; }\n"
+            " chain other { tcp dport 10250 drop; }\n}\n"
+            "table ip kube-proxy {\n chain pre { type nat hook prerouting priority -100; }\n}\n"
+            "table ip mine {\n chain out { type filter hook output priority 0; }\n}\n"
+        ))  # fmt: skip
+        out = node.exec(["/bin/bash", "-c", DEEP_NO_TARGETS + script_text()], timeout=90).stdout
+        node.exec(["nft", "add", "rule", "inet", "kp", "input", "jump", "other"])
+        jumped = node.exec(["/bin/bash", "-c", DEEP_NO_TARGETS + script_text()], timeout=90)
+    report = parse_probe_output(out, "nft")
+    (doc,) = [r for r in report.rulesets if r.backend == "nftables"]
+    items = json.loads(doc.text)["nftables"]
+    tables = [(i["table"]["family"], i["table"]["name"]) for i in items if "table" in i]
+    assert tables == [("inet", "kp"), ("ip", "kube-proxy")]  # not iptables-nft's, not "mine"
+    assert sum("metainfo" in i for i in items) == 1
+    assert any(i.get("rule", {}).get("chain") == "other" for i in items)
+    found = _findings(out, {OPEN_PEER: "peer"})
+    # "other" drops 10250 but nothing jumps to it yet: the nftables engine lets it pass, and
+    # the JSON is never read as iptables.
+    assert [f for f in found if f.kind is not Kind.COVERAGE] == []
+    blocked = _findings(jumped.stdout, {OPEN_PEER: "peer"})
+    assert [(f.check, f.kind, f.cause) for f in blocked] == [
+        ("node.nftables", Kind.PROBLEM, Cause.IPTABLES)
+    ]

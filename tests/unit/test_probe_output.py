@@ -39,6 +39,19 @@ RECORDS = [
     "ruleset\tlegacy\t" + _blob(RULES),
     "ruleset\tnft\tnot-base64!",
 ]
+NFT_JSON = '{"nftables": [{"table": {"family": "inet", "name": "kp", "handle": 1}}]}'
+NEW_RECORDS = [  # records added within format version 1
+    "note\taks-link\tUDP 1194 to the API server cannot be proven by a connect",
+    "tls\tx.hcp.westeurope.azmk8s.io:443\topen\tok\t-\tx.hcp.westeurope.azmk8s.io\tFW CA\tyes",
+    "tunnel\ttarget=x.hcp.westeurope.azmk8s.io:9000",
+    "tunnel\tx.hcp.westeurope.azmk8s.io:9000 exit=124",
+    "component\ttunnelfront\tCONTAINER_RUNNING\t0\t0\t-\t0001-01-01T00:00:00Z\ttunnel-front"
+    "\ttunnelfront-5d8f7c9b4-x2x9z",
+    "ruleset\tlegacy\t" + _blob(RULES) + "\t1\t19997\t7197",
+    "ruleset\tnftables\t" + _blob(NFT_JSON),
+    "toolarge\truleset\tnft\t12345",
+    "toolarge\tufw\t-\t5000",
+]
 
 
 def _output(records: list[str], mode: str = "deep", count: int | None = None) -> str:
@@ -61,6 +74,34 @@ def test_complete_output_is_read() -> None:
     assert r.ufw_status == "Status: active\n"
     assert [(x.backend, x.text) for x in r.rulesets] == [("legacy", RULES)]
     assert [e.subject for e in r.errors] == ["ruleset nft"]  # corrupt blob: an entry
+
+
+def test_records_added_within_version_1() -> None:
+    r = parse_probe_output(_output(NEW_RECORDS), "probe")
+    assert r.complete
+    assert r.notes == ("aks-link: UDP 1194 to the API server cannot be proven by a connect",)
+    assert r.tls is not None and r.tls.alpn == "" and r.tls.issuer_cn == "FW CA"
+    assert r.tls.name_match is True and r.tls.tcp == "open" and r.tls.handshake == "ok"
+    assert r.tunnel is not None and r.tunnel.results[0].status is Status.TIMEOUT
+    (c,) = r.components
+    assert (c.name, c.container, c.pod) == (
+        "tunnelfront",
+        "tunnel-front",
+        "tunnelfront-5d8f7c9b4-x2x9z",
+    )
+    assert c.finished_at == ""  # crictl's zero time: the container has not exited
+    legacy, nft = r.rulesets
+    assert (legacy.kept, legacy.dropped, legacy.chains_dropped) == (1, 19997, 7197)
+    assert (nft.backend, nft.text, nft.kept) == ("nftables", NFT_JSON, None)
+    too_large = {e.subject: e.too_large for e in r.errors}
+    assert too_large == {"ruleset nft": 12345, "ufw": 5000}
+    assert all("4,096" in e.message for e in r.errors)
+
+
+@pytest.mark.parametrize("bad", ["toolarge\truleset\tnft\tmany", "toolarge\tnc\t-\t5"])
+def test_bad_toolarge_record_is_an_input_error(bad: str) -> None:
+    with pytest.raises(InputError):
+        parse_probe_output(_output([bad]), "probe")
 
 
 def test_compressed_targets_record() -> None:
@@ -123,7 +164,7 @@ def test_random_text(text: str) -> None:
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.lists(st.sampled_from(RECORDS) | st.text(max_size=40), max_size=12))
+@given(st.lists(st.sampled_from(RECORDS + NEW_RECORDS) | st.text(max_size=40), max_size=12))
 def test_random_records(records: list[str]) -> None:
     _check(_output(records))
 
@@ -131,7 +172,7 @@ def test_random_records(records: list[str]) -> None:
 @settings(max_examples=200, deadline=None)
 @given(st.data())
 def test_mutations_of_valid_output(data: st.DataObject) -> None:
-    text = _output(RECORDS)
+    text = _output(data.draw(st.sampled_from([RECORDS, NEW_RECORDS])))
     i = data.draw(st.integers(0, len(text)))
     j = data.draw(st.integers(i, min(len(text), i + 30)))
     _check(text[:i] + data.draw(st.text(max_size=10)) + text[j:])

@@ -25,7 +25,7 @@ from shared.analysis.iptables.modules import Opt, RuleError, match_conds, parse_
 from shared.analysis.iptables.tokenize import Quoted, TokenError, split_words
 from shared.errors import InputError
 
-__all__ = ["compile_chain", "compile_words", "finish_rule"]
+__all__ = ["SKIP_MARK", "compile_chain", "compile_words", "finish_rule"]
 
 _GENERIC = {
     "-p": "-p",
@@ -227,10 +227,22 @@ def _quick(text: str, family: int | None) -> tuple[Cond, ...]:
     return tuple(conds)
 
 
+SKIP_MARK = "# tw-skip "  # parse_save stores `# tw-skip <count>` for rules a probe left out
+
+
 def compile_chain(chain: Chain, table: Table, ruleset: Ruleset) -> list[Entry]:
-    """The entries of a chain of a save/-S dump: pending where the head allows a cheap test."""
+    """The entries of a chain of a save/-S dump: pending where the head allows a cheap test.
+
+    A `# tw-skip <count>` entry (rules the node probe dropped as unable to match) holds
+    their place: the rules after it keep the numbers `iptables -D CHAIN <n>` needs.
+    """
     entries: list[Entry] = []
-    for number, (line, text) in enumerate(chain.raw, 1):
+    number = 0
+    for line, text in chain.raw:
+        if text.startswith(SKIP_MARK):
+            number += int(text[len(SKIP_MARK) :])
+            continue
+        number += 1
         quick = _quick(text, ruleset.family)
         if quick:
             entries.append(PendingRule(number, line, text, quick))

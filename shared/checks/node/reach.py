@@ -1,0 +1,273 @@
+"""What the live connection tests say: peers' kubelet ports (triage) and the node's egress.
+
+Failed connects to peers on 10250 are PROBLEMs about the TARGET node with no cause (nc cannot
+tell the layer). From the node outwards (cause 4): TCP to the API server; the TLS handshake
+offering ALPN konnectivity,h2, where a peer that chooses no protocol, fails the handshake after
+TCP connects, or shows a certificate not issued for the API server's name is a middlebox that
+breaks Konnectivity; TCP 9000 for a node still running tunnel-front. Pure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from shared.analysis.findings import (
+    TUNNEL_POD_REMINDER,
+    Cause,
+    Finding,
+    Kind,
+    Origin,
+    Remediation,
+    Severity,
+    Subject,
+)
+from shared.analysis.netcat import ProbeResult, Status
+from shared.checks.node.common import Where
+from shared.inventory.model import Cluster
+from shared.probe.output import ProbeReport, TlsCheck
+
+__all__ = ["api_findings", "tls_findings", "triage_findings", "tunnel_findings"]
+
+_REACH_NOTES = (
+    "A timeout means the SYN was dropped on the way: an NSG deny (NSGs drop silently) or a "
+    "DROP rule in UFW/iptables on the target node.",
+    "A refusal comes from the target node itself: a REJECT rule in UFW/iptables, or nothing "
+    "listening on 10250 (kubelet down). 'No route to host' can also be a REJECT rule "
+    "(icmp-host-unreachable / icmp-host-prohibited).",
+)
+TLS_TITLE = (
+    "a TLS-inspecting firewall or proxy between the node and the API server breaks Konnectivity"
+)
+_CA_NOTE = (
+    "AKS's own API server certificate is issued by the cluster CA, the one in your "
+    "kubeconfig: compare its subject with the issuer above. On your workstation: kubectl config "
+    "view --raw --minify -o jsonpath='{.clusters[0].cluster.certificate-authority-data}' | "
+    "base64 -d | openssl x509 -noout -subject"
+)
+
+
+def _evidence(r: ProbeResult) -> tuple[str, ...]:
+    return tuple(
+        f"probe line {a.line_number}: {a.line}" + (f" ({a.reason})" if a.reason else "")
+        for a in r.attempts
+    )
+
+
+def triage_findings(
+    report: ProbeReport, where: Where, cluster: Cluster, peers: Mapping[str, str]
+) -> list[Finding]:
+    if report.targets is None:
+        if report.mode == "triage" and peers:
+            return [_no_results(where, "no connection test of the kubelet port in the report")]
+        return []
+    out = []
+    seen = set()
+    for r in report.targets.results:
+        host = r.target.host or ""
+        seen.add(host)
+        node = peers.get(host, "")
+        subject = Subject(cluster.subscription, cluster.id, "", node or "", host)
+        label = r.target.label()
+        # The probing pool, not node, in the key: triage runs on any node of the pool.
+        key = f"{label}:from-pool={where.subject.node_pool}"
+        if r.status.blocked:
+            how = "timed out" if r.status is Status.TIMEOUT else r.status.value
+            out.append(
+                Finding(
+                    check="node.kubelet",
+                    cause=None,
+                    kind=Kind.PROBLEM,
+                    severity=Severity.CRITICAL,
+                    subject=subject,
+                    title=f"kubelet port of {node or host} not reachable from "
+                    f"{where.subject.node}: {how}",
+                    evidence=(
+                        f"probed from {where.subject.node} (pool {where.subject.node_pool})",
+                        *_evidence(r),
+                    ),
+                    remediation=Remediation(
+                        "nc alone cannot tell which layer blocks TCP 10250. A deep probe of "
+                        f"{node or host} (its UFW and iptables rules, evaluated) and the NSG "
+                        "check decide the cause.",
+                        notes=_REACH_NOTES,
+                    ),
+                    key=key,
+                )
+            )
+        elif r.status is Status.UNKNOWN:
+            out.append(
+                Finding(
+                    check="node.kubelet",
+                    cause=None,
+                    kind=Kind.INCONCLUSIVE,
+                    severity=Severity.WARNING,
+                    subject=subject,
+                    title=f"kubelet port of {node or host}: outcome unknown "
+                    f"({r.decisive.reason or 'no recognisable output'})",
+                    evidence=_evidence(r),
+                    key=key,
+                    origin=Origin.TUNNELWATCH,
+                )
+            )
+    missing = [ip for ip in peers if ip not in seen]
+    if report.mode == "triage" and missing:
+        out.append(_no_results(where, "targets without a result: " + ", ".join(missing[:20])))
+    return out
+
+
+def _no_results(where: Where, why: str) -> Finding:
+    return Finding(
+        check="node.kubelet",
+        cause=None,
+        kind=Kind.INCONCLUSIVE,
+        severity=Severity.WARNING,
+        subject=where.subject,
+        title="some kubelet ports were not tested by the triage probe",
+        evidence=(why,),
+        remediation=Remediation("Run the triage probe again."),
+        key="untested",
+        origin=Origin.TUNNELWATCH,
+    )
+
+
+def api_findings(report: ProbeReport, where: Where) -> list[Finding]:
+    if report.api is None:
+        return []
+    out = []
+    for r in report.api.results:
+        label = r.target.label()
+        if r.status.blocked:
+            retest = where.invoke(f"nc -vz -w 5 {r.target.host} {r.target.port}")
+            out.append(
+                Finding(
+                    check="node.egress.api",
+                    cause=Cause.EGRESS,
+                    kind=Kind.PROBLEM,
+                    severity=Severity.CRITICAL,
+                    subject=where.subject,
+                    title=f"the API server {label} is not reachable from the node: "
+                    f"{r.status.value}",
+                    evidence=_evidence(r),
+                    remediation=Remediation(
+                        "The tunnel agent on this node dials the API server on TCP 443. Let "
+                        "the node reach it: NSG outbound rules of the node subnet and NIC, a "
+                        "route table sending 0.0.0.0/0 to a firewall and that firewall's "
+                        "rules, and SNAT capacity (tunnelwatch analyze snat). Then test again.",
+                        commands=(retest,) if retest else (),
+                        notes=(TUNNEL_POD_REMINDER,),
+                    ),
+                    key=label,
+                    origin=Origin.TUNNELWATCH,
+                )
+            )
+        elif r.status is Status.UNKNOWN:
+            out.append(_unknown(where, "node.egress.api", f"the API server {label}", r))
+    return out
+
+
+def _unknown(where: Where, check: str, what: str, r: ProbeResult) -> Finding:
+    return Finding(
+        check=check,
+        cause=Cause.EGRESS,
+        kind=Kind.INCONCLUSIVE,
+        severity=Severity.WARNING,
+        subject=where.subject,
+        title=f"{what} from the node: outcome unknown",
+        evidence=_evidence(r),
+        key=r.target.label(),
+        origin=Origin.TUNNELWATCH,
+    )
+
+
+def _tls_evidence(t: TlsCheck) -> tuple[str, ...]:
+    name = {True: "yes", False: "NO", None: "unknown"}[t.name_match]
+    return (
+        f"TLS to {t.target} offering ALPN konnectivity,h2 (as the konnectivity agent does): "
+        f"TCP {t.tcp}, handshake {t.handshake}, ALPN chosen: {t.alpn or 'none'}",
+        f"certificate: subject CN {t.subject_cn or '-'}, issuer CN {t.issuer_cn or '-'}, "
+        f"issued for {t.target.rsplit(':', 1)[0]}: {name}",
+    )
+
+
+def tls_findings(report: ProbeReport, where: Where) -> list[Finding]:
+    """A middlebox that terminates TLS between the node and the API server (cause 4)."""
+    t = report.tls
+    if t is None or t.tcp != "open":
+        return []  # not tested (a note says why), or TCP itself failed: the API check says so
+    reasons = []
+    if t.handshake != "ok":
+        reasons.append(
+            "the TLS handshake failed although TCP connected: something on the path answers "
+            "on 443 but will not complete TLS for this name and ALPN"
+        )
+    else:
+        if not t.alpn:
+            reasons.append(
+                "the peer chose no ALPN protocol although h2 was offered: the AKS endpoint "
+                "(konnectivity server or kube-apiserver, both gRPC/HTTP2) always chooses one"
+            )
+        if t.name_match is False:
+            reasons.append("the certificate is not issued for the API server's name")
+    if not reasons:
+        return []
+    host, _, port = t.target.rpartition(":")
+    retest = where.invoke(
+        f"timeout 10 openssl s_client -connect {t.target} -servername {host} -alpn konnectivity,h2"
+    )
+    return [
+        Finding(
+            check="node.egress.tls",
+            cause=Cause.EGRESS,
+            kind=Kind.PROBLEM,
+            severity=Severity.WARNING,
+            subject=where.subject,
+            title=TLS_TITLE,
+            evidence=(*_tls_evidence(t), *reasons),
+            remediation=Remediation(
+                f"Exclude the API server FQDN ({host}) from TLS inspection (and from any "
+                "HTTPS proxy) on the firewall or proxy the node's egress goes through: "
+                f"Konnectivity needs TCP {port} to reach the API server untouched, with ALPN "
+                "'konnectivity' intact (AKS routes the tunnel by it). Then test again: the "
+                "certificate must come from the cluster CA and a protocol must be chosen.",
+                commands=(retest,) if retest else (),
+                notes=(_CA_NOTE, TUNNEL_POD_REMINDER),
+            ),
+            key=t.target,
+            origin=Origin.TUNNELWATCH,
+        )
+    ]
+
+
+def tunnel_findings(report: ProbeReport, where: Where) -> list[Finding]:
+    """tunnel-front's own egress, TCP 9000 to the API server (the article's cause 4)."""
+    if report.tunnel is None:
+        return []
+    out = []
+    for r in report.tunnel.results:
+        label = r.target.label()
+        if r.status.blocked:
+            retest = where.invoke(f"nc -vz -w 5 {r.target.host} 9000")
+            out.append(
+                Finding(
+                    check="node.egress.tunnelfront",
+                    cause=Cause.EGRESS,
+                    kind=Kind.PROBLEM,
+                    severity=Severity.CRITICAL,
+                    subject=where.subject,
+                    title=f"tunnel-front runs on this node but cannot reach the API server on "
+                    f"TCP 9000: {r.status.value}",
+                    evidence=_evidence(r),
+                    remediation=Remediation(
+                        "Allow egress TCP 9000 from the node subnet to the API server (the "
+                        "article's fix for tunnel-front): the NSG outbound rules of the node "
+                        "subnet and NIC, and the rules of any firewall a route table sends "
+                        "the traffic to. Then test again.",
+                        commands=(retest,) if retest else (),
+                        notes=(TUNNEL_POD_REMINDER,),
+                    ),
+                    key=label,
+                )
+            )
+        elif r.status is Status.UNKNOWN:
+            out.append(_unknown(where, "node.egress.tunnelfront", f"TCP 9000 to {label}", r))
+    return out
