@@ -141,6 +141,12 @@ def build_cluster(ctx: SubscriptionContext, c: ClusterSpec) -> None:
     })  # fmt: skip
 
 
+_IMAGES = {"Ubuntu": "AKSUbuntu-2204gen2containerd-202410.09.0",
+           "AzureLinux": "AKSAzureLinux-V3gen2-202410.09.0",
+           "Windows2019": "AKSWindows-2019-containerd-17763.6293.240911",
+           "Windows2022": "AKSWindows-2022-containerd-20348.2700.240911"}  # fmt: skip
+
+
 def _subnet_props(ctx: SubscriptionContext, subnet_id: str, c: ClusterSpec) -> dict[str, Any]:
     doc = ctx.estate.get(subnet_id)
     if doc is None:
@@ -152,18 +158,18 @@ def _subnet_props(ctx: SubscriptionContext, subnet_id: str, c: ClusterSpec) -> d
 def _pool_profile(
     ctx: SubscriptionContext, c: ClusterSpec, p: AgentPoolSpec, subnet: str | None
 ) -> dict[str, Any]:
+    sku = p.os_sku or ("Windows2022" if p.os_type == "Windows" else "Ubuntu")
     prof: dict[str, Any] = {
         "count": p.count, "vmSize": p.vm_size, "osDiskSizeGB": 128, "osDiskType": "Managed",
         "maxPods": 30 if c.network_plugin == "azure" and not c.network_plugin_mode else 110,
         "type": p.pool_type, "mode": p.mode, "osType": p.os_type,
-        "osSKU": "Windows2022" if p.os_type == "Windows" else "Ubuntu",
+        "osSKU": sku,
         "orchestratorVersion": c.kubernetes_version,
         "currentOrchestratorVersion": c.kubernetes_version,
         "provisioningState": "Succeeded", "powerState": {"code": "Running"},
         "enableAutoScaling": p.min_count is not None, "enableNodePublicIP": False,
         "enableFIPS": False, "tags": p.tags,
-        "nodeImageVersion": "AKSWindows-2022-containerd-20348.2700.240911"
-        if p.os_type == "Windows" else "AKSUbuntu-2204gen2containerd-202410.09.0",
+        "nodeImageVersion": _IMAGES[sku],
     }  # fmt: skip
     if subnet:
         prof["vnetSubnetID"] = subnet

@@ -153,6 +153,7 @@ class AgentPoolSpec:
     tags: dict[str, str]
     asgs: tuple[Ref, ...]
     instances: tuple[InstanceSpec, ...]
+    os_sku: str = ""  # "" = the default image of the OS type (Ubuntu, Windows2022)
 
 
 @dataclass(frozen=True, slots=True)
@@ -477,8 +478,9 @@ def _cluster(n: Node) -> ClusterSpec:
 
 _POOL_KEYS = frozenset({
     "name", "count", "osType", "vmSize", "mode", "type", "subnet", "podSubnet", "minCount",
-    "maxCount", "maxSurge", "tags", "asgs", "instances",
+    "maxCount", "maxSurge", "tags", "asgs", "instances", "osSku",
 })  # fmt: skip
+OS_SKUS = {"Linux": ("Ubuntu", "AzureLinux"), "Windows": ("Windows2019", "Windows2022")}
 
 
 def _pool(n: Node) -> AgentPoolSpec:
@@ -526,6 +528,7 @@ def _pool(n: Node) -> AgentPoolSpec:
         tags=n.str_map("tags"),
         asgs=tuple(Ref(a.value, a.path) for a in n.list("asgs") if _is_str(a)),
         instances=tuple(instances),
+        os_sku=n.choice("osSku", OS_SKUS[os_type], OS_SKUS[os_type][0 if os_type == "Linux" else 1]),
     )  # fmt: skip
 
 
