@@ -12,9 +12,10 @@ simulator accepted, by kind, and whether the faulty node's cause was found.
 Beside it, the article's approach: on every node `nc -v -w 2 <peer> 10250`, `ufw status` and
 `iptables --list --line-numbers`: 3 run commands per node (counted by formula).
 
-The second table (only as root, with network namespaces) is the probe script's deep output size
-for filter tables of 1,000 to 50,000 kube-proxy-like rules: the real script runs in a namespace
-holding the rules, and its output is measured against run command's 4,096-byte limit.
+The second table (only as root, with network namespaces; bench/bench_probe_output.py) is the
+probe script's deep output size for filter tables of 1,000 to 50,000 kube-proxy-like rules: the
+real script runs in a namespace holding the rules, and its output is measured against run
+command's 4,096-byte limit; then its triage output for 10, 100 and 1,000 targets.
 
 Prints figures only; asserts nothing about time. Run:
 `python -m bench.bench_probes [--sizes 10,100,1000] [--rules 1000,5000,20000,50000]`.
@@ -118,9 +119,10 @@ def _run_commands(sizes: list[int]) -> None:
                 flush=True,
             )
     print("* wall time on the simulator with scripted nodes (no 20-60 s run-command latency);")
-    print("  triage runs once per pool and tests at most 200 peers per run command (the")
-    print("  4,096-byte output limit), so each pool of a 1,000-node cluster needs 5 triage")
-    print("  commands; deep runs once, on the node found unreachable, however many pools saw it.")
+    print("  triage runs once per pool and tests up to 1,000 peers per run command: reachable")
+    print("  peers print nothing each (one summary record counts them), so a 1,000-node")
+    print("  cluster's pool needs one triage command; deep runs once, on the node found")
+    print("  unreachable, however many pools saw it.")
 
 
 def main(argv: list[str] | None = None) -> int:

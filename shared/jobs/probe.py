@@ -52,7 +52,7 @@ from shared.jobs.probe_plan import (
     scope_of,
 )
 from shared.probe import script_text
-from shared.probe.output import parse_probe_output
+from shared.probe.output import parse_probe_output, target_results
 from shared.probe_requests import MAX_ATTEMPTS, ProbeKind, ProbeRequest
 
 __all__ = ["ProbeDeps", "ProbeOptions", "ProbeResult", "handle_poison", "handle_probe_message"]
@@ -227,6 +227,12 @@ class _Worker:
             )
         if not report.complete:
             return found, False, "; ".join(report.reasons) or "incomplete report"
+        if triage:
+            # A cut or partly untested target list must not close findings about the nodes
+            # it did not name: the write is then partial, which holds them open.
+            gaps = target_results(report, list(planned.peers)).gaps
+            if gaps:
+                return found, False, "; ".join(gaps)
         return found, True, ""
 
     def _unreadable(self, resolved: Resolved, why: str) -> Finding:

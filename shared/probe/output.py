@@ -8,16 +8,26 @@ half a probe is never read as a whole one. The connection-test lines are classif
 `shared.analysis.netcat`; a corrupt blob becomes an entry in `errors`, not an exception, and
 so does a blob the script's size guard left out (`toolarge`: the entry carries its size).
 Records added within version 1 (older outputs stay valid): note, tls, tunnel, toolarge, the
-reduction counts of `ruleset`, the container and pod of `component`. Pure: no I/O.
+reduction counts of `ruleset`, the container and pod of `component`, and `reach`.
+
+`reach` (the compact triage): the script names only the kubelet targets that are NOT open (in
+`nc`/`ncgz` lines, as many as fit) and counts all of them in one `reach` record: targets
+received, a digest of that list, tested, open, named, all|cut. Which targets were open is
+never read from the output alone: `target_results` decides it against the list the worker
+sent, and only when the counts and the digest agree and nothing is cut or untested. An older
+output (every target framed, no `reach`) is read as before. Pure: no I/O.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import re
 import zlib
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from shared.analysis import netcat
 from shared.errors import InputError
@@ -27,9 +37,13 @@ __all__ = [
     "Component",
     "ProbeError",
     "ProbeReport",
+    "Reach",
     "Ruleset",
+    "TargetResults",
     "TlsCheck",
     "parse_probe_output",
+    "target_results",
+    "targets_digest",
 ]
 
 FORMAT_VERSION = 1
@@ -52,6 +66,7 @@ _FIELDS = {  # key -> (min, max) number of fields after the key
     "ufw": (1, 1),
     "ruleset": (2, 5),
     "toolarge": (3, 3),
+    "reach": (6, 6),
 }
 
 
@@ -107,6 +122,26 @@ class TlsCheck:
 
 
 @dataclass(frozen=True, slots=True)
+class Reach:
+    """The `reach` record: what the script did with the kubelet targets it received."""
+
+    targets: int  # valid addresses received (the script skips, and reports, any other value)
+    digest: str  # targets_digest of those addresses, 8 hex digits
+    tested: int  # targets with a result (fewer when the time budget stopped the batches)
+    open: int  # connects that succeeded (exit status 0): not named in the output
+    named: int  # targets not open whose lines are in the output
+
+    @property
+    def failed(self) -> int:
+        return self.tested - self.open
+
+    @property
+    def cut(self) -> bool:
+        """Some targets that are not open are not named: their lines did not fit."""
+        return self.named < self.failed
+
+
+@dataclass(frozen=True, slots=True)
 class ProbeReport:
     complete: bool
     reasons: tuple[str, ...] = ()  # why it is incomplete
@@ -119,7 +154,10 @@ class ProbeReport:
     kernel: str | None = None
     nc: str | None = None  # "openbsd" or "none" (bash /dev/tcp used)
     tools: tuple[str, ...] = ()
-    targets: netcat.NetcatReport | None = None  # TCP 10250 per target; None: not probed
+    # TCP 10250 per target named in the output (with `reach`: only targets NOT open); None:
+    # no target line at all. Read it with `target_results` and the list that was sent.
+    targets: netcat.NetcatReport | None = None
+    reach: Reach | None = None  # the summary of a compact triage; None in older outputs
     api: netcat.NetcatReport | None = None  # TCP to the API server; None: not probed
     tls: TlsCheck | None = None  # None: not tested (see notes/errors for why)
     tunnel: netcat.NetcatReport | None = None  # TCP 9000 (tunnel-front); None: not probed
@@ -256,6 +294,10 @@ def _records(
             tls = _tls(fields)
         elif key == "toolarge":
             errors.append(_too_large(fields, source, number))
+        elif key == "reach":
+            if "reach" in values:
+                raise InputError(source, "a second reach record", line=number)
+            values["reach"] = _reach(fields, source, number)
         elif key == "ncgz":
             try:
                 nc_lines.extend(_unpack(fields[0]).splitlines())
@@ -307,6 +349,7 @@ def _records(
         nc=_str(values.get("nc")),
         tools=tools,
         targets=targets,
+        reach=_reach_of(values.get("reach")),
         api=api,
         tls=tls,
         tunnel=tunnel,
@@ -318,6 +361,10 @@ def _records(
         errors=tuple(errors),
         notes=tuple(notes_seen),
     )
+
+
+def _reach_of(v: object) -> Reach | None:
+    return v if isinstance(v, Reach) else None
 
 
 def _str(v: object) -> str | None:
@@ -357,3 +404,95 @@ def _too_large(f: list[str], source: str, line: int) -> ProbeError:
         "left out so that the rest of the report arrives",
         too_large=size,
     )
+
+
+def _reach(f: list[str], source: str, line: int) -> Reach:
+    """`reach <targets> <digest> <tested> <open> <named> <all|cut>`, checked for consistency."""
+    counts = [_count(x) for x in (f[0], f[2], f[3], f[4])]
+    bad = f"bad reach record {'|'.join(f)[:80]!r}"
+    if None in counts or not re.fullmatch(r"[0-9a-f]{8}", f[1]) or f[5] not in ("all", "cut"):
+        raise InputError(source, bad, line=line)
+    targets, tested, opened, named = (c or 0 for c in counts)
+    r = Reach(targets, f[1], tested, opened, named)
+    if not (opened <= tested <= targets and named <= r.failed) or r.cut != (f[5] == "cut"):
+        raise InputError(source, f"{bad}: the counts do not add up", line=line)
+    return r
+
+
+def targets_digest(addresses: Iterable[str]) -> str:
+    """The script's digest of a target list (IPv4, as sent): the sum, mod 2**32, of
+    h ^ (h >> 16) with h = (address * 2654435761) mod 2**32. Order does not matter."""
+    total = 0
+    for text in addresses:
+        h = (int(ipaddress.IPv4Address(text)) * 2654435761) & 0xFFFFFFFF
+        total = (total + (h ^ (h >> 16))) & 0xFFFFFFFF
+    return f"{total:08x}"
+
+
+@dataclass(frozen=True, slots=True)
+class TargetResults:
+    """The kubelet targets of one run, read against the list that was sent.
+
+    `statuses` holds every target whose outcome the report decides (named ones as the
+    netcat lines say; the others OPEN only when the `reach` counts prove it); `gaps` says why
+    any sent target is missing from it. `unnamed` counts targets known NOT open but not named
+    (a cut output), `untested` those that got no result.
+    """
+
+    statuses: Mapping[str, netcat.Status]
+    gaps: tuple[str, ...] = ()
+    unnamed: int = 0
+    untested: int = 0
+
+
+def _named(report: ProbeReport) -> dict[str, netcat.Status]:
+    results = report.targets.results if report.targets is not None else ()
+    return {r.target.host or "": r.status for r in results}
+
+
+def target_results(report: ProbeReport, sent: Sequence[str]) -> TargetResults:
+    """Every sent target's outcome that `report` decides, and what it leaves undecided.
+
+    `sent`: the addresses of TW_TARGETS, as sent (unique; order does not matter). A target
+    absent from the output is read as OPEN only when the report has a `reach` record whose
+    count and digest match `sent`, whose named targets are exactly the failures it counts,
+    and that tested every target: never from silence alone.
+    """
+    named = _named(report)
+    reach = report.reach
+    if reach is None:  # an older output: every tested target has its own lines
+        missing = [t for t in sent if t not in named]
+        why = ("targets without a result: " + ", ".join(missing[:20]),) if missing else ()
+        return TargetResults(MappingProxyType(named), why, 0, len(missing))
+    problems = []
+    try:
+        digest = targets_digest(sent)
+    except ValueError:
+        digest = "-"
+    if reach.targets != len(sent) or reach.digest != digest:
+        problems.append(
+            f"the probe tested another target list ({reach.targets} targets, digest "
+            f"{reach.digest}) than was sent ({len(sent)}, digest {digest})"
+        )
+    strangers = sorted(set(named) - set(sent))
+    if len(named) != reach.named or strangers:
+        problems.append(
+            f"the output names {len(named)} targets, its summary {reach.named}"
+            + (f"; not sent: {', '.join(strangers[:5])}" if strangers else "")
+        )
+    if problems:
+        return TargetResults(MappingProxyType(named), tuple(problems), 0, len(sent))
+    gaps: list[str] = []
+    unnamed = reach.failed - reach.named
+    untested = reach.targets - reach.tested
+    if unnamed:
+        gaps.append(
+            f"{reach.failed} of {reach.targets} targets not reachable, {reach.named} named: the "
+            "others did not fit the 4,096-byte output"
+        )
+    if untested:
+        gaps.append(f"{untested} of {reach.targets} targets not tested (time budget)")
+    statuses = dict(named)
+    if not gaps:  # every target not named was tested and open
+        statuses.update((t, netcat.Status.OPEN) for t in sent if t not in named)
+    return TargetResults(MappingProxyType(statuses), tuple(gaps), unnamed, untested)

@@ -3,7 +3,7 @@
 # Run by the VMSS run-command extension as root through `/bin/bash -c`, with the parameters
 # prepended as `export NAME=value` lines (unquoted by the extension, which is why every value
 # is checked again here against a strict pattern and refused when it does not match):
-#   TW_TARGETS   IPv4 addresses to test on TCP 10250, separated by commas (or spaces)
+#   TW_TARGETS   up to 1,000 IPv4 addresses to test on TCP 10250, separated by commas (or spaces)
 #   TW_API_HOST  the API server FQDN or IPv4 address, tested on TW_API_PORT
 #   TW_API_PORT  1-65535 (443)
 #   TW_MODE      triage | deep (deep adds ufw status and the rulesets in force)
@@ -13,14 +13,18 @@
 #   TWPROBE 1 BEGIN <mode>
 #   <key>\t<field>...        one record per line, no tab or newline inside a field
 #   TWPROBE 1 END <records>
-# Records: error, note, tool, host, addr, os, component, nc, ncgz, api, tls, tunnel, ufw,
-# ruleset, toolarge (see shared/probe/output.py and docs/probe.md). `nc`/`api`/`tunnel`
+# Records: error, note, tool, host, addr, os, component, nc, ncgz, reach, api, tls, tunnel,
+# ufw, ruleset, toolarge (see shared/probe/output.py and docs/probe.md). `nc`/`api`/`tunnel`
 # records carry connection-test lines in the netcat framing (`target=<ip>:<port>` ...
-# `<ip>:<port> exit=<n>`). Blobs are gzip + base64. The deep blobs are printed last, under a
-# size guard: whatever would push the output past ~4,000 bytes becomes a `toolarge` record.
+# `<ip>:<port> exit=<n>`). Of the 10250 targets only those NOT open get `nc` lines (`ncgz`
+# when packed), as many as fit; one `reach` record counts them all: targets received, their
+# digest, tested, open, named (failures with lines here), all|cut. Blobs are gzip + base64.
+# The deep blobs are printed last, under a size guard: whatever would push the output past
+# ~4,000 bytes becomes a `toolarge` record.
 #
 # No eval, no temp files, every external command under `timeout`, and each step only starts
-# while the time budget (about 55 s) allows it: the whole run stays near 60 s.
+# while the time budget (55 s) allows it: the whole run stays under about 60 s, also when
+# every one of 1,000 targets times out (4 batches of 250 parallel connects of at most 4 s).
 
 set -u
 set +o history
@@ -28,7 +32,8 @@ PATH=/usr/sbin:/usr/bin:/sbin:/bin
 export PATH LC_ALL=C
 tw_n=0
 tw_bytes=0
-tw_batch=50
+tw_batch=250  # parallel connects per batch: 1,000 targets are 4 batches
+tw_max_targets=1000
 tw_budget=55 # seconds of SECONDS after which no new step starts
 tw_limit=4000 # bytes of output the size guard allows (the service keeps the last 4,096)
 
@@ -288,27 +293,42 @@ fi
 tw_targets=()
 tw_raw="${TW_TARGETS-}"
 if [[ -n "$tw_raw" ]]; then
-    if [[ ! "$tw_raw" =~ ^[0-9.,\ ]{1,4000}$ ]]; then
-        tw_errors+=("TW_TARGETS" "characters other than digits, dots, commas, spaces")
+    # The length on its own: a bound such as {1,16000} in the pattern makes the regex library
+    # build a huge automaton (seconds of CPU, and a heap that slows every later fork).
+    if ((${#tw_raw} > 16000)) || [[ ! "$tw_raw" =~ ^[0-9.,\ ]+$ ]]; then
+        tw_errors+=("TW_TARGETS" "characters other than digits, dots, commas, spaces (or too long)")
     else
         tw_raw="${tw_raw//,/ }"
         # Only digits, dots and spaces are left: word splitting is safe, globbing is off.
         set -f
         IFS=' ' read -r -a tw_split <<<"$tw_raw" || true
         set +f
+        tw_bad=0
         for tw_t in "${tw_split[@]}"; do
             if [[ "$tw_t" =~ $tw_ipv4 ]]; then
                 tw_targets+=("$tw_t")
             else
-                tw_errors+=("TW_TARGETS" "not an IPv4 address, skipped")
+                tw_bad=$((tw_bad + 1))
             fi
         done
-        if ((${#tw_targets[@]} > 200)); then
-            tw_errors+=("TW_TARGETS" "more than 200 targets; probing none")
+        ((tw_bad > 0)) && tw_errors+=("TW_TARGETS" "$tw_bad values not IPv4 addresses, skipped")
+        if ((${#tw_targets[@]} > tw_max_targets)); then
+            tw_errors+=("TW_TARGETS" "more than $tw_max_targets targets; probing none")
             tw_targets=()
         fi
     fi
 fi
+# The digest of the target list as received, in order (shared/probe/output.py computes the
+# same from what the worker sent): the `reach` record is only ever read against that list.
+# Per address a: h = (a * 2654435761) mod 2^32, h ^= h >> 16; digest = sum of h mod 2^32.
+tw_digest=0
+for tw_t in "${tw_targets[@]}"; do
+    [[ "$tw_t" =~ ^([0-9]+)\.([0-9]+)\.([0-9]+)\.([0-9]+)$ ]] || continue
+    tw_h=$((10#${BASH_REMATCH[1]} << 24 | 10#${BASH_REMATCH[2]} << 16 | 10#${BASH_REMATCH[3]} << 8))
+    tw_h=$((((tw_h | 10#${BASH_REMATCH[4]}) * 2654435761) & 0xffffffff))
+    tw_digest=$(((tw_digest + (tw_h ^ (tw_h >> 16))) & 0xffffffff))
+done
+printf -v tw_digest '%08x' "$tw_digest"
 
 tw_api_host="${TW_API_HOST-}"
 if [[ -n "$tw_api_host" ]] && { ((${#tw_api_host} > 253)) || [[ ! "$tw_api_host" =~ $tw_fqdn ]]; }; then
@@ -410,19 +430,42 @@ if [[ "$tw_mode" != "-" ]]; then
 fi
 
 # --- connection tests ------------------------------------------------------------------------
-# One target's lines, printed in ONE write (well under PIPE_BUF) so parallel jobs never mix.
-tw_probe() {
-    local host="$1" port="$2" wait="$3" out rc numeric=()
+# One connect: its output (tabs and CRs blanked, at most 1,000 characters) in tw_out, its
+# status in tw_rc. OpenBSD nc when present, bash /dev/tcp otherwise; both under `timeout`.
+tw_connect() {
+    local host="$1" port="$2" wait="$3" numeric=()
     [[ "$host" =~ $tw_ipv4 ]] && numeric=(-n) # an address needs no DNS; a name does
     if [[ "$tw_nc" == openbsd ]]; then
-        out="$(timeout $((wait + 2)) nc -z -v "${numeric[@]}" -w "$wait" "$host" "$port" 2>&1)"
-        rc=$?
+        tw_out="$(timeout $((wait + 2)) nc -z -v "${numeric[@]}" -w "$wait" "$host" "$port" 2>&1)"
+        tw_rc=$?
     else
-        out="$(timeout "$wait" bash -c 'exec 3<>"/dev/tcp/$1/$2"' tw "$host" "$port" 2>&1)"
-        rc=$?
+        tw_out="$(timeout "$wait" bash -c 'exec 3<>"/dev/tcp/$1/$2"' tw "$host" "$port" 2>&1)"
+        tw_rc=$?
     fi
-    out="${out//$'\t'/ }"
-    printf 'target=%s:%s\n%s%s:%s exit=%s\n' "$host" "$port" "${out:+$out$'\n'}" "$host" "$port" "$rc"
+    tw_out="${tw_out//$'\t'/ }"
+    tw_out="${tw_out//$'\r'/ }"
+    tw_out="${tw_out:0:1000}"
+}
+
+# One target's lines in the netcat framing (the API server, tunnel-front's port).
+tw_probe() {
+    tw_connect "$1" "$2" "$3"
+    printf 'target=%s:%s\n%s%s:%s exit=%s\n' "$1" "$2" "${tw_out:+$tw_out$'\n'}" "$1" "$2" "$tw_rc"
+}
+
+# One kubelet port as ONE line, written at once (well under PIPE_BUF, so parallel jobs never
+# mix): `O <ip>` when the connect succeeded (exit status 0, which `nc -z` and `/dev/tcp`
+# return only once the connection is made), else `F <ip>` and the target's netcat-framed
+# lines, tab-separated.
+tw_kubelet() {
+    local framed
+    tw_connect "$1" 10250 2
+    if ((tw_rc == 0)); then
+        printf 'O %s\n' "$1"
+        return
+    fi
+    framed="target=$1:10250"$'\t'"${tw_out:+${tw_out//$'\n'/$'\t'}$'\t'}$1:10250 exit=$tw_rc"
+    printf 'F %s\t%s\n' "$1" "$framed"
 }
 
 # Each line of $2 as a record of key $1.
@@ -433,28 +476,83 @@ tw_recs() {
     done <<<"$2"
 }
 
+# The kubelet ports of the targets, in parallel batches. Open ones are only counted; the
+# lines of the others wait in tw_fail (one element per target) for tw_reach, which prints
+# them as far as they fit after everything else.
+tw_open=0 tw_tested=0 tw_fail=()
+declare -A tw_done=()
 if [[ "$tw_mode" != "-" && ${#tw_targets[@]} -gt 0 ]]; then
-    tw_lines=""
     for ((i = 0; i < ${#tw_targets[@]}; i += tw_batch)); do
-        if ! tw_time 4; then
+        if ! tw_time 6; then
             tw_rec error TW_TARGETS "time budget spent; targets from number $((i + 1)) on not tested"
             break
         fi
-        tw_lines+="$(
-            for tw_t in "${tw_targets[@]:i:tw_batch}"; do tw_probe "$tw_t" 10250 2 & done
+        tw_res="$(
+            for tw_t in "${tw_targets[@]:i:tw_batch}"; do tw_kubelet "$tw_t" & done
             wait
-        )"$'\n'
+        )"
+        while IFS= read -r tw_l; do
+            [[ "$tw_l" =~ ^([OF])\ ([0-9.]{7,15})($'\t'(.*))?$ ]] || continue
+            tw_t="${BASH_REMATCH[2]}"
+            [[ -n "${tw_done[$tw_t]-}" ]] && continue # a target listed twice is counted once
+            tw_done[$tw_t]=1
+            tw_tested=$((tw_tested + 1))
+            if [[ "${BASH_REMATCH[1]}" == O ]]; then
+                tw_open=$((tw_open + 1))
+            else
+                tw_fail+=("${BASH_REMATCH[4]}")
+            fi
+        done <<<"$tw_res"
     done
-    if ((${#tw_lines} > 2000)); then
-        # Many targets: one compressed record keeps triage output under the 4,096-byte tail.
-        tw_rec ncgz "$(printf '%s' "$tw_lines" | tw_pack)"
-    else
-        tw_recs nc "$tw_lines"
-    fi
 fi
 
+# The targets' records: the lines of the targets that are not open (plain `nc` records when
+# they fit, else one `ncgz` blob of as many targets as fit), then the `reach` summary, which
+# always arrives. Room: what is left of the 4,000 bytes (at most 1,000 in deep mode, whose
+# rulesets come after), less END and the summary.
+tw_reach() {
+    local room nf=${#tw_fail[@]} k=0 size=0 one tabs full="" off=(0) lo hi mid blob best="" named state i
+    room=$((tw_limit - tw_bytes - 24 - 64))
+    [[ "$tw_mode" == deep ]] && ((room > 1000)) && room=1000
+    for ((i = 0; i < nf; i++)); do
+        tabs="${tw_fail[i]//[^$'\t']/}"
+        one=$((${#tw_fail[i]} + 3 * (${#tabs} + 1) + 1)) # "nc<TAB>" and a newline per line
+        ((k == i && size + one <= room)) && size=$((size + one)) && k=$((i + 1))
+        full+="${tw_fail[i]//$'\t'/$'\n'}"$'\n'
+        off+=("${#full}")
+    done
+    named=$k
+    if ((k < nf)) && tw_have gzip && tw_have base64; then
+        # The largest prefix of targets whose packed lines fit: all of them, else a bisection.
+        lo=$k hi=$((nf + 1)) mid=$nf
+        for ((i = 0; i < 14 && lo + 1 < hi; i++)); do
+            tw_time 2 || break
+            blob="$(printf '%s' "${full:0:off[mid]}" | tw_pack)"
+            if [[ -n "$blob" ]] && ((${#blob} + 6 <= room)); then
+                lo=$mid best="$blob"
+            else
+                hi=$mid
+            fi
+            mid=$(((lo + hi) / 2))
+        done
+        [[ -n "$best" ]] && named=$lo
+    fi
+    if [[ -n "$best" ]]; then
+        tw_rec ncgz "$best"
+    else
+        for ((i = 0; i < named; i++)); do tw_recs nc "${tw_fail[i]//$'\t'/$'\n'}"; done
+    fi
+    state=all
+    ((named < nf)) && state=cut
+    tw_rec reach "${#tw_targets[@]}" "$tw_digest" "$tw_tested" "$tw_open" "$named" "$state"
+}
+
 if [[ "$tw_mode" != "-" && -n "$tw_api_host" ]]; then
-    tw_recs api "$(tw_probe "$tw_api_host" "$tw_api_port" 3)"
+    if tw_time 5; then
+        tw_recs api "$(tw_probe "$tw_api_host" "$tw_api_port" 3)"
+    else
+        tw_rec error api "time budget spent; the API server was not tested"
+    fi
 fi
 
 # TLS to the API server offering ALPN `konnectivity,h2`, as the konnectivity agent does (its
@@ -512,6 +610,10 @@ if [[ "$tw_mode" != "-" && -n "$tw_api_host" ]]; then
     if [[ -n "$tw_akslink" ]]; then
         tw_rec note aks-link "UDP 1194 to the API server cannot be proven by a connect: not tested here (the NSG check covers it)"
     fi
+fi
+
+if [[ "$tw_mode" != "-" && ${#tw_targets[@]} -gt 0 ]]; then
+    tw_reach
 fi
 
 # --- deep: ufw and the rulesets in force, printed last under the size guard -----------------

@@ -1,6 +1,10 @@
 """Scripted nodes for the simulator's run command: answers in the probe script's real output
 format, computed from the parameters it was sent (tests and benchmarks that need many nodes or
 exact failure modes; the real script on namespace nodes is tests/lab/nodelab.py).
+
+Kept in step with shared/probe/tunnelwatch-probe.sh: open kubelet ports are only counted; the
+targets that are not open get netcat-framed `nc` lines when they fit the room left under 4,000
+bytes, else one `ncgz` blob of as many as fit; one `reach` record sums it all up.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from shared.probe.output import targets_digest
 from tests.armsim.estate import Estate
 
 __all__ = ["ScriptedNodes", "addresses_of"]
@@ -55,21 +60,6 @@ class ScriptedNodes:
             f"addr\teth0\t{me}/16",
             "os\tubuntu\t22.04\t5.15.0-1064-azure",
         ]
-        nc_lines: list[str] = []
-        for target in filter(None, values.get("TW_TARGETS", "").split(",")):
-            nc_lines.append(f"target={target}:10250")
-            if target in self.unreachable:
-                nc_lines.append(
-                    f"nc: connect to {target} port 10250 (tcp) timed out: Operation now in progress"
-                )
-                nc_lines.append(f"{target}:10250 exit=1")
-            else:
-                nc_lines.append(f"Connection to {target} 10250 port [tcp/*] succeeded!")
-                nc_lines.append(f"{target}:10250 exit=0")
-        if sum(len(x) + 1 for x in nc_lines) > 2000:  # as the script does: one packed record
-            records.append("ncgz\t" + _blob("\n".join(nc_lines) + "\n"))
-        else:
-            records += [f"nc\t{x}" for x in nc_lines]
         host = values.get("TW_API_HOST", "")
         if host:
             records += [
@@ -78,6 +68,9 @@ class ScriptedNodes:
                 f"api\t{host}:443 exit=0",
             ]
         records.append("component\tkonnectivity-agent\tCONTAINER_RUNNING\t0\t0\t-\t-")
+        targets = [t for t in values.get("TW_TARGETS", "").split(",") if t]
+        if targets:
+            records += _reach(targets, self.unreachable, sum(len(r) + 1 for r in records))
         if mode == "deep":
             accept = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\nCOMMIT\n"
             records += [
@@ -86,6 +79,41 @@ class ScriptedNodes:
             ]
         text = "\n".join([f"TWPROBE 1 BEGIN {mode}", *records, f"TWPROBE 1 END {len(records)}"])
         return text + "\n", ""
+
+
+def _reach(targets: list[str], unreachable: set[str], used: int) -> list[str]:
+    """The kubelet-port records the script prints for these targets, given `used` bytes."""
+    failed = [
+        [
+            f"target={t}:10250",
+            f"nc: connect to {t} port 10250 (tcp) timed out: Operation now in progress",
+            f"{t}:10250 exit=1",
+        ]
+        for t in targets
+        if t in unreachable
+    ]
+    room = 4000 - len("TWPROBE 1 BEGIN triage\n") - used - 24 - 64
+    records: list[str] = []
+    for lines in failed:  # plain records while every target's lines fit
+        more = [f"nc\t{x}" for x in lines]
+        if sum(len(r) + 1 for r in records + more) > room:
+            break
+        records += more
+    named = len(records) // 3
+    if named < len(failed):  # the largest prefix whose packed lines fit, as the script bisects
+        lo, hi, mid, best = named, len(failed) + 1, len(failed), ""
+        while lo + 1 < hi:
+            blob = _blob("".join(x + "\n" for lines in failed[:mid] for x in lines))
+            if len(blob) + 6 <= room:
+                lo, best = mid, blob
+            else:
+                hi = mid
+            mid = (lo + hi) // 2
+        if best:
+            records, named = [f"ncgz\t{best}"], lo
+    state = "cut" if named < len(failed) else "all"
+    summary = [len(targets), targets_digest(targets), len(targets), len(targets) - len(failed)]
+    return [*records, "reach\t" + "\t".join(map(str, summary)) + f"\t{named}\t{state}"]
 
 
 def addresses_of(sim_estate: Estate) -> dict[tuple[str, str], str]:

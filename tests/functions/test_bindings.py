@@ -58,7 +58,7 @@ def test_host_json_queue_settings_fit_the_probe_worker() -> None:
     assert queues["messageEncoding"] == "base64"  # what ProbeQueue writes
     assert 1 <= queues["batchSize"] <= 8  # each message may hold a run command for minutes
     hours, minutes, _ = (int(x) for x in host["functionTimeout"].split(":"))
-    assert hours * 60 + minutes >= 15  # a 1,000-node pool's triage is 5 run commands in a row
+    assert hours * 60 + minutes >= 15  # a slow run command, polled to its end, and a retry
 
 
 def test_probe_functions_are_registered_on_the_probe_queue_and_its_poison_queue() -> None:

@@ -28,7 +28,7 @@ from shared.analysis.netcat import Status
 from shared.jobs.scan import ScanOptions, run_scan
 from shared.jobs.wiring import scan_deps, static_resolver
 from shared.probe import script_text
-from shared.probe.output import ProbeReport, parse_probe_output
+from shared.probe.output import ProbeReport, parse_probe_output, target_results
 from shared.probe.params import rendered_preamble, validate_probe_parameters
 from tests.armsim import SCENARIOS, ArmSimulator, build_estate, load_estate, parse_scenario
 from tests.conftest import require_tools
@@ -70,7 +70,9 @@ class Rig:
         message = result.value[0].message
         assert message.startswith("Enable succeeded: \n[stdout]\n")
         stdout = message.split("\n[stdout]\n", 1)[1].rsplit("\n[stderr]\n", 1)[0]
-        return parse_probe_output(stdout, node.spec.key), params
+        report = parse_probe_output(stdout, node.spec.key)
+        _SENT[id(report)] = list(c.node_addresses)
+        return report, params
 
 
 @pytest.fixture(scope="module")
@@ -115,10 +117,16 @@ def reports(rig: Rig) -> dict[str, ProbeReport]:
         return dict(pool.map(one, RUNS))
 
 
+_SENT: dict[int, list[str]] = {}  # id(report) -> the TW_TARGETS it was sent
+
+
 def _peers(report: ProbeReport) -> dict[str, Status]:
+    """Every sent target's outcome: a triage names only failures, the `reach` record
+    proves the rest open (target_results refuses to read silence otherwise)."""
     assert report.complete, report.reasons
-    assert report.targets is not None
-    return {str(r.target.host): r.status for r in report.targets.results}
+    results = target_results(report, _SENT[id(report)])
+    assert results.gaps == (), results.gaps
+    return dict(results.statuses)
 
 
 def _api(report: ProbeReport) -> Status:

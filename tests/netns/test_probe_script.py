@@ -14,9 +14,11 @@ import os
 import re
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from ipaddress import IPv4Network
 from pathlib import Path
 
 import pytest
@@ -26,7 +28,7 @@ from shared.analysis.netcat import Status
 from shared.checks.node import node_findings
 from shared.inventory.model import AgentPool, Cluster, Instance, PowerState
 from shared.probe import script_text
-from shared.probe.output import parse_probe_output
+from shared.probe.output import parse_probe_output, target_results, targets_digest
 from shared.probe.params import rendered_preamble, validate_probe_parameters
 from tests.conftest import require_tools
 from tests.lab.netns import Host, Lab
@@ -54,7 +56,7 @@ def _run(node: Host, mode: str) -> str:
     code = rendered_preamble(params) + script_text()
     proc = node.exec(["/bin/bash", "-c", code], timeout=90, check=False)
     assert proc.returncode == 0, proc.stderr
-    return proc.stdout
+    return str(proc.stdout)
 
 
 def test_probe_script_in_a_node(netns_ok: None) -> None:
@@ -85,8 +87,14 @@ def test_probe_script_in_a_node(netns_ok: None) -> None:
         report = parse_probe_output(triage, "triage")
         assert report.complete and report.errors == ()
         assert report.targets is not None and report.api is not None
-        status = {r.target.host: r.status for r in report.targets.results}
-        assert status == {OPEN_PEER: Status.OPEN, DROP_PEER: Status.TIMEOUT}
+        # Only the target that is not open is named; the summary proves the other open.
+        assert [r.target.host for r in report.targets.results] == [DROP_PEER]
+        assert report.reach is not None and report.reach.digest == targets_digest(
+            [OPEN_PEER, DROP_PEER]
+        )
+        got = target_results(report, [OPEN_PEER, DROP_PEER])
+        assert dict(got.statuses) == {OPEN_PEER: Status.OPEN, DROP_PEER: Status.TIMEOUT}
+        assert got.gaps == ()
         assert report.api.results[0].status is Status.OPEN
         assert (NODE + "/24") in {a for _, a in report.addresses}
         assert report.crictl_present is False  # no crictl on this machine: reported, not faked
@@ -175,7 +183,7 @@ def _run_private(
     argv = ["unshare", "-m", "--propagation", "private", "sh", "-c", " && ".join(setup)]
     proc = node.exec([*argv, "sh", code], timeout=90, check=False)
     assert proc.returncode == 0, proc.stderr
-    return proc.stdout
+    return str(proc.stdout)
 
 
 def _cert(directory: Path, san: str, cn: str = "apiserver") -> tuple[Path, Path]:
@@ -305,7 +313,8 @@ def test_missing_tools_are_reported_not_fatal(netns_ok: None) -> None:
         no_gzip = _run_private(node, deep, hide=("gzip", "ip"))
     r = parse_probe_output(out, "hidden")
     assert r.complete and r.nc == "none" and "awk" not in r.tools
-    assert r.targets is not None and r.targets.results[0].status is Status.OPEN  # /dev/tcp
+    assert r.targets is None and r.reach is not None  # open (through /dev/tcp): not named
+    assert target_results(r, [OPEN_PEER]).statuses == {OPEN_PEER: Status.OPEN}
     assert r.tls is None and any(n.startswith("tls: openssl is not on the node") for n in r.notes)
     assert r.ufw_present is False
     (nft,) = [x for x in r.rulesets if x.backend == "nft"]
@@ -349,3 +358,67 @@ def test_native_nftables_tables_hooking_input_are_reported_as_one_json_document(
     assert [(f.check, f.kind, f.cause) for f in blocked] == [
         ("node.nftables", Kind.PROBLEM, Cause.IPTABLES)
     ]
+
+
+# ---- many targets: 1,000 kubelet ports in one run command -----------------------------------
+
+FAR = "10.251.0.0/22"  # routed through one lab host that owns the whole range (a `local` route)
+
+
+def _far_targets(n: int) -> list[str]:
+    first = IPv4Network(FAR).network_address + 1
+    return [str(first + i) for i in range(n)]
+
+
+def test_a_thousand_targets_fit_one_run_command(netns_ok: None) -> None:
+    """1,000 targets in one run: healthy with a few dropped, then every one timing out.
+
+    The targets live on one lab host (a `local` route for a /22 makes every address its own,
+    so one ARP entry serves them all); a DROP on it makes a connect time out as an NSG or a
+    firewall would. The script's run time is printed (run with -s), not asserted.
+    """
+    require_tools("nc", "iptables")
+    targets = _far_targets(1000)
+    peers = {t: f"node-{i}" for i, t in enumerate(targets)}
+    code = _code(OPEN_PEER, "triage", tuple(targets))
+    with Lab() as lab:
+        node = lab.add_host([NODE])
+        far = lab.add_host([OPEN_PEER])
+        node.exec(["ip", "route", "add", FAR, "via", OPEN_PEER])
+        far.exec(["ip", "route", "add", "local", FAR, "dev", "lo"])
+        far.listen([10250, 443])
+        dropped = targets[10:13]
+        for t in dropped:
+            far.exec(["iptables", "-A", "INPUT", "-d", t, "-p", "tcp", "--dport", "10250",
+                      "-j", "DROP"])  # fmt: skip
+        started = time.monotonic()
+        few = node.exec(["/bin/bash", "-c", code], timeout=120).stdout
+        few_s = time.monotonic() - started
+        far.exec(["iptables", "-I", "INPUT", "-p", "tcp", "--dport", "10250", "-j", "DROP"])
+        started = time.monotonic()
+        every = node.exec(["/bin/bash", "-c", code], timeout=120).stdout
+        every_s = time.monotonic() - started
+    print(f"\n1,000 targets, 3 dropped: {few_s:.1f} s, {len(few.encode())} bytes")
+    print(f"1,000 targets, all dropped: {every_s:.1f} s, {len(every.encode())} bytes")
+
+    report = parse_probe_output(few, "few")
+    assert report.complete and report.errors == () and report.reach is not None
+    assert (report.reach.tested, report.reach.open, report.reach.named) == (1000, 997, 3)
+    assert len(few.encode()) < 1500  # three failures and a summary, whatever the cluster size
+    found = [f for f in _findings(few, peers) if f.check == "node.kubelet"]
+    assert sorted(f.subject.resource for f in found) == sorted(dropped)
+    assert {f.kind for f in found} == {Kind.PROBLEM}
+
+    report = parse_probe_output(every, "every")
+    assert report.complete and len(every.encode()) <= 4096, report.reasons
+    assert report.reach is not None and report.reach.cut
+    assert (report.reach.tested, report.reach.open) == (1000, 0)
+    named = report.reach.named
+    assert report.targets is not None and len(report.targets.results) == named > 100
+    found = _findings(every, peers)
+    problems = [f for f in found if f.kind is Kind.PROBLEM and f.check == "node.kubelet"]
+    assert len(problems) == named
+    (summary,) = [f for f in found if f.key == "unnamed"]
+    assert summary.kind is Kind.INCONCLUSIVE
+    assert summary.title.startswith("1000 of 1000 kubelet ports not reachable")
+    assert f"{named} named" in summary.title

@@ -16,7 +16,7 @@ from shared.analysis.findings import TUNNEL_POD_REMINDER, Cause, Finding, Kind, 
 from shared.checks.node import node_findings, run_command
 from shared.errors import InputError
 from shared.inventory.model import AgentPool, Cluster, Instance, PowerState
-from shared.probe.output import parse_probe_output
+from shared.probe.output import parse_probe_output, targets_digest
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 NODE_IP, PEER_IP, PEER2_IP = "10.224.0.4", "10.224.0.5", "10.224.0.6"
@@ -229,6 +229,68 @@ def test_untested_peer_is_inconclusive() -> None:
     text = _output([f"nc\ttarget={PEER_IP}:10250", f"nc\t{PEER_IP}:10250 exit=0"], mode="triage")
     found = _findings(text, {PEER_IP: "a", PEER2_IP: "b"})
     assert [(f.kind, f.key) for f in found] == [(Kind.INCONCLUSIVE, "untested")]
+
+
+def _timeout(ip: str) -> list[str]:
+    return [
+        f"nc\ttarget={ip}:10250",
+        f"nc\tnc: connect to {ip} port 10250 (tcp) timed out: Operation now in progress",
+        f"nc\t{ip}:10250 exit=1",
+    ]
+
+
+def _compact(peers: list[str], tested: int, opened: int, named: list[str]) -> str:
+    failed = tested - opened
+    state = "cut" if len(named) < failed else "all"
+    summary = f"reach\t{len(peers)}\t{targets_digest(peers)}\t{tested}\t{opened}"
+    lines = [x for ip in named for x in _timeout(ip)]
+    return _output([*lines, f"{summary}\t{len(named)}\t{state}"], mode="triage")
+
+
+MANY = {f"10.224.1.{i}": f"node-{i}" for i in range(1, 201)}
+
+
+def test_compact_triage_of_a_healthy_cluster_has_no_findings() -> None:
+    assert _findings(_compact(list(MANY), 200, 200, []), MANY) == []
+
+
+def test_compact_triage_names_each_failure_and_nothing_else() -> None:
+    found = _findings(_compact(list(MANY), 200, 198, ["10.224.1.7", "10.224.1.9"]), MANY)
+    assert [(f.subject.node, f.kind) for f in found] == [
+        ("node-7", Kind.PROBLEM), ("node-9", Kind.PROBLEM),
+    ]  # fmt: skip
+
+
+def test_cut_triage_reports_the_named_failures_and_how_many_were_not_named() -> None:
+    named = ["10.224.1.1", "10.224.1.2", "10.224.1.3"]
+    found = _findings(_compact(list(MANY), 200, 0, named), MANY)
+    problems = [f for f in found if f.kind is Kind.PROBLEM]
+    assert [f.subject.node for f in problems] == ["node-1", "node-2", "node-3"]
+    (summary,) = [f for f in found if f.kind is Kind.INCONCLUSIVE]
+    assert summary.key == "unnamed" and summary.subject.node == f"{VMSS}000003"
+    assert "200 of 200 kubelet ports not reachable" in summary.title
+    assert "3 named" in summary.title
+    assert summary.remediation is not None and "NSG" in summary.remediation.summary
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        (_compact([*MANY][:199], 199, 199, []), "another target list"),  # a slice's output
+        (_compact([*list(MANY)[:199], "10.224.9.9"], 200, 200, []), "another target list"),
+        (_compact(list(MANY), 150, 150, []), "50 of 200 targets not tested"),
+    ],
+)
+def test_compact_triage_that_does_not_cover_the_peers_is_untested(text: str, why: str) -> None:
+    found = _findings(text, MANY)
+    assert [(f.kind, f.key) for f in found] == [(Kind.INCONCLUSIVE, "untested")]
+    assert why in found[0].evidence[0]
+
+
+def test_a_deep_probe_reads_no_target_list_into_its_sources() -> None:
+    # Deep mode: the peers are sources to evaluate; a reach record is not compared with them.
+    text = _output([f"reach\t1\t{targets_digest(['10.224.1.1'])}\t1\t1\t0\tall"])
+    assert [f for f in _findings(text, MANY) if f.check == "node.kubelet"] == []
 
 
 def test_api_server_unreachable_is_cause_4_on_the_probing_node() -> None:

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from shared.analysis.netcat import Status
 from shared.errors import InputError
-from shared.probe.output import parse_probe_output
+from shared.probe.output import parse_probe_output, target_results, targets_digest
+from tests.armsim.scripted import ScriptedNodes
 
 
 def _blob(text: str) -> str:
@@ -52,6 +53,16 @@ NEW_RECORDS = [  # records added within format version 1
     "toolarge\truleset\tnft\t12345",
     "toolarge\tufw\t-\t5000",
 ]
+
+
+SENT = ["10.224.0.5", "10.224.0.6", "10.224.0.7"]
+DIGEST = targets_digest(SENT)
+FAIL_6 = [
+    "nc\ttarget=10.224.0.6:10250",
+    "nc\tnc: connect to 10.224.0.6 port 10250 (tcp) timed out: Operation now in progress",
+    "nc\t10.224.0.6:10250 exit=1",
+]
+COMPACT = [*FAIL_6, f"reach\t3\t{DIGEST}\t3\t2\t1\tall"]  # the compact triage
 
 
 def _output(records: list[str], mode: str = "deep", count: int | None = None) -> str:
@@ -110,6 +121,92 @@ def test_compressed_targets_record() -> None:
     assert r.targets is not None and r.targets.results[0].status is Status.OPEN
 
 
+def test_the_digest_is_the_scripts() -> None:
+    # Values the script printed for the same lists (tests/netns/test_probe_script.py checks
+    # the script itself against this function).
+    assert targets_digest(["255.255.255.255", "0.0.0.1"]) == "0000cf0d"
+    assert targets_digest(reversed(SENT)) == DIGEST  # order does not matter
+    assert targets_digest([]) == "00000000"
+
+
+def test_compact_triage_names_only_failures_and_proves_the_rest_open() -> None:
+    r = parse_probe_output(_output(COMPACT, mode="triage"), "probe")
+    assert r.reach is not None and (r.reach.tested, r.reach.open, r.reach.named) == (3, 2, 1)
+    assert not r.reach.cut and r.reach.failed == 1
+    assert r.targets is not None and len(r.targets.results) == 1
+    got = target_results(r, SENT)
+    assert dict(got.statuses) == {
+        "10.224.0.5": Status.OPEN, "10.224.0.6": Status.TIMEOUT, "10.224.0.7": Status.OPEN,
+    }  # fmt: skip
+    assert got.gaps == () and got.unnamed == 0 and got.untested == 0
+
+
+def test_all_open_is_one_record() -> None:
+    r = parse_probe_output(_output([f"reach\t3\t{DIGEST}\t3\t3\t0\tall"], "triage"), "p")
+    assert r.targets is None
+    assert set(target_results(r, SENT).statuses.values()) == {Status.OPEN}
+
+
+@pytest.mark.parametrize(
+    ("sent", "why"),
+    [
+        (SENT[:2], "another target list"),  # fewer sent than the script counted
+        ([*SENT[:2], "10.224.0.8"], "another target list"),  # same count, other addresses
+        ([*SENT, "10.224.0.9"], "another target list"),
+    ],
+)
+def test_a_target_list_that_does_not_match_is_never_read_as_open(sent: list[str], why: str) -> None:
+    r = parse_probe_output(_output(COMPACT, mode="triage"), "probe")
+    got = target_results(r, sent)
+    assert any(why in g for g in got.gaps)
+    # Only what the output names is decided; silence proves nothing here.
+    assert set(got.statuses) <= {"10.224.0.6"}
+
+
+def test_cut_and_untested_targets_are_gaps_not_opens() -> None:
+    cut = [*FAIL_6, f"reach\t3\t{DIGEST}\t3\t0\t1\tcut"]
+    got = target_results(parse_probe_output(_output(cut, "triage"), "p"), SENT)
+    assert dict(got.statuses) == {"10.224.0.6": Status.TIMEOUT}
+    assert got.unnamed == 2 and "3 of 3 targets not reachable, 1 named" in got.gaps[0]
+    untested = [*FAIL_6, f"reach\t3\t{DIGEST}\t2\t1\t1\tall"]
+    got = target_results(parse_probe_output(_output(untested, "triage"), "p"), SENT)
+    assert list(got.statuses) == ["10.224.0.6"] and got.untested == 1
+    assert "1 of 3 targets not tested" in got.gaps[0]
+    # The summary names 1 failure, the output holds none: nothing is decided from silence.
+    lying = [f"reach\t3\t{DIGEST}\t3\t2\t1\tall"]
+    got = target_results(parse_probe_output(_output(lying, "triage"), "p"), SENT)
+    assert dict(got.statuses) == {} and "names 0 targets, its summary 1" in got.gaps[0]
+
+
+def test_older_output_without_reach_is_read_per_target() -> None:
+    got = target_results(parse_probe_output(_output(RECORDS), "probe"), SENT)
+    assert dict(got.statuses) == {"10.224.0.5": Status.OPEN, "10.224.0.6": Status.TIMEOUT}
+    assert got.gaps == ("targets without a result: 10.224.0.7",) and got.untested == 1
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        f"reach\t3\t{DIGEST}\t3\t4\t0\tall",  # more open than tested
+        f"reach\t3\t{DIGEST}\t4\t1\t0\tcut",  # more tested than received
+        f"reach\t3\t{DIGEST}\t3\t1\t3\tall",  # more named than failed
+        f"reach\t3\t{DIGEST}\t3\t1\t1\tall",  # 2 failed, 1 named: that is cut
+        f"reach\t3\t{DIGEST}\t3\t1\t2\tcut",  # all named: not cut
+        "reach\t3\tXYZ\t3\t3\t0\tall",
+        f"reach\t-1\t{DIGEST}\t3\t3\t0\tall",
+        f"reach\t3\t{DIGEST}\t3\t3\t0\tsome",
+    ],
+)
+def test_bad_reach_record_is_an_input_error(bad: str) -> None:
+    with pytest.raises(InputError, match="reach"):
+        parse_probe_output(_output([bad], "triage"), "probe")
+
+
+def test_a_second_reach_record_is_an_input_error() -> None:
+    with pytest.raises(InputError, match="second reach"):
+        parse_probe_output(_output([COMPACT[-1], COMPACT[-1]], "triage"), "probe")
+
+
 @pytest.mark.parametrize(
     ("text", "reason"),
     [
@@ -164,7 +261,9 @@ def test_random_text(text: str) -> None:
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.lists(st.sampled_from(RECORDS + NEW_RECORDS) | st.text(max_size=40), max_size=12))
+@given(
+    st.lists(st.sampled_from(RECORDS + NEW_RECORDS + COMPACT) | st.text(max_size=40), max_size=12)
+)
 def test_random_records(records: list[str]) -> None:
     _check(_output(records))
 
@@ -172,7 +271,43 @@ def test_random_records(records: list[str]) -> None:
 @settings(max_examples=200, deadline=None)
 @given(st.data())
 def test_mutations_of_valid_output(data: st.DataObject) -> None:
-    text = _output(data.draw(st.sampled_from([RECORDS, NEW_RECORDS])))
+    text = _output(data.draw(st.sampled_from([RECORDS, NEW_RECORDS, COMPACT])))
     i = data.draw(st.integers(0, len(text)))
     j = data.draw(st.integers(i, min(len(text), i + 30)))
     _check(text[:i] + data.draw(st.text(max_size=10)) + text[j:])
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.data())
+def test_target_results_never_raise_and_never_invent_an_open(data: st.DataObject) -> None:
+    text = _output(data.draw(st.sampled_from([COMPACT, RECORDS])), "triage")
+    i = data.draw(st.integers(0, len(text)))
+    text = text[:i] + data.draw(st.text(alphabet="0123456789abcut\t.\n", max_size=8)) + text[i:]
+    try:
+        report = parse_probe_output(text, "probe")
+    except InputError:
+        return
+    sent = data.draw(st.lists(st.sampled_from([*SENT, "10.224.0.9"]), unique=True))
+    got = target_results(report, sent)
+    opened = {t for t, s in got.statuses.items() if s is Status.OPEN}
+    named = {r.target.host for r in report.targets.results} if report.targets else set()
+    # An address is OPEN only when its own lines say so, or when the summary proves it.
+    assert opened <= named or (report.reach is not None and got.gaps == ())
+
+
+def test_scripted_nodes_speak_the_scripts_compact_format() -> None:
+    # tests/armsim/scripted.py stands in for the script in worker tests and the benchmark.
+    targets = [f"10.224.{i // 250}.{i % 250 + 1}" for i in range(1000)]
+    nodes = ScriptedNodes({("vmss", "0"): "10.224.9.9"}, unreachable=set(targets[:400]))
+    params = [("TW_TARGETS", ",".join(targets)), ("TW_API_HOST", "x.io"), ("TW_MODE", "triage")]
+    out, _ = nodes("s", "rg", "vmss", "0", [], params)
+    assert len(out.encode()) <= 4096
+    report = parse_probe_output(out, "scripted")
+    assert report.reach is not None and report.reach.cut
+    assert (report.reach.tested, report.reach.open) == (1000, 600)
+    got = target_results(report, targets)
+    assert 100 < len(got.statuses) == report.reach.named < 400 and got.unnamed > 0
+    nodes.unreachable = set(targets[:2])
+    report = parse_probe_output(nodes("s", "rg", "vmss", "0", [], params)[0], "scripted")
+    got = target_results(report, targets)
+    assert got.gaps == () and sum(s is Status.OPEN for s in got.statuses.values()) == 998

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from shared.errors import InputError
 from shared.probe import script_text
-from shared.probe.params import rendered_preamble, validate_probe_parameters
+from shared.probe.params import MAX_TARGETS, rendered_preamble, validate_probe_parameters
 
 GOOD = (["10.224.0.4", "10.224.0.5"], "aks-x1-abc.hcp.westeurope.azmk8s.io", 443, "triage")
 
@@ -46,7 +46,12 @@ def test_accepts_and_renders() -> None:
         ((["10.0.0.1\n"], "h", 443, "triage"), "TW_TARGETS"),
         (("10.0.0.1", "h", 443, "triage"), "TW_TARGETS"),
         (
-            ([f"10.0.{i // 250}.{i % 250 + 1}" for i in range(201)], "h", 443, "triage"),
+            (
+                [f"10.0.{i // 250}.{i % 250 + 1}" for i in range(MAX_TARGETS + 1)],
+                "h",
+                443,
+                "triage",
+            ),
             "TW_TARGETS",
         ),
         (([], "`id`", 443, "triage"), "TW_API_HOST"),
@@ -125,3 +130,19 @@ def test_preamble_executes_nothing_else() -> None:
     # bash -x shows each export and then its assignment; anything else would be a command.
     assert sum(c.startswith("+ export TW_") for c in commands) == 4
     assert all(re.fullmatch(r"\+ (export )?TW_[A-Z_]+=[A-Za-z0-9.,-]*", c) for c in commands)
+
+
+def test_the_longest_target_list_renders_and_the_script_takes_all_of_it() -> None:
+    # 1,000 addresses of 15 characters: the longest TW_TARGETS the worker can send.
+    longest = [f"100.{i // 100 + 100}.{i % 100 + 100}.{i % 50 + 200}" for i in range(MAX_TARGETS)]
+    params = validate_probe_parameters(longest, "", 443, "deep")
+    assert len(params[0][1]) == 15 * MAX_TARGETS + MAX_TARGETS - 1
+    # Parameter checks only: cut the script before its first probe.
+    script = script_text()
+    head = script[: script.index('tw_line="TWPROBE 1 BEGIN')]
+    shown = _bash(rendered_preamble(params) + head + 'echo "${#tw_targets[@]} ${#tw_errors[@]}"')
+    assert shown.stdout.split() == [str(MAX_TARGETS), "0"]
+    one_more = [*longest, "100.99.99.99"]
+    code = f"export TW_TARGETS={','.join(one_more)}\n" + head + 'echo "${#tw_targets[@]}"'
+    shown = _bash(code)
+    assert shown.stdout.split() == ["0"]  # the script refuses more than 1,000 on its own

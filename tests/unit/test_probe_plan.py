@@ -119,12 +119,12 @@ def test_a_stopped_triage_node_is_replaced_by_a_running_one_of_its_pool() -> Non
 
 
 def test_big_clusters_are_tested_in_slices_and_the_api_only_once() -> None:
-    pool = _pool("system", 450)
+    pool = _pool("system", 2 * MAX_TARGETS + 50)
     cluster = _cluster("big", pool)
     runs, _ = plan_runs(ProbeKind.TRIAGE, Resolved(cluster, pool, pool.instances[0]))
-    assert [len(r.peers) for r in runs] == [MAX_TARGETS, MAX_TARGETS, 449 - 2 * MAX_TARGETS]
+    assert [len(r.peers) for r in runs] == [MAX_TARGETS, MAX_TARGETS, 49]
     assert [r.tests_api for r in runs] == [True, False, False]
-    assert sum(len(r.peers) for r in runs) == 449
+    assert sum(len(r.peers) for r in runs) == 2 * MAX_TARGETS + 49
 
 
 def test_inventory_values_that_are_not_addresses_never_reach_the_parameters() -> None:

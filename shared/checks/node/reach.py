@@ -1,7 +1,11 @@
 """What the live connection tests say: peers' kubelet ports (triage) and the node's egress.
 
 Failed connects to peers on 10250 are PROBLEMs about the TARGET node with no cause (nc cannot
-tell the layer). From the node outwards (cause 4): TCP to the API server; the TLS handshake
+tell the layer). A compact triage names only the targets that are not open; what it does not
+name is read against the peers sent (`shared.probe.output.target_results`): a cut output is
+one INCONCLUSIVE "N of M not reachable, K named" beside the named PROBLEMs, a target list that
+does not match or targets left untested one INCONCLUSIVE "untested", never a silent pass.
+From the node outwards (cause 4): TCP to the API server; the TLS handshake
 offering ALPN konnectivity,h2, where a peer that chooses no protocol, fails the handshake after
 TCP connects, or shows a certificate not issued for the API server's name is a middlebox that
 breaks Konnectivity; TCP 9000 for a node still running tunnel-front. Pure.
@@ -24,7 +28,7 @@ from shared.analysis.findings import (
 from shared.analysis.netcat import ProbeResult, Status
 from shared.checks.node.common import Where
 from shared.inventory.model import Cluster
-from shared.probe.output import ProbeReport, TlsCheck
+from shared.probe.output import ProbeReport, TlsCheck, target_results
 
 __all__ = ["api_findings", "tls_findings", "triage_findings", "tunnel_findings"]
 
@@ -56,15 +60,29 @@ def _evidence(r: ProbeResult) -> tuple[str, ...]:
 def triage_findings(
     report: ProbeReport, where: Where, cluster: Cluster, peers: Mapping[str, str]
 ) -> list[Finding]:
-    if report.targets is None:
+    if report.targets is None and report.reach is None:
         if report.mode == "triage" and peers:
             return [_no_results(where, "no connection test of the kubelet port in the report")]
         return []
-    out = []
-    seen = set()
-    for r in report.targets.results:
+    out = _named_findings(report, where, cluster, peers)
+    if report.mode != "triage":
+        return out  # a deep probe's peers are sources to evaluate, not targets it tested
+    results = target_results(report, list(peers))
+    gaps = list(results.gaps)
+    if results.unnamed:
+        out.append(_cut(report, where, gaps.pop(0)))
+    if gaps:
+        out.append(_no_results(where, "; ".join(gaps)))
+    return out
+
+
+def _named_findings(
+    report: ProbeReport, where: Where, cluster: Cluster, peers: Mapping[str, str]
+) -> list[Finding]:
+    """A PROBLEM per target the output names as not reachable; INCONCLUSIVE when unclear."""
+    out: list[Finding] = []
+    for r in report.targets.results if report.targets is not None else ():
         host = r.target.host or ""
-        seen.add(host)
         node = peers.get(host, "")
         subject = Subject(cluster.subscription, cluster.id, "", node or "", host)
         label = r.target.label()
@@ -109,10 +127,34 @@ def triage_findings(
                     origin=Origin.TUNNELWATCH,
                 )
             )
-    missing = [ip for ip in peers if ip not in seen]
-    if report.mode == "triage" and missing:
-        out.append(_no_results(where, "targets without a result: " + ", ".join(missing[:20])))
     return out
+
+
+def _cut(report: ProbeReport, where: Where, why: str) -> Finding:
+    """More targets failed than the 4,096-byte output could name: never a silent pass."""
+    reach = report.reach
+    failed, total, named = (reach.failed, reach.targets, reach.named) if reach else (0, 0, 0)
+    return Finding(
+        check="node.kubelet",
+        cause=None,
+        kind=Kind.INCONCLUSIVE,
+        severity=Severity.WARNING,
+        subject=where.subject,
+        title=f"{failed} of {total} kubelet ports not reachable from {where.subject.node}, "
+        f"{named} named",
+        evidence=(f"probed from {where.subject.node} (pool {where.subject.node_pool})", why),
+        remediation=Remediation(
+            "So many kubelet ports fail from this node that their names did not fit the "
+            "run-command output; the named ones are reported one by one. When most of the "
+            "cluster fails at once, look first at what they share: the node subnet's NSG "
+            "(tunnelwatch's NSG check), a route table, or a rule on this probing node itself "
+            "(its OUTPUT chain, ufw's outgoing policy). The next triage names more as the named "
+            "ones are fixed.",
+            notes=_REACH_NOTES,
+        ),
+        key="unnamed",
+        origin=Origin.TUNNELWATCH,
+    )
 
 
 def _no_results(where: Where, why: str) -> Finding:
