@@ -178,7 +178,7 @@ class NodeLab:
 
     # -- plans ------------------------------------------------------------------------------
     def _plans(self, faults: FaultMap) -> None:
-        tag = f"tw{os.getpid() % 100000}l{next(_LABS)}"
+        self._tag = tag = f"tw{os.getpid() % 100000}l{next(_LABS)}"
         for ci, c in enumerate(self.clusters):
             wanted = faults.get(c.name, {})
             for ni, spec in enumerate(c.nodes):
@@ -214,6 +214,11 @@ class NodeLab:
             self._parallel([partial(self._segment, c) for c in self.clusters])
             jobs: list[Callable[[], None]] = [partial(self._node, n) for n in self.nodes.values()]
             jobs += [partial(self._api, a) for a in self.apis.values()]
+            jobs += [
+                partial(self._kubelet_only, c, spec, f"{self._tag}c{ci}w{wi}")
+                for ci, c in enumerate(self.clusters)
+                for wi, spec in enumerate(c.windows)
+            ]
             self._parallel(jobs)
         except BaseException:
             self.close()
@@ -314,6 +319,11 @@ class NodeLab:
         for argv in plan.ufw:
             assert node.ufw is not None
             node.ufw.ufw(*argv)
+        host.listen([10250])
+
+    def _kubelet_only(self, c: LabCluster, spec: NodeSpec, namespace: str) -> None:
+        """A Windows node: its address and a kubelet port, nothing to probe on it."""
+        host = self._attach(c, namespace, spec.interfaces, self._routes(c, spec.interfaces))
         host.listen([10250])
 
     def _crictl(self, node: LabNode) -> None:

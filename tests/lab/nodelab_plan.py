@@ -55,6 +55,9 @@ class LabCluster:
     subnets: list[str]  # node subnet prefixes
     pod_cidr: str
     nodes: list[NodeSpec] = field(default_factory=list)
+    # Running Windows nodes: no probe runs on them (the probe is bash), but their kubelet
+    # listens on 10250 and every Linux node's triage tests it, as on a real cluster.
+    windows: list[NodeSpec] = field(default_factory=list)
 
     @property
     def node_addresses(self) -> list[str]:
@@ -120,11 +123,13 @@ def read_estate(estate: Estate) -> list[LabCluster]:
             sub = doc["id"].split("/")[2].lower()
             by_nrg[(sub, _props(doc).get("nodeResourceGroup", "").lower())] = doc
     nodes: dict[str, list[InstanceState]] = {}
+    windows: dict[str, list[InstanceState]] = {}
     for st in estate.instances.values():
         cluster = by_nrg.get((st.subscription.lower(), st.resource_group.lower()))
-        if cluster is None or st.os_type != "Linux" or st.power_state != "running":
+        if cluster is None or st.power_state != "running":
             continue
-        nodes.setdefault(cluster["id"].lower(), []).append(st)
+        kind = nodes if st.os_type == "Linux" else windows
+        kind.setdefault(cluster["id"].lower(), []).append(st)
     out = []
     for doc in sorted(by_nrg.values(), key=lambda d: str(d["name"])):
         found = nodes.get(doc["id"].lower())
@@ -134,7 +139,7 @@ def read_estate(estate: Estate) -> list[LabCluster]:
         profiles = {p["name"]: p for p in props.get("agentPoolProfiles", [])}
         order = list(profiles)
         specs = []
-        for st in found:
+        for st in found + windows.get(doc["id"].lower(), []):
             vmss_id = st.vm_id.rsplit("/virtualMachines/", 1)[0]
             pool = ((estate.get(vmss_id) or {}).get("tags") or {}).get("aks-managed-poolName", "")
             specs.append(
@@ -149,6 +154,9 @@ def read_estate(estate: Estate) -> list[LabCluster]:
         specs.sort(
             key=lambda n: (order.index(n.pool) if n.pool in order else 99, int(n.instance_id))
         )
+        win_vmss = {st.vmss for st in windows.get(doc["id"].lower(), [])}
+        win_specs = [n for n in specs if n.vmss in win_vmss]
+        specs = [n for n in specs if n.vmss not in win_vmss]
         subnets = list(dict.fromkeys(
             str(ipaddress.ip_interface(i).network) for n in specs for i in n.interfaces
         ))  # fmt: skip
@@ -159,7 +167,7 @@ def read_estate(estate: Estate) -> list[LabCluster]:
         out.append(
             LabCluster(doc["name"], doc["id"].split("/")[2], names,
                        _api_address(estate, doc, subnets), subnets,
-                       str(net.get("podCidr") or "10.244.0.0/16"), specs)
+                       str(net.get("podCidr") or "10.244.0.0/16"), specs, win_specs)
         )  # fmt: skip
     return out
 
