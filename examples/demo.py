@@ -13,7 +13,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from examples import demo_scan
+from examples import demo_nodes, demo_scan
 
 INPUTS = Path(__file__).resolve().parent / "inputs"
 EXIT_MEANING = {
@@ -121,6 +121,17 @@ def main() -> int:
     rows.append(("scan", scan_summary, scan_code, EXIT_MEANING.get(scan_code, "unexpected")))
     if scan_code not in (1,) and not scan_summary.startswith("skipped"):
         failures.append(f"scan: exit {scan_code}, expected 1 (the demo estate has problems)")
+    print(
+        "\n=== Issue 4 - node probes: the real probe script on namespace nodes, through run\n"
+        "command on the ARM simulator, the probe queue on Azurite and the probe worker\n"
+        "(one fault per cluster: ufw, iptables DROP/REJECT, policy DROP, REJECT-all, a block\n"
+        "in the nft backend only, egress 443 blocked, TLS inspection, an OOM-killed agent)",
+        flush=True,
+    )
+    node_code, node_summary = demo_nodes.run()
+    rows.append(("probes", node_summary, node_code, EXIT_MEANING.get(node_code, "unexpected")))
+    if node_code != 1 and not node_summary.startswith("skipped"):
+        failures.append(f"node probes: exit {node_code}, expected 1 (the lab has faults)")
     print("\n=== Summary")
     for kind, first, code, meaning in rows:
         print(f"  {kind:<11} {first:<34} exit {code}  {meaning}")

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.lab.netns import netns_unavailable_reason
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -33,3 +35,13 @@ def test_demo_prints_every_verdict_as_expected() -> None:
     assert "SNAT ports of the outbound load balancer exhausted" in out
     assert "open finding(s) recorded in Table Storage" in out
     assert "private cluster: the API server is in the VNet" in out
+    # the node probes on namespace nodes (as root; otherwise the demo says what it skipped)
+    if netns_unavailable_reason():
+        assert "skipped: the node lab needs root" in out
+    else:
+        assert "UFW drops TCP 10250" in out  # cause 2, named by the deep probe
+        assert "iptables rejects TCP 10250" in out  # cause 3: the REJECT-all after ACCEPTs
+        assert "OOM-killed" in out  # cause 6
+        assert "TLS-inspecting firewall" in out  # cause 4 (ours)
+        assert "run commands this cycle: " in out
+        assert "--- aks-lab-healthy (fault: none)\n  no finding" in out
