@@ -37,6 +37,12 @@ def production_deps(settings: Settings, environ: Mapping[str, str]) -> ProbeDeps
     tables, queue = storage_clients(environ, settings.storage_connection, settings.probe_queue)
     store = FindingStore(tables, prefix=settings.table_prefix)
     ledger = ProbeLedger(tables, prefix=settings.table_prefix)
+    poison = queue.sibling(f"{settings.probe_queue}-poison")
+    # Once per process (the deps are cached): the worker may run before any scan made them,
+    # and it sends to the poison queue itself (the host creates that one only when it uses it).
+    store.ensure_tables()
+    ledger.ensure()
+    poison.ensure()
     return probe_deps(
         default_credential(settings.arm_endpoint),
         arm_endpoint=settings.arm_endpoint,
@@ -44,7 +50,7 @@ def production_deps(settings: Settings, environ: Mapping[str, str]) -> ProbeDeps
         store=store,
         ledger=ledger,
         queue=queue,
-        poison=queue.sibling(f"{settings.probe_queue}-poison"),
+        poison=poison,
     )
 
 
