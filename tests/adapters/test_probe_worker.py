@@ -321,3 +321,18 @@ def test_what_reaches_the_extension_is_only_exports_of_checked_values(rig: Rig) 
     assert sum(ln.startswith("+ export ") for ln in traced) == len(sent.parameters)
     for name, value in sent.parameters:
         assert f'declare -x {name}="{value}"' in proc.stdout
+
+
+def test_production_wiring_creates_what_the_worker_writes_to(azurite: str) -> None:  # noqa: F811
+    from azure.storage.queue import QueueServiceClient
+
+    from functions import probe_worker
+    from shared.config import Settings
+
+    env = {"TUNNELWATCH_SUBSCRIPTIONS": SUB, "AzureWebJobsStorage": azurite,
+           "PROBE_QUEUE": "prodwire", "TABLE_PREFIX": "prodwire"}  # fmt: skip
+    deps = probe_worker.production_deps(Settings.from_env(env), env)
+    queues = {q.name for q in QueueServiceClient.from_connection_string(azurite).list_queues()}
+    assert "prodwire-poison" in queues
+    tables = {t.name for t in TableServiceClient.from_connection_string(azurite).list_tables()}
+    assert "prodwireprobes" in tables and deps.ledger.table_name == "prodwireprobes"
