@@ -9,9 +9,10 @@ and the narrowest fix. Exit 0 accept, 1 drop/reject, 3 unknown, 2 unreadable inp
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from typing import Any
 
-from shared.analysis.findings import Subject
+from shared.analysis.findings import Finding, Subject
 from shared.analysis.iptables import (
     Packet,
     Verdict,
@@ -23,14 +24,22 @@ from shared.analysis.iptables.model import PROTOCOLS
 from shared.cli.common import (
     CommandResult,
     ExitCode,
+    add_flow_arguments,
     add_json_flag,
-    ip_address,
-    port_number,
+    check_flow_family,
+    finding_lines,
     read_input,
 )
-from shared.errors import InputError
 
-__all__ = ["register"]
+__all__ = ["EXIT_CODES", "flow_packet", "headline", "register", "verdict_result"]
+
+# The exit code of a verdict of the iptables engine (and of the nftables engine, its Verdict).
+EXIT_CODES = {
+    Verdict.ACCEPT: ExitCode.OK,
+    Verdict.DROP: ExitCode.PROBLEM,
+    Verdict.REJECT: ExitCode.PROBLEM,
+    Verdict.UNKNOWN: ExitCode.INCONCLUSIVE,
+}
 
 
 def _proto(value: str) -> str:
@@ -49,29 +58,27 @@ def register(kinds: Any) -> None:
         "stdin); several FILEs are rulesets in force at once (legacy and nft backends).",
     )
     p.add_argument("files", nargs="+", metavar="FILE", help="dump file, or - for stdin")
-    p.add_argument("--src", type=ip_address, required=True, help="source address (API server side)")
-    p.add_argument("--dst", type=ip_address, help="the node's address (unknown if omitted)")
-    p.add_argument("--dport", type=port_number, default=10250, help="destination port (10250)")
-    p.add_argument("--sport", type=port_number, help="source port (any if omitted)")
-    p.add_argument("--proto", type=_proto, default="tcp", help="protocol (tcp)")
-    p.add_argument("--in-iface", help="interface the packet arrives on (unknown if omitted)")
+    add_flow_arguments(p, proto=_proto)
     add_json_flag(p)
     p.set_defaults(handler=handle)
 
 
-def handle(args: argparse.Namespace) -> CommandResult:
-    if args.dst is not None and args.dst.version != args.src.version:
-        raise InputError(
-            "--dst", f"{args.dst} is IPv{args.dst.version} but --src is IPv{args.src.version}"
-        )
-    packet = Packet(
+def flow_packet(args: argparse.Namespace, proto: str) -> Packet:
+    """The packet of add_flow_arguments' arguments (InputError if --src and --dst differ in
+    address family)."""
+    check_flow_family(args)
+    return Packet(
         src=args.src,
         dst=args.dst,
         dport=args.dport,
-        proto=args.proto,
+        proto=proto,
         in_iface=args.in_iface,
         sport=args.sport,
     )
+
+
+def handle(args: argparse.Namespace) -> CommandResult:
+    packet = flow_packet(args, args.proto)
     rulesets = []
     names = []
     for path in args.files:
@@ -80,24 +87,31 @@ def handle(args: argparse.Namespace) -> CommandResult:
         rulesets.extend(parse_rulesets(text, name))
     verdict = evaluate_input(rulesets, packet)
     findings = findings_for(verdict, Subject(resource=", ".join(names)))
-    doc = verdict.to_json()
+    return verdict_result(verdict, findings, _text)
+
+
+def verdict_result(
+    verdict: Any, findings: list[Finding], render: Callable[[dict[str, Any]], str]
+) -> CommandResult:
+    """The result of an engine's verdict (IptablesVerdict, NftVerdict): its JSON document with
+    the findings added, the exit code of the verdict, and `render(document)` as the text."""
+    doc: dict[str, Any] = verdict.to_json()
     doc["findings"] = [f.to_json() for f in findings]
-    code = {
-        Verdict.ACCEPT: ExitCode.OK,
-        Verdict.DROP: ExitCode.PROBLEM,
-        Verdict.REJECT: ExitCode.PROBLEM,
-        Verdict.UNKNOWN: ExitCode.INCONCLUSIVE,
-    }[verdict.verdict]
-    return CommandResult(code, doc, _text(doc))
+    return CommandResult(EXIT_CODES[verdict.verdict], doc, render(doc))
+
+
+def headline(engine: str, doc: dict[str, Any]) -> str:
+    """The first line of the text: the verdict and the packet it is for."""
+    pkt = doc["packet"]
+    to = f" to {pkt['dst']}" if pkt["dst"] else ""
+    return (
+        f"{engine} verdict: {doc['verdict'].upper()} for {pkt['proto'].upper()} "
+        f"{pkt['dport']} from {pkt['src']}{to} ({doc['source']})"
+    )
 
 
 def _text(doc: dict[str, Any]) -> str:
-    pkt = doc["packet"]
-    to = f" to {pkt['dst']}" if pkt["dst"] else ""
-    lines = [
-        f"iptables verdict: {doc['verdict'].upper()} for {pkt['proto'].upper()} "
-        f"{pkt['dport']} from {pkt['src']}{to} ({doc['source']})"
-    ]
+    lines = [headline("iptables", doc)]
     by = doc["decided_by"]
     if by is not None:
         if "policy" in by:
@@ -108,13 +122,7 @@ def _text(doc: dict[str, Any]) -> str:
             )
     if doc["reason"]:
         lines.append(f"why: {doc['reason']}")
-    for f in doc["findings"]:
-        if f["cause"] is not None and f["kind"] == "problem":
-            lines.append(f"cause {f['cause']}: {f['cause_title']}")
-        rem = f["remediation"]
-        if rem:
-            lines.extend(f"fix: {c}" for c in rem["commands"])
-            lines.extend(f"note: {n}" for n in rem["notes"])
+    lines += finding_lines(doc["findings"])
     if doc["trace"]:
         lines.append("trace:")
         for s in doc["trace"]:

@@ -14,25 +14,17 @@ import argparse
 from typing import Any
 
 from shared.analysis.findings import Subject
-from shared.analysis.nftables import Packet, Verdict, evaluate_input, findings_for, parse_ruleset
+from shared.analysis.nftables import evaluate_input, findings_for, parse_ruleset
+from shared.cli.analyze_iptables import flow_packet, headline, verdict_result
 from shared.cli.common import (
     CommandResult,
-    ExitCode,
+    add_flow_arguments,
     add_json_flag,
-    ip_address,
-    port_number,
+    finding_lines,
     read_input,
 )
-from shared.errors import InputError
 
 __all__ = ["handle", "register"]
-
-_EXIT = {
-    Verdict.ACCEPT: ExitCode.OK,
-    Verdict.DROP: ExitCode.PROBLEM,
-    Verdict.REJECT: ExitCode.PROBLEM,
-    Verdict.UNKNOWN: ExitCode.INCONCLUSIVE,
-}
 
 
 def register(kinds: Any) -> None:
@@ -45,44 +37,20 @@ def register(kinds: Any) -> None:
         epilog="exit codes: 0 allowed, 1 dropped or rejected, 2 unreadable input, 3 inconclusive",
     )
     p.add_argument("file", metavar="FILE", help="`nft -j list ruleset` output, or - for stdin")
-    p.add_argument("--src", type=ip_address, required=True, help="source address (API server side)")
-    p.add_argument("--dst", type=ip_address, help="the node's address (unknown if omitted)")
-    p.add_argument("--dport", type=port_number, default=10250, help="destination port (10250)")
-    p.add_argument("--sport", type=port_number, help="source port (any if omitted)")
-    p.add_argument("--in-iface", help="interface the packet arrives on (unknown if omitted)")
+    add_flow_arguments(p)
     add_json_flag(p)
     p.set_defaults(handler=handle)
 
 
 def handle(args: argparse.Namespace) -> CommandResult:
-    if args.dst is not None and args.dst.version != args.src.version:
-        raise InputError(
-            "--dst", f"{args.dst} is IPv{args.dst.version} but --src is IPv{args.src.version}"
-        )
+    packet = flow_packet(args, "tcp")
     name, text = read_input(args.file)
-    ruleset = parse_ruleset(text, name)
-    packet = Packet(
-        src=args.src,
-        dst=args.dst,
-        dport=args.dport,
-        proto="tcp",
-        in_iface=args.in_iface,
-        sport=args.sport,
-    )
-    verdict = evaluate_input(ruleset, packet)
-    findings = findings_for(verdict, Subject(resource=name))
-    doc = verdict.to_json()
-    doc["findings"] = [f.to_json() for f in findings]
-    return CommandResult(_EXIT[verdict.verdict], doc, _text(doc))
+    verdict = evaluate_input(parse_ruleset(text, name), packet)
+    return verdict_result(verdict, findings_for(verdict, Subject(resource=name)), _text)
 
 
 def _text(doc: dict[str, Any]) -> str:
-    pkt = doc["packet"]
-    to = f" to {pkt['dst']}" if pkt["dst"] else ""
-    lines = [
-        f"nftables verdict: {doc['verdict'].upper()} for TCP {pkt['dport']} from "
-        f"{pkt['src']}{to} ({doc['source']})"
-    ]
+    lines = [headline("nftables", doc)]
     by = doc["decided_by"]
     if by is not None:
         where = f"{by['family']} {by['table']} {by['chain']}"
@@ -94,13 +62,7 @@ def _text(doc: dict[str, Any]) -> str:
                 lines.append(f"  via verdict map element {by['element']} ({by['map'] or 'inline'})")
     if doc["reason"]:
         lines.append(f"why: {doc['reason']}")
-    for f in doc["findings"]:
-        if f["kind"] == "problem":
-            lines.append(f"cause {f['cause']}: {f['cause_title']}")
-        rem = f["remediation"]
-        if rem:
-            lines.extend(f"fix: {c}" for c in rem["commands"])
-            lines.extend(f"note: {n}" for n in rem["notes"])
+    lines += finding_lines(doc["findings"])
     if doc["trace"]:
         lines.append("trace:")
         for s in doc["trace"]:

@@ -23,7 +23,10 @@ __all__ = [
     "CommandResult",
     "ExitCode",
     "Handler",
+    "add_flow_arguments",
     "add_json_flag",
+    "check_flow_family",
+    "finding_lines",
     "ip_address",
     "ip_network",
     "port_number",
@@ -95,3 +98,40 @@ def port_number(value: str) -> int:
     if not 0 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"port {port} is outside 0-65535")
     return port
+
+
+def add_flow_arguments(
+    parser: argparse.ArgumentParser, proto: Callable[[str], str] | None = None
+) -> None:
+    """The inbound flow a firewall analyzer decides: --src (required), --dst, --dport,
+    --sport, --proto (only when `proto`, its argument type, is given) and --in-iface."""
+    add = parser.add_argument
+    add("--src", type=ip_address, required=True, help="source address (API server side)")
+    add("--dst", type=ip_address, help="the node's address (unknown if omitted)")
+    add("--dport", type=port_number, default=10250, help="destination port (10250)")
+    add("--sport", type=port_number, help="source port (any if omitted)")
+    if proto is not None:
+        add("--proto", type=proto, default="tcp", help="protocol (tcp)")
+    add("--in-iface", help="interface the packet arrives on (unknown if omitted)")
+
+
+def check_flow_family(args: argparse.Namespace) -> None:
+    """--src and --dst (when given) must be of one address family."""
+    if args.dst is not None and args.dst.version != args.src.version:
+        raise InputError(
+            "--dst", f"{args.dst} is IPv{args.dst.version} but --src is IPv{args.src.version}"
+        )
+
+
+def finding_lines(findings: list[dict[str, Any]]) -> list[str]:
+    """The human lines of findings (Finding.to_json() documents): each problem's cause, then
+    the fix commands and notes of every finding."""
+    lines = []
+    for f in findings:
+        if f["cause"] is not None and f["kind"] == "problem":
+            lines.append(f"cause {f['cause']}: {f['cause_title']}")
+        rem = f["remediation"]
+        if rem:
+            lines.extend(f"fix: {c}" for c in rem["commands"])
+            lines.extend(f"note: {n}" for n in rem["notes"])
+    return lines

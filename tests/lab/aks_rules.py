@@ -19,7 +19,7 @@ part comes from (checked with the search tool; the text is written here, not cop
 - kube-proxy's iptables mode (KUBE-PROXY-FIREWALL for loadBalancerSourceRanges, KUBE-NODEPORTS
   health-check ACCEPTs, REJECTs for services without endpoints in KUBE-SERVICES and
   KUBE-EXTERNAL-SERVICES, the nat chains KUBE-SVC-*/KUBE-SEP-*/KUBE-MARK-MASQ/KUBE-POSTROUTING):
-  kubernetes pkg/proxy/iptables/proxier.go, as bench/gen_kubeproxy.py also writes them.
+  kubernetes pkg/proxy/iptables/proxier.go, built with bench/gen_kubeproxy.py's pieces.
 - IP-MASQ-AGENT in nat POSTROUTING (the AKS ip-masq-agent add-on: no SNAT inside the node and
   pod ranges): kubernetes-sigs/ip-masq-agent and Azure/ip-masq-agent-v2 READMEs.
 
@@ -31,7 +31,19 @@ image; the rules are the same.
 
 from __future__ import annotations
 
-import hashlib
+from bench.gen_kubeproxy import (
+    FILTER_CHAINS,
+    INPUT_RULES,
+    KUBE_FIREWALL_RULES,
+    MASQ_RULES,
+    NAT_ENTRY_RULES,
+    NODEPORTS_LAST,
+    chain_name,
+    cluster_ip,
+    endpoint,
+    no_endpoints,
+    node_port,
+)
 
 __all__ = ["SERVICES", "Service", "standard_rules"]
 
@@ -48,31 +60,12 @@ SERVICES: tuple[Service, ...] = (
 )
 
 
-def _chain(prefix: str, key: str) -> str:
-    return prefix + hashlib.sha256(key.encode()).hexdigest()[:16].upper()
-
-
 def standard_rules(node_subnets: list[str], pod_cidr: str = "10.244.0.0/16") -> str:
     """filter, nat and security tables of a healthy node (iptables-restore format)."""
     filt = [
         "*filter",
-        ":INPUT ACCEPT [0:0]",
-        ":FORWARD ACCEPT [0:0]",
-        ":OUTPUT ACCEPT [0:0]",
-        ":KUBE-EXTERNAL-SERVICES - [0:0]",
-        ":KUBE-FIREWALL - [0:0]",
-        ":KUBE-FORWARD - [0:0]",
-        ":KUBE-KUBELET-CANARY - [0:0]",
-        ":KUBE-NODEPORTS - [0:0]",
-        ":KUBE-PROXY-CANARY - [0:0]",
-        ":KUBE-PROXY-FIREWALL - [0:0]",
-        ":KUBE-SERVICES - [0:0]",
-        '-A INPUT -m conntrack --ctstate NEW -m comment --comment "kubernetes load balancer '
-        'firewall" -j KUBE-PROXY-FIREWALL',
-        '-A INPUT -m comment --comment "kubernetes health check service ports" -j KUBE-NODEPORTS',
-        '-A INPUT -m conntrack --ctstate NEW -m comment --comment "kubernetes externally-visible '
-        'service portals" -j KUBE-EXTERNAL-SERVICES',
-        "-A INPUT -j KUBE-FIREWALL",
+        *FILTER_CHAINS,
+        *INPUT_RULES,
         "-A FORWARD -d 168.63.129.16/32 -p tcp -m tcp --dport 32526 -j DROP",
         "-A FORWARD -d 168.63.129.16/32 -p tcp -m tcp --dport 80 -j DROP",
         '-A FORWARD -m conntrack --ctstate NEW -m comment --comment "kubernetes load balancer '
@@ -87,11 +80,7 @@ def standard_rules(node_subnets: list[str], pod_cidr: str = "10.244.0.0/16") -> 
         '-A OUTPUT -m conntrack --ctstate NEW -m comment --comment "kubernetes service portals" '
         "-j KUBE-SERVICES",
         "-A OUTPUT -j KUBE-FIREWALL",
-        '-A KUBE-FIREWALL ! -s 127.0.0.0/8 -d 127.0.0.0/8 -m comment --comment "block incoming '
-        'localnet connections" -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP',
-        "-A KUBE-FORWARD -m conntrack --ctstate INVALID -j DROP",
-        '-A KUBE-FORWARD -m comment --comment "kubernetes forwarding rules" -m mark --mark '
-        "0x4000/0x4000 -j ACCEPT",
+        *KUBE_FIREWALL_RULES,
         '-A KUBE-FORWARD -m comment --comment "kubernetes forwarding conntrack rule" -m conntrack'
         " --ctstate RELATED,ESTABLISHED -j ACCEPT",
     ]
@@ -110,9 +99,7 @@ def standard_rules(node_subnets: list[str], pod_cidr: str = "10.244.0.0/16") -> 
         ":KUBE-SERVICES - [0:0]",
     ]
     nat_rules = [
-        '-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES',
-        '-A OUTPUT -m comment --comment "kubernetes service portals" -j KUBE-SERVICES',
-        '-A POSTROUTING -m comment --comment "kubernetes postrouting rules" -j KUBE-POSTROUTING',
+        *NAT_ENTRY_RULES,
         '-A POSTROUTING -m comment --comment "ip-masq-agent: ensure nat POSTROUTING directs all '
         'non-LOCAL destination traffic to our custom IP-MASQ-AGENT chain" -m addrtype ! '
         "--dst-type LOCAL -j IP-MASQ-AGENT",
@@ -123,23 +110,16 @@ def standard_rules(node_subnets: list[str], pod_cidr: str = "10.244.0.0/16") -> 
         ),
         '-A IP-MASQ-AGENT -m comment --comment "ip-masq-agent: outbound traffic is subject to '
         'MASQUERADE (must be last in chain)" -j MASQUERADE',
-        "-A KUBE-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000",
-        "-A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN",
-        "-A KUBE-POSTROUTING -j MARK --set-xmark 0x4000/0x0",
-        '-A KUBE-POSTROUTING -m comment --comment "kubernetes service traffic requiring SNAT" '
-        "-j MASQUERADE --random-fully",
+        *MASQ_RULES,
     ]
     svc_rules: list[str] = []
-    for n, (name, ip, port, endpoints, node_port, lb_ip, source_range) in enumerate(SERVICES):
+    for n, (name, ip, port, endpoints, nodeport, lb_ip, source_range) in enumerate(SERVICES):
         if endpoints == 0:
-            filt.append(
-                f'-A KUBE-SERVICES -d {ip}/32 -p tcp -m comment --comment "{name} has no '
-                f'endpoints" -m tcp --dport {port} -j REJECT --reject-with icmp-port-unreachable'
-            )
-            if node_port:
+            filt.append(no_endpoints(name, ip, port))
+            if nodeport:
                 filt.append(
                     f'-A KUBE-EXTERNAL-SERVICES -p tcp -m comment --comment "{name} has no '
-                    f'endpoints" -m addrtype --dst-type LOCAL -m tcp --dport {node_port} -j REJECT'
+                    f'endpoints" -m addrtype --dst-type LOCAL -m tcp --dport {nodeport} -j REJECT'
                     " --reject-with icmp-port-unreachable"
                 )
             if lb_ip:
@@ -149,30 +129,17 @@ def standard_rules(node_subnets: list[str], pod_cidr: str = "10.244.0.0/16") -> 
                     "icmp-port-unreachable"
                 )
             continue
-        svc = _chain("KUBE-SVC-", name)
+        svc, jump, masq = cluster_ip(name, ip, port, pod_cidr=pod_cidr)
         nat.append(f":{svc} - [0:0]")
-        svc_rules.append(
-            f'-A KUBE-SERVICES -d {ip}/32 -p tcp -m comment --comment "{name} cluster IP" '
-            f"-m tcp --dport {port} -j {svc}"
-        )
-        nat_rules.append(
-            f'-A {svc} ! -s {pod_cidr} -d {ip}/32 -p tcp -m comment --comment "{name} cluster '
-            f'IP" -m tcp --dport {port} -j KUBE-MARK-MASQ'
-        )
+        svc_rules.append(jump)
+        nat_rules.append(masq)
         for e in range(endpoints):
             pod = f"10.244.{n}.{10 + e}"
-            sep = _chain("KUBE-SEP-", f"{name}/{e}")
+            sep = chain_name("KUBE-SEP-", f"{name}/{e}")
             nat.append(f":{sep} - [0:0]")
-            left = endpoints - e
-            prob = f" -m statistic --mode random --probability {1 / left:.11f}" if left > 1 else ""
-            nat_rules += [
-                f'-A {svc} -m comment --comment "{name} -> {pod}:{port}"{prob} -j {sep}',
-                f'-A {sep} -s {pod}/32 -m comment --comment "{name}" -j KUBE-MARK-MASQ',
-                f'-A {sep} -p tcp -m comment --comment "{name}" -m tcp -j DNAT '
-                f"--to-destination {pod}:{port}",
-            ]
+            nat_rules += endpoint(svc, sep, name, pod, port, endpoints - e)
         if lb_ip:
-            fw = _chain("KUBE-FW-", name)
+            fw = chain_name("KUBE-FW-", name)
             nat.append(f":{fw} - [0:0]")
             svc_rules.append(
                 f'-A KUBE-SERVICES -d {lb_ip}/32 -p tcp -m comment --comment "{name} '
@@ -187,27 +154,18 @@ def standard_rules(node_subnets: list[str], pod_cidr: str = "10.244.0.0/16") -> 
                 f'-A KUBE-PROXY-FIREWALL -d {lb_ip}/32 -p tcp -m comment --comment "{name} '
                 f'traffic not accepted by {fw}" -m tcp --dport {port} -j DROP'
             )
-        if node_port:
+        if nodeport:
             filt.append(
                 f'-A KUBE-NODEPORTS -p tcp -m comment --comment "{name} health check node port" '
-                f"-m tcp --dport {node_port + 1000} -j ACCEPT"
+                f"-m tcp --dport {nodeport + 1000} -j ACCEPT"
             )
-            ext = _chain("KUBE-EXT-", name)
+            ext, ext_rules = node_port(name, svc, nodeport)
             nat.append(f":{ext} - [0:0]")
-            nat_rules += [
-                f'-A KUBE-NODEPORTS -p tcp -m comment --comment "{name}" -m tcp --dport '
-                f"{node_port} -j {ext}",
-                f'-A {ext} -m comment --comment "masquerade traffic for {name} external '
-                f'destinations" -j KUBE-MARK-MASQ',
-                f"-A {ext} -j {svc}",
-            ]
+            nat_rules += ext_rules
     if any(r.startswith("-A KUBE-FW-") for r in nat_rules):
         nat.append(":KUBE-MARK-DROP - [0:0]")
         nat_rules.append("-A KUBE-MARK-DROP -j MARK --set-xmark 0x8000/0x8000")
-    svc_rules.append(
-        '-A KUBE-SERVICES -m comment --comment "kubernetes service nodeports; NOTE: this must be '
-        'the last rule in this chain" -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS'
-    )
+    svc_rules.append(NODEPORTS_LAST)
     security = [
         "*security",
         ":INPUT ACCEPT [0:0]",

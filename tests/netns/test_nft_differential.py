@@ -5,9 +5,9 @@ default; `random` draws one; printed with a replay line in every failure), loads
 `nft -f` into one of ten node namespaces, connects from a peer namespace (several sources,
 10250 and another port, a fixed source port per flow) and asks the engine the same question
 from `nft -j list ruleset` read back from the namespace (what the probe sends). Kernel answers
-map to verdicts as in the iptables differential test: open = accept, timeout = drop,
-refused/unreachable = reject, half-open (the SYN passed, the handshake's ACK did not) = blocked.
-A "timeout" the engine disputes is probed again with a long timeout before it counts.
+map to verdicts as in the shared harness (tests/lab/differential.py): open = accept, timeout =
+drop, refused/unreachable = reject, half-open (the SYN passed, the handshake's ACK did not) =
+blocked. A "timeout" the engine disputes is probed again with a long timeout before it counts.
 
 What the rulesets hold: 1-3 tables of family ip or inet (sometimes an ip6 table, which must
 not matter to IPv4), base chains on prerouting and input with random distinct priorities
@@ -22,22 +22,19 @@ Replay: TW_NFT_DIFF_SEED=<seed> reruns a campaign; TW_NFT_DIFF_ONLY=<i,j,...> on
 
 from __future__ import annotations
 
-import itertools
-import os
 import random
 import time
 from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address
 from typing import Any
 
 import pytest
 
 from tests.conftest import require_tools
-from tests.lab.flow_probe import probe_flows
-from tests.lab.netns import Host, Lab
+from tests.lab import differential as diff
+from tests.lab.differential import KERNEL_VERDICT, Flow, Problem, SourcePorts
+from tests.lab.netns import Host
 
 pytestmark = pytest.mark.netns
 
@@ -47,22 +44,6 @@ NODES = 10
 PORTS = (10250, 22, 8080)
 SPORTS = (20000, 31999)  # below the ephemeral range, so `tcp sport` rules are decidable
 DEFAULT_SEED = 20240611  # a campaign that passed; change it deliberately, not by chance
-PROBE_TIMEOUT = 0.5
-RECHECK_TIMEOUT = 3.0
-KERNEL_VERDICT = {
-    "open": "accept",
-    "half-open": "drop",
-    "timeout": "drop",
-    "refused": "reject",
-    "unreachable": "reject",
-}
-KERNEL_AGREES = {
-    "open": {"accept"},
-    "half-open": {"drop", "reject"},
-    "timeout": {"drop"},
-    "refused": {"reject"},
-    "unreachable": {"reject"},
-}
 
 
 def _node_addrs(i: int) -> tuple[str, str]:
@@ -251,20 +232,6 @@ class _Gen:
 # ---- the campaign -------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Flow:
-    src: str
-    sport: int
-    dst: str
-    dport: int
-
-    def probe(self) -> dict[str, object]:
-        return {"src": self.src, "sport": self.sport, "dst": self.dst, "port": self.dport}
-
-    def __str__(self) -> str:
-        return f"{self.src}:{self.sport} -> {self.dst}:{self.dport}/tcp"
-
-
 @dataclass
 class Case:
     index: int
@@ -276,28 +243,8 @@ class Case:
 
 
 @dataclass
-class Campaign:
-    seed: int
-    count: int
-    cases: list[Case] = field(default_factory=list)
-    comparisons: Counter[str] = field(default_factory=Counter)
-    disagreements: list[tuple[Case, str]] = field(default_factory=list)
-    faults: list[tuple[Case, str]] = field(default_factory=list)
+class Campaign(diff.Campaign[Case]):
     unknown_reasons: Counter[str] = field(default_factory=Counter)
-    rechecked: int = 0
-    seconds: float = 0.0
-
-    def replay(self) -> str:
-        return f"replay: TW_NFT_DIFF_SEED={self.seed} TW_NFT_DIFF_COUNT={self.count}"
-
-
-class _Sports:
-    def __init__(self) -> None:
-        self._next = {p: itertools.count(SPORTS[0]) for p in PEERS}
-
-    def next(self, src: str) -> int:
-        lo, hi = SPORTS
-        return lo + (next(self._next[src]) - lo) % (hi - lo + 1)
 
 
 def _plan(seed: int, index: int, node: int) -> Case:
@@ -327,159 +274,97 @@ def _verdict(case: Case, flow: Flow, campaign: Campaign) -> Any | None:
 
     try:
         rs = engine.parse_ruleset(case.readback, f"case{case.index}")
-        packet = engine.Packet(
-            src=IPv4Address(flow.src),
-            dst=IPv4Address(flow.dst),
-            dport=flow.dport,
-            proto="tcp",
-            in_iface="eth0",
-            sport=flow.sport,
-        )
-        return engine.evaluate_input(rs, packet)
+        return engine.evaluate_input(rs, diff.flow_packet(flow))
     except Exception as exc:
-        campaign.faults.append((case, f"engine raised {exc!r} for {flow}"))
+        campaign.faults.append(Problem(case, f"engine raised {exc!r} for {flow}"))
         return None
 
 
 def _judge(campaign: Campaign, case: Case, fi: int, kernel: str, v: Any) -> bool:
     """Records the comparison; False when a kernel "timeout" disputes the engine (re-probe)."""
     got = v.verdict.value
-    if got in KERNEL_AGREES[kernel]:
-        campaign.comparisons["agree"] += 1
-    elif got in ("drop", "reject") and KERNEL_VERDICT[kernel] != "accept" and v.other_blocks:
+    result = diff.outcome(kernel, got)
+    if result != "agree" and diff.blocked_both(kernel, got) and v.other_blocks:
         # Blocked on every path, by a DROP on some and a REJECT on others (an undecided
         # match in between, e.g. an unknown mark): the engine reports a block, not which.
-        campaign.comparisons["blocked, kind undecided"] += 1
-    elif got == "unknown":
-        campaign.comparisons["unknown"] += 1
-        campaign.unknown_reasons[v.reason[:80]] += 1
-    elif kernel == "timeout":
+        result = "blocked, kind undecided"
+    if result == "disputed":
         return False
-    else:
-        campaign.comparisons["disagree"] += 1
+    campaign.comparisons[result] += 1
+    if result == "unknown":
+        campaign.unknown_reasons[v.reason[:80]] += 1
+    elif result == "disagree":
         by = None if v.decided_by is None else v.decided_by.to_json()
         campaign.disagreements.append(
-            (case, f"{case.flows[fi]}: kernel {kernel}, engine {got}, decided_by={by}")
+            Problem(case, f"{case.flows[fi]}: kernel {kernel}, engine {got}, decided_by={by}")
         )
     return True
 
 
-def _run(seed: int, count: int, only: set[int] | None) -> Campaign:
-    campaign = Campaign(seed, count)
-    sports = _Sports()
-    indices = [i for i in range(count) if only is None or i in only]
+def _compare(campaign: Campaign, peer: Host, sports: SourcePorts, cases: list[Case]) -> None:
+    disputed: list[tuple[Case, int]] = []
+    for case in cases:
+        for fi, flow in enumerate(case.flows):
+            kernel = case.kernel[fi]
+            v = _verdict(case, flow, campaign)
+            if v is None:
+                continue
+            if kernel not in KERNEL_VERDICT:
+                campaign.faults.append(Problem(case, f"probe {flow} failed: {kernel}"))
+            elif not _judge(campaign, case, fi, kernel, v):
+                disputed.append((case, fi))
+    if not disputed:
+        return
+    again = diff.reprobe(campaign, peer, sports, [case.flows[fi] for case, fi in disputed])
+    for (case, fi), (flow, kernel) in zip(disputed, again, strict=True):
+        case.flows[fi] = flow
+        v = _verdict(case, flow, campaign)  # the new source port
+        if v is None or kernel not in KERNEL_VERDICT:
+            campaign.faults.append(Problem(case, f"re-probe {flow}: {kernel}"))
+            continue
+        case.kernel[fi] = kernel
+        if not _judge(campaign, case, fi, kernel, v):
+            campaign.comparisons["disagree"] += 1
+            campaign.disagreements.append(
+                Problem(case, f"{flow}: kernel timeout twice, engine {v.verdict.value}")
+            )
+
+
+def _run(campaign: Campaign) -> None:
+    sports = SourcePorts(PEERS, SPORTS)
     started = time.monotonic()
-    with Lab(SUBNET) as lab:
-        nodes = [lab.add_host(list(_node_addrs(i))) for i in range(NODES)]
-        peer = lab.add_host(list(PEERS))
-        for host in nodes:
-            host.exec(["sysctl", "-q", "-w", "net.ipv4.icmp_ratemask=0"])
-            host.listen(list(PORTS))
-        with ThreadPoolExecutor(max_workers=4) as pool:
-            for start in range(0, len(indices), NODES):
-                batch = indices[start : start + NODES]
-                cases = [_plan(seed, idx, k) for k, idx in enumerate(batch)]
-                for case in cases:
-                    case.flows = [
-                        Flow(f.src, sports.next(f.src), f.dst, f.dport) for f in case.flows
-                    ]
-                errors = list(pool.map(_prepare, [nodes[c.node] for c in cases], cases))
-                ready = []
-                for case, err in zip(cases, errors, strict=True):
-                    if err:
-                        campaign.faults.append((case, err))
-                    else:
-                        ready.append(case)
-                answers = iter(
-                    probe_flows(peer, [f.probe() for c in ready for f in c.flows], PROBE_TIMEOUT)
-                )
-                for case in ready:
-                    case.kernel = [next(answers) for _ in case.flows]
-                disputed: list[tuple[Case, int, Any]] = []
-                for case in ready:
-                    for fi, flow in enumerate(case.flows):
-                        kernel = case.kernel[fi]
-                        v = _verdict(case, flow, campaign)
-                        if v is None:
-                            continue
-                        if kernel not in KERNEL_VERDICT:
-                            campaign.faults.append((case, f"probe {flow} failed: {kernel}"))
-                        elif not _judge(campaign, case, fi, kernel, v):
-                            disputed.append((case, fi, v))
-                if disputed:
-                    again = []
-                    for case, fi, _v in disputed:
-                        old = case.flows[fi]
-                        case.flows[fi] = Flow(old.src, sports.next(old.src), old.dst, old.dport)
-                        again.append(case.flows[fi].probe())
-                    fresh = probe_flows(peer, again, RECHECK_TIMEOUT)
-                    campaign.rechecked += len(again)
-                    for (case, fi, _v), kernel in zip(disputed, fresh, strict=True):
-                        v = _verdict(case, case.flows[fi], campaign)  # the new source port
-                        if v is None or kernel not in KERNEL_VERDICT:
-                            campaign.faults.append((case, f"re-probe {case.flows[fi]}: {kernel}"))
-                            continue
-                        case.kernel[fi] = kernel
-                        if not _judge(campaign, case, fi, kernel, v):
-                            campaign.comparisons["disagree"] += 1
-                            campaign.disagreements.append(
-                                (
-                                    case,
-                                    f"{case.flows[fi]}: kernel timeout twice, engine {v.verdict.value}",
-                                )
-                            )
-                campaign.cases += cases
+    addrs = [_node_addrs(i) for i in range(NODES)]
+    with diff.node_lab(SUBNET, addrs, PEERS, PORTS) as (nodes, peer):
+        batches = diff.probe_batches(
+            campaign,
+            NODES,
+            _plan,
+            lambda case: _prepare(nodes[case.node], case),
+            peer,
+            sports,
+        )
+        for ready in batches:
+            _compare(campaign, peer, sports, ready)
     campaign.seconds = time.monotonic() - started
-    return campaign
 
 
-def _describe(campaign: Campaign, problems: list[tuple[Case, str]], title: str) -> str:
-    lines = [f"{title} ({len(problems)}); {campaign.replay()}"]
-    shown: set[int] = set()
-    for case, what in problems:
-        lines.append(f"  ruleset {case.index} (TW_NFT_DIFF_ONLY={case.index}): {what}")
-        if case.index not in shown and len(shown) < 8:
-            shown.add(case.index)
-            lines.append(f"-- ruleset {case.index}:\n{case.text}")
-    return "\n".join(lines)
+def _details(case: Case, full: bool) -> list[str]:
+    return [f"-- ruleset {case.index}:\n{case.text}"] if full else []
 
 
 @pytest.fixture(scope="module")
 def campaign(netns_ok: None) -> Iterator[Campaign]:
     require_tools("nft", "sysctl")
     # A fixed default keeps CI deterministic; TW_NFT_DIFF_SEED=random explores (and prints).
-    given = os.environ.get("TW_NFT_DIFF_SEED", "") or str(DEFAULT_SEED)
-    seed = random.SystemRandom().randrange(2**32) if given == "random" else int(given)
-    count = int(os.environ.get("TW_NFT_DIFF_COUNT") or 100)
-    only_env = os.environ.get("TW_NFT_DIFF_ONLY", "")
-    only = {int(x) for x in only_env.split(",") if x.strip()} or None
-    result = _run(seed, count, only)
-    print(
-        f"\nnft differential: seed {seed}, {len(result.cases)} rulesets, "
-        f"{sum(len(c.flows) for c in result.cases)} flows, comparisons {dict(result.comparisons)}, "
-        f"kernel {dict(Counter(k for c in result.cases for k in c.kernel))}, "
-        f"re-probed {result.rechecked}, unknown reasons {dict(result.unknown_reasons)}, "
-        f"{result.seconds:.1f}s"
-    )
+    result = Campaign.from_env("TW_NFT_DIFF", DEFAULT_SEED, 100)
+    _run(result)
+    print(result.summary("nft", f"unknown reasons {dict(result.unknown_reasons)}"))
     yield result
 
 
 def test_every_ruleset_loads_and_parses(campaign: Campaign) -> None:
-    assert campaign.cases, "no ruleset ran"
-    assert not campaign.faults, _describe(campaign, campaign.faults, "lab or engine faults")
+    diff.assert_all_loaded(campaign, _details)
 
 
 def test_engine_agrees_with_kernel(campaign: Campaign) -> None:
-    assert not campaign.disagreements, _describe(
-        campaign, campaign.disagreements, "engine and kernel disagree"
-    )
-    c = campaign.comparisons
-    total = sum(c.values())
-    assert total > 0
-    # Passing by saying "unknown" is not passing.
-    assert c["unknown"] < 0.15 * total, f"unknown {c['unknown']} of {total}; {campaign.replay()}"
-    seen = Counter(
-        KERNEL_VERDICT[k] for case in campaign.cases for k in case.kernel if k in KERNEL_VERDICT
-    )
-    if campaign.count >= 50 and not os.environ.get("TW_NFT_DIFF_ONLY"):
-        assert all(seen[v] > 0 for v in ("accept", "drop", "reject")), dict(seen)
+    diff.assert_engine_agrees(campaign, _details, max_unknown=0.15, full_at=50)

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import Enum, StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 __all__ = [
     "BUILTIN_CHAINS",
@@ -34,6 +34,8 @@ __all__ = [
     "TraceStep",
     "Undecided",
     "Verdict",
+    "fields_json",
+    "verdict_json",
 ]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -335,6 +337,60 @@ class Ruleset:
         )
 
 
+def fields_json(obj: Any) -> dict[str, Any]:
+    """A dataclass of plain values (str, int, None) as JSON: every field, in order."""
+    return {f.name: getattr(obj, f.name) for f in fields(obj)}
+
+
+class _Json(Protocol):
+    def to_json(self) -> dict[str, Any]: ...
+
+
+class _VerdictLike(Protocol):
+    """What the iptables and the nftables engine's verdicts have in common."""
+
+    @property
+    def verdict(self) -> Verdict: ...
+    @property
+    def cause(self) -> int | None: ...
+    @property
+    def decided_by(self) -> _Json | None: ...
+    @property
+    def trace(self) -> tuple[_Json, ...]: ...
+    @property
+    def undecided(self) -> tuple[_Json, ...]: ...
+    @property
+    def source(self) -> str: ...
+    @property
+    def reason(self) -> str: ...
+    @property
+    def notes(self) -> tuple[str, ...]: ...
+    @property
+    def other_blocks(self) -> tuple[_Json, ...]: ...
+    @property
+    def packet(self) -> Packet | None: ...
+
+
+def verdict_json(v: _VerdictLike, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The JSON document of a verdict, either engine's; `extra` keys come after "notes"."""
+    doc: dict[str, Any] = {
+        "verdict": v.verdict.value,
+        "cause": v.cause,
+        "decided_by": None if v.decided_by is None else v.decided_by.to_json(),
+        "trace": [s.to_json() for s in v.trace],
+        "undecided": [u.to_json() for u in v.undecided],
+        "source": v.source,
+        "reason": v.reason,
+        "notes": list(v.notes),
+        **(extra or {}),
+    }
+    if v.packet is not None:
+        doc["packet"] = v.packet.to_json()
+    if v.other_blocks:
+        doc["other_blocks"] = [d.to_json() for d in v.other_blocks]
+    return doc
+
+
 @dataclass(frozen=True, slots=True)
 class DecidedBy:
     table: str
@@ -385,13 +441,7 @@ class Undecided:
     reason: str
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "table": self.table,
-            "chain": self.chain,
-            "rule_number": self.rule_number,
-            "rule": self.rule,
-            "reason": self.reason,
-        }
+        return fields_json(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -413,20 +463,7 @@ class IptablesVerdict:
     packet: Packet | None = None
 
     def to_json(self) -> dict[str, Any]:
-        doc: dict[str, Any] = {
-            "verdict": self.verdict.value,
-            "cause": self.cause,
-            "decided_by": None if self.decided_by is None else self.decided_by.to_json(),
-            "trace": [s.to_json() for s in self.trace],
-            "undecided": [u.to_json() for u in self.undecided],
-            "source": self.source,
-            "reason": self.reason,
-            "notes": list(self.notes),
-        }
-        if self.packet is not None:
-            doc["packet"] = self.packet.to_json()
-        if self.other_blocks:
-            doc["other_blocks"] = [d.to_json() for d in self.other_blocks]
+        doc = verdict_json(self)
         if self.rulesets:
             doc["rulesets"] = [r.to_json() for r in self.rulesets]
         if self.not_applicable:

@@ -3,11 +3,16 @@
 A block by a rule: delete that rule by its number (`iptables [-t T] -D CHAIN N`). A block by a
 policy: insert one ACCEPT for the tunnel's source in that chain. A block UFW decided: the ufw
 command, since editing ufw's chains by hand is undone by the next `ufw reload`.
+
+The wording the nftables engine's findings share with these (the flow, the inconclusive
+finding, the trace's last steps, the note on managed rules) lives here too.
 """
 
 from __future__ import annotations
 
 import shlex
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from shared.analysis.findings import (
     TUNNEL_POD_REMINDER,
@@ -18,9 +23,18 @@ from shared.analysis.findings import (
     Severity,
     Subject,
 )
-from shared.analysis.iptables.model import IptablesVerdict, TraceStep, Verdict
+from shared.analysis.iptables.model import IptablesVerdict, Packet, TraceStep, Verdict
 
-__all__ = ["CHECK", "findings_for", "fix_commands", "trace_summary"]
+__all__ = [
+    "CHECK",
+    "findings_for",
+    "fix_commands",
+    "flow_text",
+    "inconclusive_finding",
+    "last_steps",
+    "managed_note",
+    "trace_summary",
+]
 
 CHECK = "iptables.input"
 
@@ -35,8 +49,47 @@ _MANAGED = {
 }
 
 
+_Step = TypeVar("_Step")
+
+
 def _manager(chain: str) -> str:
     return next((who for prefix, who in _MANAGED.items() if chain.startswith(prefix)), "")
+
+
+def flow_text(p: Packet | None) -> str:
+    """The flow as titles and summaries name it: "TCP 10250 from 10.224.0.99"."""
+    return "the packet" if p is None else f"{p.proto.upper()} {p.dport} from {p.src}"
+
+
+def managed_note(what: str, manager: str) -> str:
+    return (
+        f"{what} is managed by {manager}: a deleted rule comes back; change the configuration "
+        "that creates it"
+    )
+
+
+def last_steps(steps: Sequence[_Step], line: Callable[[_Step], str], limit: int = 12) -> list[str]:
+    """The last `limit` steps of a trace, one line each, after a count of those left out."""
+    lines = [line(s) for s in steps[-limit:]]
+    if len(steps) > limit:
+        lines.insert(0, f"... {len(steps) - limit} earlier step(s)")
+    return lines
+
+
+def inconclusive_finding(
+    check: str, engine: str, p: Packet | None, subject: Subject, evidence: list[str]
+) -> Finding:
+    """The finding for an engine (iptables, nftables) that cannot decide the packet's fate."""
+    return Finding(
+        check=check,
+        cause=Cause.IPTABLES,
+        kind=Kind.INCONCLUSIVE,
+        severity=Severity.WARNING,
+        subject=subject,
+        title=f"cannot decide whether {engine} lets {flow_text(p)} in",
+        evidence=tuple(evidence),
+        key="unknown",
+    )
 
 
 def fix_commands(v: IptablesVerdict) -> tuple[str, ...]:
@@ -66,13 +119,11 @@ def fix_commands(v: IptablesVerdict) -> tuple[str, ...]:
 
 
 def trace_summary(trace: tuple[TraceStep, ...], limit: int = 12) -> list[str]:
-    lines = []
-    for s in trace[-limit:]:
+    def line(s: TraceStep) -> str:
         where = f"{s.table} {s.chain}" + (f" #{s.rule_number}" if s.rule_number else "")
-        lines.append(f"{where}: {s.action}" + (f"  [{s.rule}]" if s.rule else ""))
-    if len(trace) > limit:
-        lines.insert(0, f"... {len(trace) - limit} earlier step(s)")
-    return lines
+        return f"{where}: {s.action}" + (f"  [{s.rule}]" if s.rule else "")
+
+    return last_steps(trace, line, limit)
 
 
 def _where(v: IptablesVerdict) -> str:
@@ -86,8 +137,7 @@ def _where(v: IptablesVerdict) -> str:
 
 def findings_for(v: IptablesVerdict, subject: Subject) -> list[Finding]:
     """No finding for accept; a critical problem for a block; an inconclusive one otherwise."""
-    p = v.packet
-    what = "the packet" if p is None else f"{p.proto.upper()} {p.dport} from {p.src}"
+    what = flow_text(v.packet)
     if v.verdict is Verdict.ACCEPT:
         return []
     by = v.decided_by
@@ -98,18 +148,7 @@ def findings_for(v: IptablesVerdict, subject: Subject) -> list[Finding]:
             for u in v.undecided[:10]
         ]
         evidence += list(v.notes)
-        return [
-            Finding(
-                check=CHECK,
-                cause=Cause.IPTABLES,
-                kind=Kind.INCONCLUSIVE,
-                severity=Severity.WARNING,
-                subject=subject,
-                title=f"cannot decide whether iptables lets {what} in",
-                evidence=tuple(evidence),
-                key="unknown",
-            )
-        ]
+        return [inconclusive_finding(CHECK, "iptables", v.packet, subject, evidence)]
     if by is None:  # a block always names its rule or policy
         raise ValueError("a drop/reject verdict without decided_by")
     cause = Cause.UFW if v.cause == 2 else Cause.IPTABLES
@@ -126,10 +165,7 @@ def findings_for(v: IptablesVerdict, subject: Subject) -> list[Finding]:
     notes = []
     manager = _manager(by.chain)
     if manager and cause is Cause.IPTABLES:
-        notes.append(
-            f"{by.chain} is managed by {manager}: a deleted rule comes back; change the "
-            "configuration that creates it"
-        )
+        notes.append(managed_note(by.chain, manager))
     if by.policy is None and cause is Cause.IPTABLES:
         notes.append(
             "rule numbers shift when rules are added or removed: check with "

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from shared.analysis.iptables.model import Packet, Verdict
+from shared.analysis.iptables.model import Packet, Verdict, fields_json, verdict_json
 
 __all__ = [
     "Cond",
@@ -312,15 +312,7 @@ class NftTraceStep:
     packet: str = "syn"  # "syn" (first packet) or "ack" (the handshake's next packet)
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "family": self.family,
-            "table": self.table,
-            "chain": self.chain,
-            "handle": self.handle,
-            "rule": self.rule,
-            "action": self.action,
-            "packet": self.packet,
-        }
+        return fields_json(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,14 +325,7 @@ class NftUndecided:
     reason: str
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "family": self.family,
-            "table": self.table,
-            "chain": self.chain,
-            "handle": self.handle,
-            "rule": self.rule,
-            "reason": self.reason,
-        }
+        return fields_json(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -364,20 +349,5 @@ class NftVerdict:
         return 3 if self.verdict.blocks else None
 
     def to_json(self) -> dict[str, Any]:
-        doc: dict[str, Any] = {
-            "verdict": self.verdict.value,
-            "cause": self.cause,
-            "decided_by": None if self.decided_by is None else self.decided_by.to_json(),
-            "trace": [s.to_json() for s in self.trace],
-            "undecided": [u.to_json() for u in self.undecided],
-            "source": self.source,
-            "reason": self.reason,
-            "notes": list(self.notes),
-            "skipped_tables": list(self.skipped),
-            "base_chains": list(self.evaluated),
-        }
-        if self.packet is not None:
-            doc["packet"] = self.packet.to_json()
-        if self.other_blocks:
-            doc["other_blocks"] = [d.to_json() for d in self.other_blocks]
-        return doc
+        extra = {"skipped_tables": list(self.skipped), "base_chains": list(self.evaluated)}
+        return verdict_json(self, extra)

@@ -29,6 +29,12 @@ from shared.analysis.findings import (
     Subject,
 )
 from shared.analysis.iptables.model import Packet, Verdict
+from shared.analysis.iptables.remediation import (
+    flow_text,
+    inconclusive_finding,
+    last_steps,
+    managed_note,
+)
 from shared.analysis.nftables.model import NftTraceStep, NftVerdict
 
 __all__ = ["CHECK", "findings_for", "fix_commands", "trace_summary"]
@@ -124,21 +130,17 @@ def fix_commands(v: NftVerdict) -> tuple[str, ...]:
 
 
 def trace_summary(trace: tuple[NftTraceStep, ...], limit: int = 12) -> list[str]:
-    lines = []
-    for s in trace[-limit:]:
-        where = f"{s.family} {s.table} {s.chain}" + (
-            f" handle {s.handle}" if s.handle is not None else ""
-        )
-        lines.append(f"[{s.packet}] {where}: {s.action}" + (f"  [{s.rule}]" if s.rule else ""))
-    if len(trace) > limit:
-        lines.insert(0, f"... {len(trace) - limit} earlier step(s)")
-    return lines
+    def line(s: NftTraceStep) -> str:
+        handle = f" handle {s.handle}" if s.handle is not None else ""
+        where = f"{s.family} {s.table} {s.chain}{handle}"
+        return f"[{s.packet}] {where}: {s.action}" + (f"  [{s.rule}]" if s.rule else "")
+
+    return last_steps(trace, line, limit)
 
 
 def findings_for(v: NftVerdict, subject: Subject) -> list[Finding]:
     """No finding for accept; a critical problem for a block; an inconclusive one otherwise."""
-    p = v.packet
-    what = "the packet" if p is None else f"{p.proto.upper()} {p.dport} from {p.src}"
+    what = flow_text(v.packet)
     if v.verdict is Verdict.ACCEPT:
         return []
     skipped = [f"skipped table {s}" for s in v.skipped]
@@ -152,18 +154,7 @@ def findings_for(v: NftVerdict, subject: Subject) -> list[Finding]:
             for u in v.undecided[:10]
         ]
         evidence += [*v.notes, *skipped]
-        return [
-            Finding(
-                check=CHECK,
-                cause=Cause.IPTABLES,
-                kind=Kind.INCONCLUSIVE,
-                severity=Severity.WARNING,
-                subject=subject,
-                title=f"cannot decide whether nftables lets {what} in",
-                evidence=tuple(evidence),
-                key="unknown",
-            )
-        ]
+        return [inconclusive_finding(CHECK, "nftables", v.packet, subject, evidence)]
     if by is None:
         raise ValueError("a drop/reject verdict without decided_by")
     evidence = [f"source: {v.source}", f"decided by {by.where()}"]
@@ -180,10 +171,7 @@ def findings_for(v: NftVerdict, subject: Subject) -> list[Finding]:
     notes = []
     manager = _MANAGED.get(by.table)
     if manager:
-        notes.append(
-            f"table {by.family} {by.table} is managed by {manager}: a deleted rule comes back; "
-            "change the configuration that creates it"
-        )
+        notes.append(managed_note(f"table {by.family} {by.table}", manager))
     if by.policy is None:
         names = " ".join(shlex.quote(x) for x in (by.family, by.table, by.chain))
         notes.append(f"check the handle first with `nft -a list chain {names}`")
