@@ -21,7 +21,7 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -35,7 +35,15 @@ from shared.adapters.clients import ArmClients
 from shared.adapters.inventory.rest import as_doc
 from shared.adapters.metrics import MetricsRead, MetricsTarget, read_snat_metrics_batch
 from shared.adapters.queues import ProbeQueue
-from shared.adapters.tables import ClusterScan, Coverage, FindingStore, RunStatus, ScanRun
+from shared.adapters.tables import (
+    ClusterScan,
+    Coverage,
+    Event,
+    FindingStore,
+    HistoryEvent,
+    RunStatus,
+    ScanRun,
+)
 from shared.analysis.findings import Cause, Finding, Kind, Origin, Severity, Subject
 from shared.analysis.nsg import ServiceTags, load_service_tags
 from shared.analysis.snat.remedies import capacity_findings
@@ -48,6 +56,7 @@ from shared.probe_requests import ProbeKind, ProbeRequest
 __all__ = ["ClusterOutcome", "ScanDeps", "ScanOptions", "ScanOutcome", "run_scan"]
 
 log = logging.getLogger(__name__)
+_SUSPECT = (Kind.PROBLEM, Kind.INCONCLUSIVE)  # what makes a cluster worth a node probe
 Resolver = Callable[[str], tuple[str, ...]]
 
 
@@ -126,9 +135,6 @@ def run_scan(options: ScanOptions, deps: ScanDeps) -> ScanOutcome:
         # The monitor client shares the ARM clients' counter (built with it in wiring.py).
         calls.update(clients.counter.snapshot().requests)
     finished = deps.clock()
-    requests = _probe_requests(outcomes, options, run_id, finished)
-    if deps.queue is not None and requests:
-        deps.queue.send_all(requests)
     failed = tuple(o.cluster.id for o in outcomes if o.coverage is Coverage.FAILED)
     counts = Counter(f"{f.kind.value}:{f.cause or '-'}" for o in outcomes for f in o.findings)
     status = (
@@ -151,10 +157,12 @@ def run_scan(options: ScanOptions, deps: ScanDeps) -> ScanOutcome:
         finding_counts=dict(counts),
         errors=tuple(errors),
     )
+    opened: dict[str, list[Finding]] | None = None
     if deps.store is not None:
+        opened = {}
         for o in outcomes:
             reason = "; ".join(o.notes) if o.coverage is not Coverage.COMPLETE else ""
-            deps.store.record_cluster(
+            recorded = deps.store.record_cluster(
                 ClusterScan(
                     o.cluster.id, o.coverage, tuple(o.findings),
                     subscription=o.cluster.subscription, reason=reason,
@@ -162,8 +170,25 @@ def run_scan(options: ScanOptions, deps: ScanDeps) -> ScanOutcome:
                 run_id=run_id,
                 now=finished,
             )  # fmt: skip
+            opened[o.cluster.id] = _opened(recorded.flips)
         deps.store.save_run(run)
+    # After the write: only then are this scan's flips known. A queue failure here loses the
+    # immediate probe only; the probe timer's next cycle triages every pool anyway.
+    requests = _probe_requests(outcomes, options, run_id, finished, opened)
+    if deps.queue is not None and requests:
+        deps.queue.send_all(requests)
     return ScanOutcome(run, outcomes, requests, calls, time.perf_counter() - t0)
+
+
+def _opened(flips: Iterable[HistoryEvent]) -> list[Finding]:
+    """The suspect findings a write opened (new, or back after a resolution)."""
+    return [
+        e.finding
+        for e in flips
+        if e.event in (Event.NEW, Event.REOPENED)
+        and e.finding is not None
+        and e.finding.kind in _SUSPECT
+    ]
 
 
 def _scan_estate(
@@ -365,17 +390,28 @@ def _service_tags(
 
 
 def _probe_requests(
-    outcomes: Iterable[ClusterOutcome], options: ScanOptions, run_id: str, now: datetime
+    outcomes: Iterable[ClusterOutcome],
+    options: ScanOptions,
+    run_id: str,
+    now: datetime,
+    opened: Mapping[str, list[Finding]] | None,
 ) -> list[ProbeRequest]:
-    """A triage probe per Linux scale-set pool of each cluster whose scan found something
-    suspect, on one running node of the pool, within the probe budget. Clusters or pools
-    tagged tunnelwatch-probe=off are never probed."""
+    """A triage probe per Linux scale-set pool of each cluster where this scan OPENED a
+    suspect finding (new, or reopened), on one running node of the pool, within the probe
+    budget. A finding that stays open asks for nothing more: the scan runs every few minutes
+    and each run command is root on a node and blocks the owners' own run commands, so
+    persisting problems wait for the probe timer's cycle. Without storage (`opened` None:
+    nothing to compare against) every suspect finding counts. Clusters or pools tagged
+    tunnelwatch-probe=off are never probed."""
     requests: list[ProbeRequest] = []
     for o in outcomes:
-        suspect = [f for f in o.findings if f.kind in (Kind.PROBLEM, Kind.INCONCLUSIVE)]
+        if opened is None:
+            suspect = [f for f in o.findings if f.kind in _SUSPECT]
+        else:
+            suspect = opened.get(o.cluster.id, [])
         if not suspect or o.cluster.probe_opt_out:
             continue
-        reason = f"scan found {len(suspect)} problem(s): {suspect[0].title}"[:200]
+        reason = f"scan opened {len(suspect)} finding(s): {suspect[0].title}"[:200]
         for pool in o.cluster.pools:
             if len(requests) >= options.probe_budget:
                 return requests

@@ -16,7 +16,7 @@ from azure.storage.queue import QueueClient
 
 from functions import scan_timer
 from shared.adapters.queues import ProbeQueue
-from shared.adapters.tables import FindingStore
+from shared.adapters.tables import ClusterScan, Coverage, FindingStore
 from shared.analysis.findings import Cause, Kind
 from shared.config import Settings
 from shared.jobs.scan import ScanDeps
@@ -136,3 +136,32 @@ def test_one_failing_cluster_does_not_hide_the_others(
         names = {f.finding.subject.cluster.rsplit("/", 1)[1] for f in open_}
         assert "aks-batch" in names  # others still scanned
         assert sim.calls.get("managedClusters.list", 0) >= 2  # the 429 was retried
+
+
+def test_a_scan_asks_for_node_probes_only_when_it_opens_a_finding(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The scan runs every 5 minutes; a problem that stays open must not send a root run
+    # command to its nodes every time (the probe timer's hourly cycle covers it).
+    monkeypatch.setattr(scan_timer, "make_deps", rig.deps)
+    first = scan_timer.scan_once(rig.env)
+    asked = {r.cluster_id.rsplit("/", 1)[1] for r in first.probe_requests}
+    assert {"aks-shop", "aks-batch", "aks-egress"} <= asked
+    assert all(r.reason.startswith("scan opened ") for r in first.probe_requests)
+
+    rig.clock += timedelta(minutes=5)
+    second = scan_timer.scan_once(rig.env)
+    assert any(f.kind is Kind.PROBLEM for f in second.findings)  # still broken
+    assert second.probe_requests == []
+
+    # aks-shop's findings resolve (a clean scan of it), then come back: a reopen asks again
+    (shop,) = [o.cluster for o in second.clusters if o.cluster.name == "aks-shop"]
+    rig.clock += timedelta(minutes=5)
+    rig.store().record_cluster(
+        ClusterScan(shop.id, Coverage.COMPLETE, (), subscription=SUB), run_id="fixed", now=rig.clock
+    )
+    rig.clock += timedelta(minutes=5)
+    third = scan_timer.scan_once(rig.env)
+    assert {r.cluster_id for r in third.probe_requests} == {shop.id}
+    probeable = [p.vmss_name for p in shop.pools if not p.probe_opt_out]  # user: tagged off
+    assert [r.vmss for r in third.probe_requests] == probeable
