@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
+import textwrap
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -96,14 +97,24 @@ def run() -> tuple[int, str]:
         kinds = Counter(e.kind for e in entries for _ in range(e.run_commands))
         open_ = store.open_findings(subscription=subscription)
         by_cluster: dict[str, list[str]] = {}
-        for s in open_:
+        # per node: the triage's symptom first, then the deep probe's cause
+        for s in sorted(open_, key=lambda s: (s.finding.subject.node, s.finding.cause or 0)):
             f = s.finding
-            cause = f"cause {int(f.cause)}" if f.cause is not None else "no cause yet"
-            line = (
-                f"{f.kind.value:<12} {cause:<12} {f.subject.node or f.subject.resource}: {f.title}"
+            cause = (
+                f"cause {int(f.cause)}"
+                if f.cause is not None
+                else "symptom"
+                if f.kind is Kind.PROBLEM
+                else "-"
             )
-            if f.kind is Kind.PROBLEM and f.remediation and f.remediation.commands:
-                line += f"\n{'':>16}fix: {f.remediation.commands[0][:220]}"
+            line = (
+                f"{f.kind.value:<12} {cause:<8} {f.subject.node or f.subject.resource}: {f.title}"
+            )
+            if f.remediation and (f.cause is not None or f.kind is Kind.COVERAGE):
+                what = textwrap.wrap(f.remediation.summary, 96)
+                line += "".join(f"\n{'':>14}{w}" for w in what)
+                for command in f.remediation.commands[:1]:  # whole: it is copied and run
+                    line += f"\n{'':>14}$ {command}"
             by_cluster.setdefault(s.cluster_id.rsplit("/", 1)[1], []).append(line)
         for cluster in sorted({c.name for c in lab.clusters} | set(by_cluster)):
             fault = ", ".join(x for v in faults.get(cluster, {}).values() for x in v) or "none"
