@@ -91,10 +91,12 @@ def _retry_after(error: HttpResponseError) -> float | None:
 def _classify(error: HttpResponseError) -> Failure:
     code = (error.error.code if error.error is not None else "") or ""
     status = error.status_code
-    if status == 409:
-        return Failure.NOT_RUNNING if code == "OperationNotAllowed" else Failure.BUSY
+    # The code first: a ReadOnly management lock answers a POST action with 409 ScopeLocked,
+    # which is a denial to report, not a busy VM to wait for.
     if status == 403 or code in _DENIED_CODES:
         return Failure.DENIED
+    if status == 409:
+        return Failure.NOT_RUNNING if code == "OperationNotAllowed" else Failure.BUSY
     if status == 429:
         return Failure.THROTTLED
     if status == 404:
@@ -131,7 +133,10 @@ class RunCommandRunner:
             poller = self._compute.virtual_machine_scale_set_vms.begin_run_command(
                 node_resource_group, vmss, instance_id, body
             )
-            result = poller.result(timeout=self._timeout)
+            # wait, then look: result(timeout) returns whatever the poller holds, and the
+            # operation may end between that and a later done().
+            poller.wait(timeout=self._timeout)
+            result = poller.result() if poller.done() else None
         except HttpResponseError as exc:
             failure = _classify(exc)
             code = (exc.error.code if exc.error is not None else "") or ""
@@ -156,7 +161,7 @@ class RunCommandRunner:
                 seconds=time.monotonic() - started,
             )
         seconds = time.monotonic() - started
-        if not poller.done():
+        if result is None:
             return RunOutcome(
                 failure=Failure.FAILED,
                 code="Timeout",

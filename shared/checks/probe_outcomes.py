@@ -29,14 +29,26 @@ def denied_finding(
     """Run command refused with 403: lockdown of the node resource group, or a missing role."""
     lockdown = cluster.restriction_level.lower() == "readonly" or code in _LOCKDOWN_CODES
     scope = f"/subscriptions/{cluster.subscription}/resourceGroups/{cluster.node_resource_group}"
-    if lockdown:
+    if code == "ScopeLocked":
+        summary = (
+            "A management lock (ReadOnly) on the node resource group, or on its resource "
+            "group or subscription, refuses run command (a POST action) on this cluster's "
+            "nodes, so UFW, iptables, the live API path and the tunnel agent are not checked "
+            "here; NSG and SNAT checks still run. Find the lock; whether to remove it or "
+            "accept this gap is the cluster owners' decision (a ReadOnly lock also stops AKS "
+            "upgrades and scaling)."
+        )
+        commands: tuple[str, ...] = (
+            f"az lock list --resource-group {_q(cluster.node_resource_group)} -o table",
+        )
+    elif lockdown:
         summary = (
             "Node resource group lockdown (restrictionLevel ReadOnly) denies run command on "
             "this cluster's nodes, so UFW, iptables, the live API path and the tunnel agent "
             "are not checked here; NSG and SNAT checks still run. To let tunnelwatch probe, "
             "lift the lockdown (a decision for the cluster's owners), or accept this gap."
         )
-        commands: tuple[str, ...] = (
+        commands = (
             f"az aks update -g {_q(cluster.resource_group)} -n {_q(cluster.name)} "
             "--nrg-lockdown-restriction-level Unrestricted",
         )

@@ -241,6 +241,22 @@ def test_missing_permission_says_which_role(rig: Rig) -> None:
     assert HEALTHY_RG in finding.remediation.commands[0]
 
 
+@pytest.mark.parametrize("faults", [
+    Faults(failures=[Failure("virtualMachineScaleSetVMs.runCommand", status=409,
+                             code="ScopeLocked", message="The scope cannot perform write "
+                             "operation because following scope(s) are locked")])
+])  # fmt: skip
+def test_a_read_only_lock_is_a_denial_not_a_busy_vm(rig: Rig) -> None:
+    # 409 like a busy VM, but waiting will not help: a coverage finding naming the lock
+    result = rig.handle(rig.request(HEALTHY, "system"))
+    assert result.status is ProbeStatus.DENIED
+    assert result.follow_ups == ()
+    (finding,) = result.findings
+    assert finding.kind is Kind.COVERAGE and "ScopeLocked" in finding.title
+    assert finding.remediation is not None
+    assert finding.remediation.commands == (f"az lock list --resource-group {HEALTHY_RG} -o table",)
+
+
 @pytest.mark.parametrize(
     "faults",
     [
