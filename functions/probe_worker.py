@@ -68,11 +68,14 @@ def _deps_for(settings: Settings, environ: Mapping[str, str]) -> ProbeDeps:
     return _deps["deps"]
 
 
-def probe_once(text: str, environ: Mapping[str, str], *, poison: bool = False) -> ProbeResult:
+def probe_once(
+    text: str, environ: Mapping[str, str], *, poison: bool = False, message_id: str = ""
+) -> ProbeResult:
     settings = Settings.from_env(environ)
     deps = _deps_for(settings, environ)
-    handler = handle_poison if poison else handle_probe_message
-    return handler(text, _options(settings), deps)
+    if poison:
+        return handle_poison(text, _options(settings), deps)
+    return handle_probe_message(text, _options(settings), deps, message_id=message_id)
 
 
 def _text(msg: func.QueueMessage) -> str:
@@ -81,7 +84,7 @@ def _text(msg: func.QueueMessage) -> str:
 
 @bp.queue_trigger(arg_name="msg", queue_name="%PROBE_QUEUE%", connection="AzureWebJobsStorage")
 def probe_worker(msg: func.QueueMessage) -> None:
-    result = probe_once(_text(msg), os.environ)
+    result = probe_once(_text(msg), os.environ, message_id=msg.id or "")
     log.info(
         "probe message %s (dequeue %s): %s, %d run commands",
         msg.id, msg.dequeue_count, result.detail, result.run_commands,

@@ -1,9 +1,10 @@
 """The probe ledger: one Table Storage row per probe request, so a redelivered message is a no-op.
 
 Table `<prefix>probes`, PartitionKey = the scan or cycle id that asked for the probe, RowKey =
-the request id (a uuid). The worker writes RUNNING before its run command and the outcome after;
-a message whose row already holds a final outcome, or a RETRY for this or a later attempt, was
-handled before (a queue delivers at least once) and is dropped without a run command. The rows
+the request id (a uuid). The worker claims the row (RUNNING, conditional on its ETag) before its
+run command and writes the outcome after; a message whose row already holds a final outcome, a
+RETRY for this or a later attempt, or a fresh RUNNING claim of another message, was handled or
+is being handled (a queue delivers at least once) and is dropped without a run command. The rows
 also answer "how many run commands did this cycle cost" with one partition query.
 """
 
@@ -12,12 +13,13 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 
 from shared.adapters.tables.limits import fit_text
@@ -51,8 +53,9 @@ class LedgerEntry:
     cluster_id: str
     target: str  # vmss/instance
     detail: str
-    run_commands: int
+    run_commands: int  # every run command this request cost, over all its attempts
     updated: datetime
+    owner: str = ""  # the queue message (id) whose worker holds a RUNNING row
 
 
 class ProbeLedger:
@@ -78,22 +81,46 @@ class ProbeLedger:
         return _entry(entity)
 
     def put(self, entry: LedgerEntry) -> None:
-        detail, _ = fit_text(entry.detail, 8_000)
-        self._table().upsert_entity(
-            {
-                "PartitionKey": entry.scan_id,
-                "RowKey": entry.request_id,
-                "status": entry.status.value,
-                "attempt": entry.attempt,
-                "kind": entry.kind,
-                "cluster_id": entry.cluster_id,
-                "target": entry.target,
-                "detail": detail,
-                "run_commands": entry.run_commands,
-                "updated": entry.updated,
-            },
-            mode=UpdateMode.REPLACE,
-        )
+        self._table().upsert_entity(_entity(entry), mode=UpdateMode.REPLACE)
+
+    def claim(self, entry: LedgerEntry, *, lease: timedelta) -> tuple[bool, LedgerEntry]:
+        """Take the request for this delivery, atomically: (True, the row now ours) when it
+        is ours to run, (False, the row that makes this delivery a duplicate) otherwise.
+
+        Ours: no row yet (created, ResourceExistsError if another worker was first); a RETRY
+        of an earlier attempt (the delayed message we queued); a RUNNING row of the same
+        queue message (the host redelivering after our crash) or one older than `lease` (a
+        worker that died). A duplicate: a final row, a RETRY already queued for this or a
+        later attempt, or a fresh RUNNING row of another message: two triages of one cycle
+        that ask for the same deep probe must not both run it. Replacements are conditional
+        on the row's ETag, so of two workers exactly one wins. The claimed row carries the
+        run commands of the earlier attempts forward in `entry.run_commands`.
+        """
+        table = self._table()
+        for _ in range(8):
+            try:
+                current = table.get_entity(partition_key=entry.scan_id, row_key=entry.request_id)
+            except ResourceNotFoundError:
+                try:
+                    table.create_entity(_entity(entry))
+                except ResourceExistsError:
+                    continue  # another worker created it first: look again
+                return True, entry
+            seen = _entry(current)
+            if _duplicate(seen, entry, lease):
+                return False, seen
+            mine = replace(entry, run_commands=entry.run_commands + seen.run_commands)
+            try:
+                table.update_entity(
+                    _entity(mine),
+                    mode=UpdateMode.REPLACE,
+                    etag=current.metadata["etag"],
+                    match_condition=MatchConditions.IfNotModified,
+                )
+            except ResourceModifiedError:
+                continue  # changed under us: decide again on what is there now
+            return True, mine
+        raise ResourceModifiedError(f"ledger row {entry.request_id}: too many concurrent writers")
 
     def entries(self, scan_id: str) -> Iterator[LedgerEntry]:
         rows = self._table().query_entities(
@@ -101,6 +128,36 @@ class ProbeLedger:
         )
         for entity in rows:
             yield _entry(entity)
+
+
+def _duplicate(seen: LedgerEntry, wanted: LedgerEntry, lease: timedelta) -> bool:
+    if seen.status.final:
+        return True
+    if seen.status is ProbeStatus.RETRY:
+        return seen.attempt >= wanted.attempt
+    # RUNNING
+    if seen.attempt > wanted.attempt:
+        return True
+    if seen.owner and seen.owner == wanted.owner:
+        return False  # our own message again: the worker before us did not finish
+    return wanted.updated - seen.updated < lease
+
+
+def _entity(entry: LedgerEntry) -> dict[str, Any]:
+    detail, _ = fit_text(entry.detail, 8_000)
+    return {
+        "PartitionKey": entry.scan_id,
+        "RowKey": entry.request_id,
+        "status": entry.status.value,
+        "attempt": entry.attempt,
+        "kind": entry.kind,
+        "cluster_id": entry.cluster_id,
+        "target": entry.target,
+        "detail": detail,
+        "run_commands": entry.run_commands,
+        "updated": entry.updated,
+        "owner": entry.owner,
+    }
 
 
 def _entry(entity: dict[str, Any] | Any) -> LedgerEntry:
@@ -119,5 +176,6 @@ def _entry(entity: dict[str, Any] | Any) -> LedgerEntry:
         target=str(entity.get("target", "")),
         detail=str(entity.get("detail", "")),
         run_commands=int(entity.get("run_commands", 0) or 0),
-        updated=updated if isinstance(updated, datetime) else datetime.min,
+        updated=updated if isinstance(updated, datetime) else datetime.min.replace(tzinfo=UTC),
+        owner=str(entity.get("owner", "") or ""),
     )

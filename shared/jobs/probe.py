@@ -29,9 +29,10 @@ from __future__ import annotations
 
 import logging
 import random
+import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 
 from shared.adapters.probe_ledger import LedgerEntry, ProbeLedger, ProbeStatus
 from shared.adapters.queues import ProbeQueue
@@ -68,6 +69,9 @@ class ProbeOptions:
     retry_delay_seconds: int = 60  # first delay after throttling or a failure; doubles
     max_delay_seconds: int = 3600
     deep_limit: int = 10  # deep probes one triage may ask for
+    # A RUNNING claim older than this is a dead worker's: host.json functionTimeout (20 min)
+    # plus a margin.
+    lease_minutes: int = 25
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_attempts <= MAX_ATTEMPTS:
@@ -96,7 +100,12 @@ class ProbeResult:
     follow_ups: tuple[ProbeRequest, ...] = ()  # queued: retry, deep probes, poison
 
 
-def handle_probe_message(text: str, options: ProbeOptions, deps: ProbeDeps) -> ProbeResult:
+def handle_probe_message(
+    text: str, options: ProbeOptions, deps: ProbeDeps, *, message_id: str = ""
+) -> ProbeResult:
+    """One delivery of one message. `message_id` is the queue's id of the message, the same
+    on every redelivery of it: a worker that finds its own message's RUNNING claim knows the
+    worker before it died and runs it again. Without one, each call is its own delivery."""
     try:
         request = ProbeRequest.from_json(text, "probe-requests message")
     except InputError as exc:
@@ -111,25 +120,31 @@ def handle_probe_message(text: str, options: ProbeOptions, deps: ProbeDeps) -> P
             request.request_id, request.attempt, seen.status.value,
         )  # fmt: skip
         return ProbeResult(seen.status, f"duplicate delivery: already {seen.status.value}")
-    return _Worker(request, options, deps).run()
+    return _Worker(request, options, deps, message_id or uuid.uuid4().hex).run()
 
 
 class _Worker:
-    def __init__(self, request: ProbeRequest, options: ProbeOptions, deps: ProbeDeps) -> None:
+    def __init__(
+        self, request: ProbeRequest, options: ProbeOptions, deps: ProbeDeps, owner: str = ""
+    ) -> None:
         self.request = request
         self.options = options
         self.deps = deps
         self.now = deps.clock()
-        self.run_commands = 0
+        self.owner = owner
+        self.run_commands = 0  # this delivery's
+        self.earlier = 0  # the earlier attempts' (from the ledger), so the row counts them all
+
+    def _entry(self, status: ProbeStatus, detail: str) -> LedgerEntry:
+        r = self.request
+        return LedgerEntry(
+            r.scan_id, r.request_id, status, r.attempt, r.kind.value, r.cluster_id,
+            f"{r.vmss}/{r.instance_id}", detail, self.earlier + self.run_commands, self.now,
+            self.owner,
+        )  # fmt: skip
 
     def _record(self, status: ProbeStatus, detail: str) -> None:
-        r = self.request
-        self.deps.ledger.put(
-            LedgerEntry(
-                r.scan_id, r.request_id, status, r.attempt, r.kind.value, r.cluster_id,
-                f"{r.vmss}/{r.instance_id}", detail, self.run_commands, self.now,
-            )
-        )  # fmt: skip
+        self.deps.ledger.put(self._entry(status, detail))
 
     def _finish(
         self, status: ProbeStatus, detail: str, findings: Sequence[Finding] = (),
@@ -160,7 +175,17 @@ class _Worker:
             return self._finish(ProbeStatus.REFUSED, f"refused: inventory value unsafe: {exc}")
         if resolved.note:
             notes.insert(0, resolved.note)
-        self._record(ProbeStatus.RUNNING, "; ".join(notes) or "running")
+        ours, row = self.deps.ledger.claim(
+            self._entry(ProbeStatus.RUNNING, "; ".join(notes) or "running"),
+            lease=timedelta(minutes=self.options.lease_minutes),
+        )
+        if not ours:
+            log.info(
+                "probe %s (attempt %d) is %s elsewhere; dropped",
+                r.request_id, r.attempt, row.status.value,
+            )  # fmt: skip
+            return ProbeResult(row.status, f"duplicate delivery: already {row.status.value}")
+        self.earlier = row.run_commands
         return self._probe(resolved, runs, notes)
 
     def _probe(self, resolved: Resolved, runs: list[PlannedRun], notes: list[str]) -> ProbeResult:
@@ -345,7 +370,15 @@ def handle_poison(text: str, options: ProbeOptions, deps: ProbeDeps) -> ProbeRes
         log.warning("dropped an unreadable poison message: %s", exc)
         return ProbeResult(None, f"refused: {exc}")
     seen = deps.ledger.get(request.scan_id, request.request_id)
+    if seen is not None and seen.status.final and seen.status is not ProbeStatus.POISONED:
+        # A stale or second copy of a request that ended: nothing is missing.
+        log.info("poison copy of probe %s dropped: already %s", request.request_id, seen.status)
+        return ProbeResult(seen.status, f"poison dropped: already {seen.status.value}")
+    if seen is not None:
+        # The ledger's count, not the message's: the attempts that really ran.
+        request = replace(request, attempt=max(1, min(seen.attempt, request.attempt)))
     worker = _Worker(request, options, deps)
+    worker.earlier = seen.run_commands if seen is not None else 0
     try:
         resolved = resolve_request(
             request, deps.inventory(request.subscription), options.subscriptions

@@ -11,14 +11,15 @@ from __future__ import annotations
 import subprocess
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from azure.data.tables import TableServiceClient
 from azure.mgmt.compute import ComputeManagementClient
 
-from shared.adapters.probe_ledger import ProbeLedger, ProbeStatus
+from shared.adapters.probe_ledger import LedgerEntry, ProbeLedger, ProbeStatus
 from shared.adapters.queues import ProbeQueue
 from shared.adapters.tables import FindingStore
 from shared.analysis.findings import Cause, Kind
@@ -85,9 +86,19 @@ class Rig:
             instance_id=instance, reason="test", now=NOW,
         )  # fmt: skip
 
-    def handle(self, request: ProbeRequest | str):  # type: ignore[no-untyped-def]
+    def handle(self, request: ProbeRequest | str, message_id: str = ""):  # type: ignore[no-untyped-def]
         text = request if isinstance(request, str) else request.to_json()
-        return handle_probe_message(text, self.options, self.deps)
+        return handle_probe_message(text, self.options, self.deps, message_id=message_id)
+
+    def claimed(self, request: ProbeRequest, owner: str, at: datetime) -> None:
+        """A RUNNING row as a worker holding `request` would have left it."""
+        self.ledger.put(
+            LedgerEntry(
+                request.scan_id, request.request_id, ProbeStatus.RUNNING, request.attempt,
+                request.kind.value, request.cluster_id, f"{request.vmss}/{request.instance_id}",
+                "running", 0, at, owner,
+            )
+        )  # fmt: skip
 
 
 @pytest.fixture
@@ -167,6 +178,44 @@ def test_redelivered_messages_do_not_run_or_record_twice(rig: Rig) -> None:
     assert len(rig.sim.run_command_requests) == 1
 
 
+def test_a_copy_of_a_request_another_worker_runs_now_is_dropped(rig: Rig) -> None:
+    # Two triages of one cycle ask for the same deep probe: two messages, one request id.
+    request = rig.request(HEALTHY, "system")
+    rig.claimed(request, owner="message-a", at=NOW - timedelta(minutes=2))
+    copy = rig.handle(request, message_id="message-b")
+    assert copy.status is ProbeStatus.RUNNING and "duplicate" in copy.detail
+    assert rig.sim.run_command_requests == []
+
+
+def test_a_redelivery_after_a_crash_runs_again(rig: Rig) -> None:
+    # The host redelivers the same message (same id) after our worker died mid-probe ...
+    request = rig.request(HEALTHY, "system")
+    rig.claimed(request, owner="message-a", at=NOW - timedelta(minutes=2))
+    assert rig.handle(request, message_id="message-a").status is ProbeStatus.DONE
+    # ... and a claim older than the lease is a dead worker's, whoever held it
+    other = rig.request(HEALTHY, "apps")
+    rig.claimed(other, owner="message-x", at=NOW - timedelta(minutes=30))
+    assert rig.handle(other, message_id="message-y").status is ProbeStatus.DONE
+    assert len(rig.sim.run_command_requests) == 2
+
+
+def test_of_workers_claiming_one_request_at_once_exactly_one_wins(rig: Rig) -> None:
+    request = rig.request(HEALTHY, "system")
+    start = threading.Barrier(8)
+
+    def claim(n: int) -> bool:
+        start.wait()
+        entry = LedgerEntry(
+            request.scan_id, request.request_id, ProbeStatus.RUNNING, 1, "triage",
+            request.cluster_id, "x/0", "running", 0, NOW, f"message-{n}",
+        )  # fmt: skip
+        return rig.ledger.claim(entry, lease=timedelta(minutes=25))[0]
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        won = list(pool.map(claim, range(8)))
+    assert won.count(True) == 1
+
+
 def test_busy_instance_is_retried_later_as_a_new_delayed_message(rig: Rig) -> None:
     _, system = rig.pool(HEALTHY, "system")
     gate = threading.Event()
@@ -215,6 +264,33 @@ def test_last_attempt_goes_to_poison_and_becomes_an_inconclusive_finding(rig: Ri
     assert [s.finding.title for s in stored] == [finding.title]
     # The original message delivered again: the ledger says poisoned, nothing runs.
     assert rig.handle(last).run_commands == 0
+
+
+def test_a_poison_copy_of_a_finished_request_records_nothing(rig: Rig) -> None:
+    request = rig.request(HEALTHY, "system")
+    assert rig.handle(request).status is ProbeStatus.DONE
+    stale = handle_poison(replace(request, attempt=3).to_json(), rig.options, rig.deps)
+    assert stale.findings == () and "dropped" in stale.detail
+    entry = rig.ledger.get(request.scan_id, request.request_id)
+    assert entry is not None and entry.status is ProbeStatus.DONE
+
+
+def test_the_ledger_counts_the_run_commands_of_every_attempt(rig: Rig) -> None:
+    _, system = rig.pool(HEALTHY, "system")
+    gate = threading.Event()
+    rig.nodes.gate[(system.vmss_name.lower(), "0")] = gate
+    compute = ComputeManagementClient(rig.sim.credential(), SUB, **rig.sim.client_kwargs())
+    owners = compute.virtual_machine_scale_set_vms.begin_run_command(
+        HEALTHY_RG, system.vmss_name, "0", {"commandId": "RunShellScript", "script": ["true"]}
+    )
+    try:
+        (later,) = rig.handle(rig.request(HEALTHY, "system")).follow_ups  # 409: one call
+    finally:
+        gate.set()
+        owners.result()
+    assert rig.handle(later).status is ProbeStatus.DONE  # the second attempt runs
+    entry = rig.ledger.get(later.scan_id, later.request_id)
+    assert entry is not None and entry.run_commands == 2
 
 
 def test_node_resource_group_lockdown_is_a_coverage_finding(rig: Rig) -> None:
