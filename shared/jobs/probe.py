@@ -34,6 +34,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
+from azure.core.exceptions import AzureError
+
 from shared.adapters.probe_ledger import LedgerEntry, ProbeLedger, ProbeStatus
 from shared.adapters.queues import ProbeQueue
 from shared.adapters.runcommand import Failure, RunCommandRunner, RunOutcome
@@ -132,6 +134,7 @@ class _Worker:
         self.deps = deps
         self.now = deps.clock()
         self.owner = owner
+        self.estate: Estate | None = None  # read once per message
         self.run_commands = 0  # this delivery's
         self.earlier = 0  # the earlier attempts' (from the ledger), so the row counts them all
 
@@ -163,6 +166,14 @@ class _Worker:
         r = self.request
         try:
             estate = self.deps.inventory(r.subscription)
+        except AzureError as exc:
+            # ARM is not answering: nothing is known about the node yet, so nothing is
+            # decided; the same request later, like a failed run command.
+            log.warning("probe %s: inventory read failed: %s", r.request_id, type(exc).__name__)
+            failed = RunOutcome(failure=Failure.FAILED, code=type(exc).__name__, message=str(exc))
+            return self._later(f"inventory read failed: {type(exc).__name__}", failed)
+        self.estate = estate
+        try:
             resolved = resolve_request(r, estate, self.options.subscriptions)
         except InputError as exc:
             log.warning("refused probe %s: %s", r.request_id, exc)
@@ -266,8 +277,7 @@ class _Worker:
         )
 
     def _subnet_prefix(self, resolved: Resolved) -> str | None:
-        estate = self.deps.inventory(self.request.subscription)
-        hit = estate.subnet(resolved.pool.node_subnet_id)
+        hit = self.estate.subnet(resolved.pool.node_subnet_id) if self.estate else None
         if hit is None or not hit[1].prefixes:
             return None
         return hit[1].prefixes[0]
@@ -336,6 +346,11 @@ class _Worker:
             return self._finish(ProbeStatus.DENIED, what, (finding,))
         if outcome.failure in (Failure.NOT_RUNNING, Failure.NOT_FOUND):
             return self._finish(ProbeStatus.SKIPPED, f"skipped: {what}")
+        return self._later(what, outcome)
+
+    def _later(self, what: str, outcome: RunOutcome) -> ProbeResult:
+        """The same request once more, after a delay; to the poison queue after the last."""
+        r = self.request
         if r.attempt >= self.options.max_attempts:
             self.deps.poison.send(r)
             return self._finish(

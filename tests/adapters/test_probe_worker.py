@@ -19,12 +19,13 @@ import pytest
 from azure.data.tables import TableServiceClient
 from azure.mgmt.compute import ComputeManagementClient
 
+from shared.adapters.clients import ArmClients, build_clients
 from shared.adapters.probe_ledger import LedgerEntry, ProbeLedger, ProbeStatus
 from shared.adapters.queues import ProbeQueue
 from shared.adapters.tables import FindingStore
 from shared.analysis.findings import Cause, Kind
 from shared.jobs.probe import ProbeDeps, ProbeOptions, handle_poison, handle_probe_message
-from shared.jobs.wiring import probe_deps
+from shared.jobs.wiring import cached_inventory, probe_deps
 from shared.probe.params import PARAMETER_NAMES
 from shared.probe_requests import ProbeKind, ProbeRequest
 from tests.armsim import SCENARIOS, ArmSimulator, Faults, load_estate
@@ -264,6 +265,23 @@ def test_last_attempt_goes_to_poison_and_becomes_an_inconclusive_finding(rig: Ri
     assert [s.finding.title for s in stored] == [finding.title]
     # The original message delivered again: the ledger says poisoned, nothing runs.
     assert rig.handle(last).run_commands == 0
+
+
+def test_an_inventory_outage_is_a_later_attempt_not_a_crash(rig: Rig) -> None:
+    request = rig.request(HEALTHY, "system")
+    rig.sim.faults.failures.append(Failure("managedClusters.list", status=400, code="BadRequest"))
+
+    def clients_for(sub: str) -> ArmClients:
+        return build_clients(
+            rig.sim.credential(), sub, arm_endpoint=rig.sim.endpoint, ca_bundle=rig.sim.ca_path
+        )
+
+    fresh = replace(rig.deps, inventory=cached_inventory(clients_for, lambda: NOW))  # no cache
+    result = handle_probe_message(request.to_json(), rig.options, fresh)
+    assert result.status is ProbeStatus.RETRY and "inventory read failed" in result.detail
+    (later,) = result.follow_ups
+    assert later.attempt == 2
+    assert rig.sim.run_command_requests == []
 
 
 def test_a_poison_copy_of_a_finished_request_records_nothing(rig: Rig) -> None:
