@@ -33,6 +33,7 @@ from tests.lab.nodelab import NodeLab
 from tests.lab.nodelab_plan import load_lab_file
 
 LAB_FILE = SCENARIOS / "nodelab.lab.json"
+BUDGET = 40  # PROBE_BUDGET of the demo's cycle: 30 for triages, the rest for deep probes
 _NEEDED = ("unshare", "ufw", "iptables-legacy-restore", "iptables-nft-restore", "nc", "openssl")
 
 
@@ -80,9 +81,9 @@ def run() -> tuple[int, str]:
             sim.credential(), arm_endpoint=sim.endpoint, ca_bundle=sim.ca_path, store=store,
             ledger=ledger, queue=queue, poison=poison, clock=lambda: now,
         )  # fmt: skip
-        options = ProbeOptions(subscriptions=(subscription,))
+        options = ProbeOptions(subscriptions=(subscription,), budget=BUDGET)
         cycle = run_probe_cycle(
-            (subscription,), inventory=deps.inventory, queue=queue, budget=50, now=now
+            (subscription,), inventory=deps.inventory, queue=queue, budget=BUDGET, now=now
         )
         print(f"probe cycle {cycle.cycle_id}: {len(cycle.requests)} triage request(s) queued; "
               f"not probed: {len(cycle.skipped)}")  # fmt: skip
@@ -124,7 +125,8 @@ def run() -> tuple[int, str]:
         total = sum(e.run_commands for e in entries)
         print(
             f"\nrun commands this cycle: {total} ({kinds['triage']} triage, {kinds['deep']} "
-            f"deep) for {len(lab.nodes)} Linux nodes; the article's checks: {3 * len(lab.nodes)}"
+            f"deep) of a budget of {BUDGET}, for {len(lab.nodes)} Linux nodes; the article's "
+            f"checks: {3 * len(lab.nodes)}"
         )
         problems = sum(1 for s in open_ if s.finding.kind is Kind.PROBLEM)
         # Like `tunnelwatch scan`: exit 1 when problems were found (the lab has nine faults).

@@ -59,7 +59,7 @@ _deps: dict[str, ProbeDeps] = {}  # one per process: the inventory cache lives i
 
 
 def _options(settings: Settings) -> ProbeOptions:
-    return ProbeOptions(subscriptions=settings.subscriptions)
+    return ProbeOptions(subscriptions=settings.subscriptions, budget=settings.probe_budget)
 
 
 def _deps_for(settings: Settings, environ: Mapping[str, str]) -> ProbeDeps:

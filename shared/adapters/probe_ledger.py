@@ -5,7 +5,8 @@ the request id (a uuid). The worker claims the row (RUNNING, conditional on its 
 run command and writes the outcome after; a message whose row already holds a final outcome, a
 RETRY for this or a later attempt, or a fresh RUNNING claim of another message, was handled or
 is being handled (a queue delivers at least once) and is dropped without a run command. The rows
-also answer "how many run commands did this cycle cost" with one partition query.
+also answer "how many run commands did this cycle cost" with one partition query, and a
+counter row (`~budget`) holds what the cycle took from PROBE_BUDGET.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from shared.adapters.tables.limits import fit_text
 __all__ = ["LedgerEntry", "ProbeLedger", "ProbeStatus"]
 
 log = logging.getLogger(__name__)
+
+BUDGET_ROW = "~budget"  # the cycle's run-command counter; sorts after every uuid row
 
 
 class ProbeStatus(StrEnum):
@@ -127,7 +130,49 @@ class ProbeLedger:
             "PartitionKey eq @pk", parameters={"pk": scan_id}, results_per_page=1000
         )
         for entity in rows:
-            yield _entry(entity)
+            if entity["RowKey"] != BUDGET_ROW:
+                yield _entry(entity)
+
+    def spend(self, scan_id: str, count: int, budget: int) -> bool:
+        """Take `count` run commands from the cycle's `budget`, atomically: False (nothing
+        taken) when they do not fit. One counter row per cycle, ETag-conditional, so workers
+        on many instances share one budget."""
+        table = self._table()
+        for _ in range(16):
+            try:
+                row = table.get_entity(partition_key=scan_id, row_key=BUDGET_ROW)
+            except ResourceNotFoundError:
+                if count > budget:
+                    return False
+                try:
+                    table.create_entity(
+                        {"PartitionKey": scan_id, "RowKey": BUDGET_ROW, "spent": count}
+                    )
+                except ResourceExistsError:
+                    continue
+                return True
+            spent = int(row.get("spent", 0) or 0)
+            if spent + count > budget:
+                return False
+            try:
+                table.update_entity(
+                    {"PartitionKey": scan_id, "RowKey": BUDGET_ROW, "spent": spent + count},
+                    mode=UpdateMode.REPLACE,
+                    etag=row.metadata["etag"],
+                    match_condition=MatchConditions.IfNotModified,
+                )
+            except ResourceModifiedError:
+                continue
+            return True
+        raise ResourceModifiedError(f"budget row of {scan_id}: too many concurrent writers")
+
+    def spent(self, scan_id: str) -> int:
+        """Run commands taken from the cycle's budget so far."""
+        try:
+            row = self._table().get_entity(partition_key=scan_id, row_key=BUDGET_ROW)
+        except ResourceNotFoundError:
+            return 0
+        return int(row.get("spent", 0) or 0)
 
 
 def _duplicate(seen: LedgerEntry, wanted: LedgerEntry, lease: timedelta) -> bool:

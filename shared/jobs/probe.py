@@ -71,6 +71,9 @@ class ProbeOptions:
     retry_delay_seconds: int = 60  # first delay after throttling or a failure; doubles
     max_delay_seconds: int = 3600
     deep_limit: int = 10  # deep probes one triage may ask for
+    # Run commands per cycle (PROBE_BUDGET), shared by its triages, deep probes and retries;
+    # None: no limit (tests of one message).
+    budget: int | None = None
     # A RUNNING claim older than this is a dead worker's: host.json functionTimeout (20 min)
     # plus a margin.
     lease_minutes: int = 25
@@ -197,6 +200,15 @@ class _Worker:
             )  # fmt: skip
             return ProbeResult(row.status, f"duplicate delivery: already {row.status.value}")
         self.earlier = row.run_commands
+        budget = self.options.budget
+        if budget is not None and not self.deps.ledger.spend(r.scan_id, len(runs), budget):
+            why = (
+                f"skipped: over the budget of {budget} run commands of {r.scan_id} "
+                "(PROBE_BUDGET); the next cycle probes again"
+                if budget
+                else "skipped: node probes are off (PROBE_BUDGET 0)"
+            )
+            return self._finish(ProbeStatus.SKIPPED, why)
         return self._probe(resolved, runs, notes)
 
     def _probe(self, resolved: Resolved, runs: list[PlannedRun], notes: list[str]) -> ProbeResult:

@@ -80,10 +80,18 @@ def _probeable(cluster: Cluster, pool: AgentPool) -> str:
     return ""
 
 
+def triage_share(budget: int) -> int:
+    """How many of a cycle's `budget` run commands its triages may take: three quarters
+    (all of a budget under 4); the rest is kept for the deep probes the triages ask for and
+    for retries of busy or throttled nodes, which the worker draws from the same budget."""
+    return budget - budget // 4
+
+
 def cycle_requests(
     estates: Sequence[Estate], *, cycle_id: str, budget: int, now: datetime, reason: str
 ) -> tuple[list[ProbeRequest], list[str]]:
-    """A triage per probeable pool, at most `budget`; (requests, what was left out and why).
+    """A triage per probeable pool, at most `triage_share(budget)`; (requests, what was left
+    out and why).
 
     When the budget is smaller than the pools, the starting point rotates with the cycle id,
     so every pool gets its turn over successive cycles instead of the first ones every time.
@@ -104,14 +112,16 @@ def cycle_requests(
                     skipped.append(f"{cluster.id}: {why}")
                     continue
                 candidates.append((cluster, pool, running[0]))
-    if len(candidates) > budget:
+    share = triage_share(budget)
+    if len(candidates) > share:
         start = int(hashlib.sha256(cycle_id.encode()).hexdigest(), 16) % len(candidates)
         rotated = candidates[start:] + candidates[:start]
         skipped += [
-            f"{c.id}: pool {p.name} over this cycle's budget of {budget} run commands"
-            for c, p, _ in rotated[budget:]
+            f"{c.id}: pool {p.name} over this cycle's budget of {budget} run commands "
+            f"({share} for triages)"
+            for c, p, _ in rotated[share:]
         ]
-        candidates = rotated[:budget]
+        candidates = rotated[:share]
     requests = [
         ProbeRequest.new(
             ProbeKind.TRIAGE,

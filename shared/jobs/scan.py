@@ -51,6 +51,7 @@ from shared.checks.paths import PathChecker
 from shared.checks.snat import SnatTarget, snat_capacity_of, snat_findings, snat_target
 from shared.errors import InputError
 from shared.inventory.model import Cluster, Estate
+from shared.jobs.probe_plan import triage_share
 from shared.probe_requests import ProbeKind, ProbeRequest
 
 __all__ = ["ClusterOutcome", "ScanDeps", "ScanOptions", "ScanOutcome", "run_scan"]
@@ -413,7 +414,7 @@ def _probe_requests(
             continue
         reason = f"scan opened {len(suspect)} finding(s): {suspect[0].title}"[:200]
         for pool in o.cluster.pools:
-            if len(requests) >= options.probe_budget:
+            if len(requests) >= triage_share(options.probe_budget):
                 return requests
             if pool.probe_opt_out or pool.os_type.lower() != "linux" or not pool.vmss_name:
                 continue

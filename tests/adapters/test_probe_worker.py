@@ -284,6 +284,35 @@ def test_an_inventory_outage_is_a_later_attempt_not_a_crash(rig: Rig) -> None:
     assert rig.sim.run_command_requests == []
 
 
+def test_run_commands_beyond_the_cycle_budget_are_skipped_with_the_reason(rig: Rig) -> None:
+    rig.options = replace(rig.options, budget=2)
+    first = rig.handle(rig.request(HEALTHY, "system"))
+    second = rig.handle(rig.request(HEALTHY, "apps"))
+    assert first.status is second.status is ProbeStatus.DONE
+    third = rig.handle(rig.request(HEALTHY, "apps", instance="1", kind=ProbeKind.DEEP))
+    assert third.status is ProbeStatus.SKIPPED and "over the budget of 2" in third.detail
+    assert len(rig.sim.run_command_requests) == 2
+    assert rig.ledger.spent("probe-test") == 2
+    # PROBE_BUDGET 0 (what Bicep sets without enableNodeProbes): nothing queued runs either
+    rig.options = replace(rig.options, budget=0)
+    off = rig.handle(replace(rig.request(HEALTHY, "system"), scan_id="probe-other"))
+    assert off.status is ProbeStatus.SKIPPED and "PROBE_BUDGET 0" in off.detail
+    assert len(rig.sim.run_command_requests) == 2
+
+
+def test_workers_on_many_instances_share_one_budget(rig: Rig) -> None:
+    start = threading.Barrier(8)
+
+    def spend(_: int) -> bool:
+        start.wait()
+        return rig.ledger.spend("probe-shared", 1, 5)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        took = list(pool.map(spend, range(8)))
+    assert took.count(True) == 5
+    assert rig.ledger.spent("probe-shared") == 5
+
+
 def test_a_poison_copy_of_a_finished_request_records_nothing(rig: Rig) -> None:
     request = rig.request(HEALTHY, "system")
     assert rig.handle(request).status is ProbeStatus.DONE

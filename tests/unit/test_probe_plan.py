@@ -76,6 +76,9 @@ def test_cycle_is_one_triage_per_probeable_pool_and_never_more_than_the_budget()
     assert sum("Windows" in s for s in skipped) == 4 and any("probe=off" in s for s in skipped)
     few, left = cycle_requests([_estate(*clusters)], cycle_id="c", budget=3, now=NOW, reason="r")
     assert len(few) == 3 and sum("budget" in s for s in left) == 5
+    # A quarter of a larger budget is kept for the deep probes and retries triages lead to.
+    most, rest = cycle_requests([_estate(*clusters)], cycle_id="c", budget=8, now=NOW, reason="r")
+    assert len(most) == 6 and sum("(6 for triages)" in s for s in rest) == 2
     # Another cycle starts elsewhere: over enough cycles every pool gets its turn.
     seen = set()
     for n in range(20):
