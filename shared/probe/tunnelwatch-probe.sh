@@ -624,9 +624,28 @@ tw_deep() { # key, first field, blob, extra fields ...
 }
 
 # One backend's dump, reduced for the kubelet port, as a pending ruleset record.
+# A dump that failed or timed out is an error, never an empty ruleset (that would read as
+# "nothing blocks"). Tables iptables-nft says it cannot show (native nft rules in them) are
+# listed in tw_hidden for tw_nft, which then reads them with nft.
+tw_hidden=""
 tw_dump() {
-    local backend="$1" cmd="$2" dump stats kept=- dropped=- chains=-
-    dump="$(timeout 15 "$cmd" 2>/dev/null)"
+    local backend="$1" cmd="$2" dump stats kept=- dropped=- chains=- rc line
+    dump="$(timeout -k 2 15 "$cmd" 2>/dev/null)"
+    rc=$?
+    if ((rc != 0)); then
+        if ((rc == 124 || rc == 137)); then
+            tw_rec error "ruleset $backend" "$cmd timed out after 15 s; the ruleset is not reported"
+        else
+            tw_rec error "ruleset $backend" "$cmd failed with status $rc; the ruleset is not reported"
+        fi
+        return
+    fi
+    if [[ "$backend" == nft ]]; then
+        while IFS= read -r line; do
+            [[ "$line" =~ ^#\ Table\ .([A-Za-z_]+).\ (is|contains)\ incompatible ]] &&
+                tw_hidden+=" ${BASH_REMATCH[1]}"
+        done <<<"$dump"
+    fi
     if tw_have awk && [[ -n "$dump" ]]; then
         dump="$(printf '%s\n' "$dump" | timeout 15 awk -v addrs="$tw_node_addrs" "$tw_reduce_awk" 2>/dev/null)"
         stats="${dump##*$'\n'}"
@@ -644,15 +663,24 @@ tw_dump() {
 # prerouting or input hook, as one `nft -j list ruleset`-shaped JSON document.
 tw_nft() {
     local tables kw fam tab one body doc=""
-    tables="$(timeout 5 nft list tables 2>/dev/null)"
+    if ! tables="$(timeout -k 2 5 nft list tables 2>/dev/null)"; then
+        tw_rec error "ruleset nftables" "nft list tables failed; native nftables tables not read"
+        return
+    fi
     while read -r kw fam tab _; do
         [[ "$kw" == table && ("$fam" == ip || "$fam" == inet) ]] || continue
-        [[ "$fam" == ip && "$tab" =~ ^(filter|nat|mangle|raw|security)$ ]] && continue
-        if [[ ! "$tab" =~ ^[A-Za-z_][A-Za-z0-9_.-]{0,63}$ ]]; then
-            tw_rec error nft "a table name with unexpected characters was skipped"
+        # iptables-nft's own tables are read by iptables-nft-save, unless it said it cannot
+        if [[ "$fam" == ip && "$tab" =~ ^(filter|nat|mangle|raw|security)$ && " $tw_hidden " != *" $tab "* ]]; then
             continue
         fi
-        one="$(timeout 5 nft -j list table "$fam" "$tab" 2>/dev/null)"
+        if [[ ! "$tab" =~ ^[A-Za-z_][A-Za-z0-9_.-]{0,63}$ ]]; then
+            tw_rec error "ruleset nftables" "a table name with unexpected characters was not read"
+            continue
+        fi
+        if ! one="$(timeout -k 2 5 nft -j list table "$fam" "$tab" 2>/dev/null)"; then
+            tw_rec error "ruleset nftables" "nft -j list table $fam $tab failed; that table is not reported"
+            continue
+        fi
         [[ "$one" =~ \"hook\":\ ?\"(input|prerouting)\" ]] || continue
         [[ "$one" =~ ^\{\"nftables\":\ ?\[(.*)\]\}$ ]] || continue
         body="${BASH_REMATCH[1]}"
@@ -688,7 +716,7 @@ if [[ "$tw_mode" == deep ]]; then
     fi
     if tw_have nft; then
         if tw_time 10; then tw_nft; else
-            tw_rec error nft "time budget spent; native nftables tables not read"
+            tw_rec error "ruleset nftables" "time budget spent; native nftables tables not read"
         fi
     fi
     # Size guard: the largest blobs give way to `toolarge` records until everything fits.

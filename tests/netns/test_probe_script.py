@@ -169,12 +169,19 @@ exit 2
 
 
 def _run_private(
-    node: Host, code: str, *, fake_bin: Path | None = None, hide: tuple[str, ...] = ()
+    node: Host,
+    code: str,
+    *,
+    fake_bin: Path | None = None,
+    fake_sbin: Path | None = None,
+    hide: tuple[str, ...] = (),
 ) -> str:
     """The script in a private mount namespace of the node: extra tools in, tools hidden."""
     setup = []
     if fake_bin is not None:
         setup.append(f"mount -t overlay overlay -o lowerdir={fake_bin}:/usr/bin /usr/bin")
+    if fake_sbin is not None:
+        setup.append(f"mount -t overlay overlay -o lowerdir={fake_sbin}:/usr/sbin /usr/sbin")
     for tool in hide:
         found = shutil.which(tool)
         assert found is not None, tool
@@ -357,6 +364,66 @@ def test_native_nftables_tables_hooking_input_are_reported_as_one_json_document(
     blocked = _findings(jumped.stdout, {OPEN_PEER: "peer"})
     assert [(f.check, f.kind, f.cause) for f in blocked] == [
         ("node.nftables", Kind.PROBLEM, Cause.IPTABLES)
+    ]
+
+
+def test_a_ruleset_dump_that_fails_is_an_error_never_an_empty_ruleset(
+    netns_ok: None, tmp_path: Path
+) -> None:
+    require_tools("unshare", "iptables-nft-save")
+    # A save that prints half a table and fails: reading that as "no rules" would be a pass.
+    (tmp_path / "iptables-nft-save").write_text("#!/bin/sh\necho '*filter'\nexit 3\n")
+    (tmp_path / "iptables-nft-save").chmod(0o755)
+    with Lab() as lab:
+        node = lab.add_host([NODE])
+        out = _run_private(node, DEEP_NO_TARGETS + script_text(), fake_sbin=tmp_path)
+    report = parse_probe_output(out, "failed-save")
+    assert report.complete
+    assert [r for r in report.rulesets if r.backend == "nft"] == []
+    (error,) = [e for e in report.errors if e.subject == "ruleset nft"]
+    assert "failed with status 3" in error.message
+    found = _findings(out, {OPEN_PEER: "peer"})
+    assert [(f.check, f.kind) for f in found if f.kind is not Kind.COVERAGE] == [
+        ("node.ruleset", Kind.INCONCLUSIVE)
+    ]
+
+
+def test_chains_iptables_nft_cannot_show_are_read_natively(netns_ok: None) -> None:
+    require_tools("unshare", "nft", "iptables-nft-restore")
+    with Lab() as lab:
+        node = lab.add_host([NODE])
+        node.exec(["iptables-nft-restore"], input="*filter\n:INPUT ACCEPT [0:0]\n"
+                  "-A INPUT -s 10.250.0.99/32 -p tcp -m tcp --dport 10250 -j DROP\n"
+                  "-A INPUT -s 10.250.0.98/32 -j DROP\nCOMMIT\n")  # fmt: skip
+        # A base chain of the user's own in iptables-nft's table: iptables-nft-save prints a
+        # comment for it and leaves it out.
+        node.exec(["nft", "-f", "-"], input=(
+            "table ip filter {\n chain mine { type filter hook input priority 5; "
+            "tcp dport 10250 drop; }\n}\n"
+        ))  # fmt: skip
+        out = node.exec(["/bin/bash", "-c", DEEP_NO_TARGETS + script_text()], timeout=90).stdout
+        no_nft = _run_private(node, DEEP_NO_TARGETS + script_text(), hide=("nft",))
+    report = parse_probe_output(out, "hidden")
+    (saved,) = [r for r in report.rulesets if r.backend == "nft"]
+    assert "incompatible" in saved.text and "mine" not in saved.text
+    (doc,) = [r for r in report.rulesets if r.backend == "nftables"]
+    assert {"family": "ip", "name": "filter"}.items() <= next(
+        i["table"] for i in json.loads(doc.text)["nftables"] if "table" in i
+    ).items()
+    peers = {OPEN_PEER: "peer", "10.250.0.98": "blocked in INPUT"}
+    problems = [f for f in _findings(out, peers) if f.kind is Kind.PROBLEM]
+    # The chain iptables-nft printed (INPUT) is evaluated once, by the iptables engine; the
+    # hidden one natively, and it drops what INPUT let through.
+    assert sorted((f.check, f.cause) for f in problems) == [
+        ("iptables.input", Cause.IPTABLES), ("node.nftables", Cause.IPTABLES)
+    ], [f.title for f in problems]  # fmt: skip
+    (nft,) = [f for f in problems if f.check == "node.nftables"]
+    assert any("ip filter mine" in e for e in nft.evidence), nft.evidence
+    assert not any("ip filter INPUT" in e for e in nft.evidence), nft.evidence
+    # Without nft on the node the hidden chain cannot be read: undecided, never a pass.
+    found = _findings(no_nft, {OPEN_PEER: "peer"})
+    assert [(f.kind, f.key) for f in found if f.kind is not Kind.COVERAGE] == [
+        (Kind.INCONCLUSIVE, "hidden:filter")
     ]
 
 

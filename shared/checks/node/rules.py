@@ -11,16 +11,25 @@ to read it by hand. Pure.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
-from shared.analysis import iptables, ufw
+from shared.analysis import iptables, nftables, ufw
 from shared.analysis.findings import Cause, Finding, Kind, Origin, Remediation, Severity
 from shared.checks.node.common import KUBELET_PORT, IPAddr, Where, merge, undecided
 from shared.errors import InputError
 from shared.probe.output import ProbeError, ProbeReport
 
-__all__ = ["NFTABLES", "error_finding", "iptables_findings", "ufw_findings"]
+__all__ = [
+    "NFTABLES",
+    "error_finding",
+    "hidden_findings",
+    "hidden_tables",
+    "iptables_findings",
+    "reveal_hidden",
+    "ufw_findings",
+]
 
 NFTABLES = "nftables"  # the backend name of a native nftables ruleset record
 _READ_BY_HAND = {  # what prints the whole ruleset on the node, and what reads it here
@@ -29,6 +38,64 @@ _READ_BY_HAND = {  # what prints the whole ruleset on the node, and what reads i
     NFTABLES: ("nft -j list ruleset", ""),
     "ufw": ("ufw status verbose", "tunnelwatch analyze ufw"),
 }
+
+
+# What iptables-nft-save prints for a table of its own that holds what it cannot show (native
+# nft chains or rules): "# Table `filter' is incompatible, use 'nft' tool." (the whole table
+# left out) or "... contains incompatible base-chains, use 'nft' tool to list them." (the
+# chains it can show are printed, the others are not).
+_HIDDEN = re.compile(r"^# Table .([A-Za-z_]+). (?:is|contains) incompatible", re.MULTILINE)
+_SECTION = re.compile(r"^\*([A-Za-z_]+)$((?:\n(?!\*|COMMIT$).*)*)", re.MULTILINE)
+_DECLARED = re.compile(r"^:(\S+)", re.MULTILINE)
+
+
+def hidden_tables(report: ProbeReport) -> dict[str, frozenset[str]]:
+    """Tables of the nft backend iptables-nft-save said it cannot show, each with the chains
+    it did print (`:CHAIN` lines of its `*table` section; none when it left the table out)."""
+    out: dict[str, frozenset[str]] = {}
+    for record in report.rulesets:
+        if record.backend != "nft":
+            continue
+        names = set(_HIDDEN.findall(record.text))
+        shown = {m.group(1): m.group(2) for m in _SECTION.finditer(record.text)}
+        for name in names:
+            out[name] = frozenset(_DECLARED.findall(shown.get(name, "")))
+    return out
+
+
+def reveal_hidden(
+    ruleset: nftables.NftRuleset, hidden: Mapping[str, frozenset[str]]
+) -> nftables.NftRuleset:
+    """The ruleset with the hidden iptables-nft tables evaluated natively: their base chains
+    iptables-nft-save printed lose their hook (the iptables engine evaluates those; they stay
+    reachable by a jump), the rest is no longer skipped as iptables-nft's."""
+    tables = []
+    for t in ruleset.tables:
+        if t.family != "ip" or t.name not in hidden:
+            tables.append(t)
+            continue
+        chains = {
+            n: replace(c, hook=None, prio=None, type=None, policy=None)
+            if n in hidden[t.name] and c.is_base
+            else c
+            for n, c in t.chains.items()
+        }
+        tables.append(replace(t, chains=chains, compat=""))
+    return replace(ruleset, tables=tuple(tables))
+
+
+def hidden_findings(report: ProbeReport, where: Where, revealed: set[str]) -> list[Finding]:
+    """A hidden table the report holds no native dump of: its rules are not decided."""
+    if any(e.subject == f"ruleset {NFTABLES}" for e in report.errors):
+        return []  # the nftables read failed: error_finding says so already
+    why = (
+        "iptables-nft-save cannot show the nft backend's {} table (it holds native nft "
+        "rules) and the report holds no native dump of it; read it with `nft list table ip {}`"
+    )
+    return [
+        undecided(where, "node.ruleset", Cause.IPTABLES, why.format(n, n), f"hidden:{n}")
+        for n in sorted(set(hidden_tables(report)) - revealed)
+    ]
 
 
 def error_finding(e: ProbeError, where: Where) -> Finding:
