@@ -311,10 +311,14 @@ class _Worker:
             now=self.now,
         )  # fmt: skip
         follow_ups: list[ProbeRequest] = []
-        if r.kind is ProbeKind.TRIAGE and complete:
+        if r.kind is ProbeKind.TRIAGE:
+            open_scopes = self._open_scopes(resolved)
+            notes += self._retire_gone(resolved, open_scopes)
+            # A cut or partly untested triage still decided the nodes it named: those get
+            # their deep probe; re-checks wait for a triage that read everything.
+            rechecks = _deep_nodes(open_scopes) if complete else []
             follow_ups, left = deep_follow_ups(
-                r, resolved, unique, self._open_deep_nodes(resolved),
-                limit=self.options.deep_limit, now=self.now,
+                r, resolved, unique, rechecks, limit=self.options.deep_limit, now=self.now,
             )  # fmt: skip
             notes += left
             for request in follow_ups:
@@ -328,15 +332,46 @@ class _Worker:
         status = ProbeStatus.DONE
         return self._finish(status, detail, unique, follow_ups)
 
-    def _open_deep_nodes(self, resolved: Resolved) -> list[str]:
-        """Nodes whose earlier deep probe left open findings: a triage re-checks them."""
-        nodes = []
-        for stored in self.deps.store.current_findings(
-            resolved.cluster.id, state=FindingState.OPEN
-        ):
-            if stored.scope.startswith("probe:deep:"):
-                nodes.append(stored.scope.removeprefix("probe:deep:"))
-        return sorted(set(nodes))
+    def _open_scopes(self, resolved: Resolved) -> set[str]:
+        """The probe scopes (probe:triage:<pool>, probe:deep:<node>) with open findings."""
+        return {
+            stored.scope
+            for stored in self.deps.store.current_findings(
+                resolved.cluster.id, state=FindingState.OPEN
+            )
+            if stored.scope.startswith("probe:")
+        }
+
+    def _retire_gone(self, resolved: Resolved, open_scopes: set[str]) -> list[str]:
+        """Resolve the open findings of nodes and pools the cluster no longer has (scaled in,
+        deleted): no probe will ever write their scope again. Only from a whole inventory:
+        a scale set that could not be listed must not look like one without nodes."""
+        if self.estate is None or self.estate.errors:
+            return []
+        cluster = resolved.cluster
+        nodes = {i.computer_name for p in cluster.pools for i in p.instances}
+        pools = {p.name for p in cluster.pools}
+        gone = sorted(
+            scope
+            for scope in open_scopes
+            if (scope.startswith("probe:deep:") and scope.removeprefix("probe:deep:") not in nodes)
+            or (
+                scope.startswith("probe:triage:")
+                and scope.removeprefix("probe:triage:") not in pools
+            )
+        )
+        for scope in gone:
+            self.deps.store.record_cluster(
+                ClusterScan(cluster.id, Coverage.COMPLETE, (), scope=scope),
+                run_id=self.request.scan_id,
+                now=self.now,
+            )
+            open_scopes.discard(scope)
+        if not gone:
+            return []
+        names = ", ".join(g.split(":", 2)[2] for g in gone)
+        why = f"resolved the findings of {len(gone)} node(s)/pool(s) gone from the cluster: {names}"
+        return [why[:300]]
 
     def _failed(self, resolved: Resolved, outcome: RunOutcome) -> ProbeResult:
         r = self.request
@@ -429,3 +464,8 @@ def handle_poison(text: str, options: ProbeOptions, deps: ProbeDeps) -> ProbeRes
         now=worker.now,
     )  # fmt: skip
     return worker._finish(ProbeStatus.POISONED, f"inconclusive recorded: {last}", (finding,))
+
+
+def _deep_nodes(scopes: set[str]) -> list[str]:
+    """Nodes whose earlier deep probe left open findings: a triage re-checks them."""
+    return sorted(s.removeprefix("probe:deep:") for s in scopes if s.startswith("probe:deep:"))

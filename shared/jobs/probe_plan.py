@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import itertools
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -249,6 +250,9 @@ def _blocked_targets(findings: Iterable[Finding]) -> list[str]:
     ]
 
 
+_Wanted = tuple[str, tuple[AgentPool, Instance, str]]  # node name, (pool, instance, why)
+
+
 def deep_follow_ups(
     triage: ProbeRequest,
     resolved: Resolved,
@@ -272,18 +276,27 @@ def deep_follow_ups(
             by_name[inst.computer_name] = (pool, inst)
             for ip in inst.private_ips:
                 by_ip[ip] = (pool, inst)
-    wanted: dict[str, tuple[AgentPool, Instance, str]] = {}
+    unreachable: dict[str, tuple[AgentPool, Instance, str]] = {}
     for ip in _blocked_targets(findings):
         if ip in by_ip:
             pool, inst = by_ip[ip]
-            wanted.setdefault(
+            unreachable.setdefault(
                 inst.computer_name,
                 (pool, inst, f"10250 unreachable from {resolved.instance.computer_name}"),
             )
-    for name in recheck_nodes:
-        if name in by_name and name not in wanted:
-            pool, inst = by_name[name]
-            wanted[name] = (pool, inst, "re-check: an earlier deep probe's findings are open")
+    rechecks: list[_Wanted] = [
+        (name, (*by_name[name], "re-check: an earlier deep probe's findings are open"))
+        for name in recheck_nodes
+        if name in by_name and name not in unreachable
+    ]
+    # Beyond the limit, the unreachable nodes probed rotate with the cycle (the same first
+    # ten every hour would leave the others undiagnosed), and re-checks, which close the
+    # findings of fixed nodes, alternate with them instead of waiting behind them.
+    first: list[_Wanted] = list(unreachable.items())
+    if first:
+        start = int(hashlib.sha256(triage.scan_id.encode()).hexdigest(), 16) % len(first)
+        first = first[start:] + first[:start]
+    wanted = dict(_alternate(first, rechecks))
     requests: list[ProbeRequest] = []
     left: list[str] = []
     for name, (pool, inst, why) in wanted.items():
@@ -310,3 +323,12 @@ def deep_follow_ups(
         )
         requests.append(request)
     return requests, left
+
+
+def _alternate(a: list[_Wanted], b: list[_Wanted]) -> Iterator[_Wanted]:
+    """a[0], b[0], a[1], b[1], ... then the rest of the longer one."""
+    for x, y in itertools.zip_longest(a, b, fillvalue=None):
+        if x is not None:
+            yield x
+        if y is not None:
+            yield y

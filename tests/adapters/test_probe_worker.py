@@ -22,7 +22,7 @@ from azure.mgmt.compute import ComputeManagementClient
 from shared.adapters.clients import ArmClients, build_clients
 from shared.adapters.probe_ledger import LedgerEntry, ProbeLedger, ProbeStatus
 from shared.adapters.queues import ProbeQueue
-from shared.adapters.tables import FindingStore
+from shared.adapters.tables import ClusterScan, Coverage, FindingState, FindingStore
 from shared.analysis.findings import Cause, Kind
 from shared.jobs.probe import ProbeDeps, ProbeOptions, handle_poison, handle_probe_message
 from shared.jobs.wiring import cached_inventory, probe_deps
@@ -282,6 +282,49 @@ def test_an_inventory_outage_is_a_later_attempt_not_a_crash(rig: Rig) -> None:
     (later,) = result.follow_ups
     assert later.attempt == 2
     assert rig.sim.run_command_requests == []
+
+
+def test_a_cut_triage_still_asks_a_deep_probe_of_the_nodes_it_named(rig: Rig) -> None:
+    _, apps = rig.pool(HEALTHY, "apps")
+    named, counted = apps.instances[0], apps.instances[1]
+    rig.nodes.unreachable |= {named.private_ips[0], counted.private_ips[0]}
+    rig.nodes.name_at_most = 1  # as when hundreds fail and only some fit the output
+    triage = rig.handle(rig.request(HEALTHY, "system"))
+    assert triage.status is ProbeStatus.DONE
+    kinds = {(f.check, f.kind) for f in triage.findings}
+    assert ("node.kubelet", Kind.INCONCLUSIVE) in kinds  # the counted one: undecided
+    (deep,) = triage.follow_ups
+    assert (deep.kind, deep.instance_id) == (ProbeKind.DEEP, named.instance_id)
+
+
+def test_findings_of_a_node_gone_from_the_cluster_are_resolved_by_the_next_triage(
+    rig: Rig,
+) -> None:
+    cluster, _ = rig.pool(HEALTHY, "system")
+    _, apps = rig.pool(HEALTHY, "apps")
+    kept = apps.instances[0]
+    rig.nodes.deep_rules[kept.private_ips[0]] = DROP_10250
+    deep = rig.handle(rig.request(HEALTHY, "apps", instance=kept.instance_id, kind=ProbeKind.DEEP))
+    (problem,) = [f for f in deep.findings if f.kind is Kind.PROBLEM]
+    # The same block on a node the scale set no longer has (scaled in since its deep probe).
+    ghost = "aks-apps-38211-vmss000009"
+    rig.store.record_cluster(
+        ClusterScan(
+            cluster.id, Coverage.COMPLETE,
+            (replace(problem, subject=replace(problem.subject, node=ghost)),),
+            scope=f"probe:deep:{ghost}",
+        ),
+        run_id="probe-earlier", now=NOW - timedelta(hours=1),
+    )  # fmt: skip
+    before = {s.scope for s in rig.store.current_findings(HEALTHY, state=FindingState.OPEN)}
+    assert before == {f"probe:deep:{ghost}", f"probe:deep:{kept.computer_name}"}
+    triage = rig.handle(rig.request(HEALTHY, "system"))
+    assert triage.status is ProbeStatus.DONE
+    assert ghost in triage.detail and "gone from the cluster" in triage.detail
+    after = {s.scope for s in rig.store.current_findings(HEALTHY, state=FindingState.OPEN)}
+    # The node that is still there keeps its finding until its own deep probe re-checks it.
+    assert after == {f"probe:deep:{kept.computer_name}"}
+    assert [r.instance_id for r in triage.follow_ups] == [kept.instance_id]
 
 
 def test_run_commands_beyond_the_cycle_budget_are_skipped_with_the_reason(rig: Rig) -> None:

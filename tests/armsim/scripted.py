@@ -39,6 +39,7 @@ class ScriptedNodes:
     deep_rules: dict[str, str] = field(default_factory=dict)
     gate: dict[tuple[str, str], threading.Event] = field(default_factory=dict)
     stdout_override: str | None = None
+    name_at_most: int | None = None
     calls: list[dict[str, str]] = field(default_factory=list)
 
     def __call__(
@@ -70,7 +71,8 @@ class ScriptedNodes:
         records.append("component\tkonnectivity-agent\tCONTAINER_RUNNING\t0\t0\t-\t-")
         targets = [t for t in values.get("TW_TARGETS", "").split(",") if t]
         if targets:
-            records += _reach(targets, self.unreachable, sum(len(r) + 1 for r in records))
+            used = sum(len(r) + 1 for r in records)
+            records += _reach(targets, self.unreachable, used, self.name_at_most)
         if mode == "deep":
             accept = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\nCOMMIT\n"
             records += [
@@ -81,7 +83,9 @@ class ScriptedNodes:
         return text + "\n", ""
 
 
-def _reach(targets: list[str], unreachable: set[str], used: int) -> list[str]:
+def _reach(
+    targets: list[str], unreachable: set[str], used: int, limit: int | None = None
+) -> list[str]:
     """The kubelet-port records the script prints for these targets, given `used` bytes."""
     failed = [
         [
@@ -94,13 +98,15 @@ def _reach(targets: list[str], unreachable: set[str], used: int) -> list[str]:
     ]
     room = 4000 - len("TWPROBE 1 BEGIN triage\n") - used - 24 - 64
     records: list[str] = []
-    for lines in failed:  # plain records while every target's lines fit
+    for lines in failed[:limit]:  # plain records while every target's lines fit
         more = [f"nc\t{x}" for x in lines]
         if sum(len(r) + 1 for r in records + more) > room:
             break
         records += more
     named = len(records) // 3
-    if named < len(failed):  # the largest prefix whose packed lines fit, as the script bisects
+    if (
+        named < len(failed) and limit is None
+    ):  # the largest prefix whose packed lines fit, as the script bisects
         lo, hi, mid, best = named, len(failed) + 1, len(failed), ""
         while lo + 1 < hi:
             blob = _blob("".join(x + "\n" for lines in failed[:mid] for x in lines))

@@ -157,11 +157,22 @@ def test_deep_follow_ups_are_the_affected_nodes_within_the_limit_with_stable_ids
     blocked = [_blocked(cluster, i.private_ips[0]) for i in pool.instances[1:4]]
     recheck = [pool.instances[5].computer_name]
     got, left = deep_follow_ups(triage, resolved, blocked, recheck, limit=3, now=NOW)
-    assert [r.instance_id for r in got] == ["1", "2", "3"]
-    assert len(left) == 1 and "limit" in left[0]
-    again, _ = deep_follow_ups(triage, resolved, blocked, recheck, limit=10, now=NOW)
-    assert [r.request_id for r in again[:3]] == [r.request_id for r in got]  # redelivery-safe
-    assert again[3].instance_id == "5" and "re-check" in again[3].reason
+    assert len(got) == 3 and len(left) == 1 and "limit" in left[0]
+    # The re-check of a node that may be fixed does not wait behind the unreachable ones.
+    assert got[1].instance_id == "5" and "re-check" in got[1].reason
+    assert {r.instance_id for r in got} < {"1", "2", "3", "5"}
+    again, _ = deep_follow_ups(triage, resolved, blocked, recheck, limit=3, now=NOW)
+    assert [r.request_id for r in again] == [r.request_id for r in got]  # redelivery-safe
+    every, none_left = deep_follow_ups(triage, resolved, blocked, recheck, limit=10, now=NOW)
+    assert sorted(r.instance_id for r in every) == ["1", "2", "3", "5"] and none_left == []
+    # Over the limit, the unreachable nodes probed rotate with the cycle: none is left out
+    # every hour.
+    probed = set()
+    for n in range(12):
+        cycle = replace(triage, scan_id=f"probe-cycle-{n}")
+        some, _ = deep_follow_ups(cycle, resolved, blocked, [], limit=1, now=NOW)
+        probed |= {r.instance_id for r in some}
+    assert probed == {"1", "2", "3"}
 
 
 def test_a_writer_resolves_only_the_findings_of_its_own_scope() -> None:
