@@ -4,7 +4,7 @@ script in the node's namespace -> findings in Table Storage.
 
 The functions run as the host would run them (the scan timer, the probe timer, the queue
 worker and the poison worker, through their `make_deps` seams), the worker takes messages
-from the queue four at a time (host.json batchSize), until the queue is empty: deep probes the
+from the queue four at a time (host.json batchSize + newBatchThreshold), until the queue is empty: deep probes the
 triages ask for included. Every fault of the lab file must come out as its cause on the right
 node, and the healthy clusters (with the standard AKS rules, ufw installed but inactive, a
 second pool on Azure Linux) with no finding at all.
@@ -91,7 +91,7 @@ def _drain(world: World) -> None:
     """What the Functions host does: run the worker on every message until none is left."""
     queue = ProbeQueue.from_connection_string(world.conn, world.env["PROBE_QUEUE"])
     poison = queue.sibling(world.env["PROBE_QUEUE"] + "-poison")
-    with ThreadPoolExecutor(max_workers=4) as pool:  # host.json batchSize
+    with ThreadPoolExecutor(max_workers=4) as pool:  # host.json batchSize + newBatchThreshold
         while texts := queue.take(max_messages=4):
             for result in pool.map(lambda t: probe_worker.probe_once(t, world.env), texts):
                 world.results.append(result.detail)

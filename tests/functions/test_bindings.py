@@ -56,7 +56,10 @@ def test_host_json_queue_settings_fit_the_probe_worker() -> None:
     # Our own retries are new delayed messages; the host's are only for our storage failures.
     assert 1 <= queues["maxDequeueCount"] <= 5
     assert queues["messageEncoding"] == "base64"  # what ProbeQueue writes
-    assert 1 <= queues["batchSize"] <= 8  # each message may hold a run command for minutes
+    # At most batchSize + newBatchThreshold messages run at once on one instance (the
+    # WebJobs QueuesOptions rule); each may hold a run command for minutes.
+    assert queues["batchSize"] >= 1 and queues["newBatchThreshold"] >= 0
+    assert queues["batchSize"] + queues["newBatchThreshold"] == 4  # docs/node-probes.md
     hours, minutes, _ = (int(x) for x in host["functionTimeout"].split(":"))
     assert hours * 60 + minutes >= 15  # a slow run command, polled to its end, and a retry
 
