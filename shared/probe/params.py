@@ -31,7 +31,11 @@ MODES = frozenset({"triage", "deep"})
 PARAMETER_NAMES = ("TW_TARGETS", "TW_API_HOST", "TW_API_PORT", "TW_MODE")
 _SOURCE = "probe parameters"
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-_FQDN = re.compile(rf"(?:{_LABEL}\.)*{_LABEL}\.?")  # used with fullmatch only
+# At least two labels, the last with a letter (RFC 3696 2: a top-level domain is never all
+# digits): no `localhost`, no `0x7f000001` or `2130706433` that a resolver may read as an
+# address, no dotted numbers that are not a dotted quad.
+_TLD = r"(?=[A-Za-z0-9-]*[A-Za-z])[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_FQDN = re.compile(rf"(?:{_LABEL}\.)+{_TLD}\.?")  # used with fullmatch only
 _SAFE_VALUE = re.compile(r"[A-Za-z0-9.,\-]{0,16000}")  # 1,000 addresses; fullmatch only
 
 
@@ -64,8 +68,9 @@ def _api_host(value: object) -> str:
     if len(value) > 253 or _FQDN.fullmatch(value) is None:
         raise InputError(
             _SOURCE,
-            f"TW_API_HOST: {value!r} is not an FQDN (letters, digits, hyphens; labels of 1-63; "
-            "at most 253 characters) or an IPv4 address",
+            f"TW_API_HOST: {value!r} is not an FQDN (two labels or more of letters, digits, "
+            "hyphens, 1-63 each, the last with a letter; at most 253 characters) or an IPv4 "
+            "address",
         )
     return value
 

@@ -80,7 +80,7 @@ tw_clean() {
 
 tw_octet='(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])'
 tw_ipv4="^${tw_octet}\.${tw_octet}\.${tw_octet}\.${tw_octet}\$"
-tw_fqdn='^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?$'
+tw_fqdn='^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?$'
 
 # --- the reduction of an iptables-save dump (POSIX awk: mawk on Ubuntu, gawk on Azure Linux) --
 # Drops only `-A` rules that provably cannot match a TCP packet (SYN or ACK) from any source
@@ -331,7 +331,10 @@ done
 printf -v tw_digest '%08x' "$tw_digest"
 
 tw_api_host="${TW_API_HOST-}"
-if [[ -n "$tw_api_host" ]] && { ((${#tw_api_host} > 253)) || [[ ! "$tw_api_host" =~ $tw_fqdn ]]; }; then
+tw_last="${tw_api_host%.}"
+tw_last="${tw_last##*.}"
+if [[ -n "$tw_api_host" && ! "$tw_api_host" =~ $tw_ipv4 ]] &&
+    { ((${#tw_api_host} > 253)) || [[ ! "$tw_api_host" =~ $tw_fqdn || ! "$tw_last" =~ [A-Za-z] ]]; }; then
     tw_errors+=("TW_API_HOST" "not an FQDN or IPv4 address; API check skipped")
     tw_api_host=""
 fi

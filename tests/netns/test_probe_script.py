@@ -119,6 +119,13 @@ def test_hostile_environment_is_refused_by_the_script(netns_ok: None) -> None:
         assert report.complete
         assert {e.subject for e in report.errors} == {"TW_TARGETS", "TW_API_HOST"}
         assert report.targets is None and report.api is None
+        # Names a resolver could read as an address, or a bare host name: refused too.
+        for host in ("localhost", "0x7f000001", "api.cluster.123"):
+            code = f"export TW_TARGETS= TW_API_HOST={host} TW_API_PORT=443 TW_MODE=triage\n"
+            out = node.exec(["/bin/bash", "-c", code + script_text()], timeout=90).stdout
+            report = parse_probe_output(out, host)
+            assert [e.subject for e in report.errors] == ["TW_API_HOST"], host
+            assert report.api is None
 
 
 # ---- helpers: a private mount namespace, a stand-in crictl, TLS peers ----------------------

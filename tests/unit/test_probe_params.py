@@ -36,19 +36,19 @@ def test_accepts_and_renders() -> None:
 @pytest.mark.parametrize(
     ("args", "name"),
     [
-        ((["1.2.3.4; reboot"], "h", 443, "triage"), "TW_TARGETS"),
-        ((["$(id)"], "h", 443, "triage"), "TW_TARGETS"),
-        ((["127.0.0.1"], "h", 443, "triage"), "TW_TARGETS"),
-        ((["224.0.0.1"], "h", 443, "triage"), "TW_TARGETS"),
-        ((["0.0.0.0"], "h", 443, "triage"), "TW_TARGETS"),
-        ((["010.1.1.1"], "h", 443, "triage"), "TW_TARGETS"),
-        ((["fe80::1"], "h", 443, "triage"), "TW_TARGETS"),
-        ((["10.0.0.1\n"], "h", 443, "triage"), "TW_TARGETS"),
-        (("10.0.0.1", "h", 443, "triage"), "TW_TARGETS"),
+        ((["1.2.3.4; reboot"], "h.example", 443, "triage"), "TW_TARGETS"),
+        ((["$(id)"], "h.example", 443, "triage"), "TW_TARGETS"),
+        ((["127.0.0.1"], "h.example", 443, "triage"), "TW_TARGETS"),
+        ((["224.0.0.1"], "h.example", 443, "triage"), "TW_TARGETS"),
+        ((["0.0.0.0"], "h.example", 443, "triage"), "TW_TARGETS"),
+        ((["010.1.1.1"], "h.example", 443, "triage"), "TW_TARGETS"),
+        ((["fe80::1"], "h.example", 443, "triage"), "TW_TARGETS"),
+        ((["10.0.0.1\n"], "h.example", 443, "triage"), "TW_TARGETS"),
+        (("10.0.0.1", "h.example", 443, "triage"), "TW_TARGETS"),
         (
             (
                 [f"10.0.{i // 250}.{i % 250 + 1}" for i in range(MAX_TARGETS + 1)],
-                "h",
+                "h.example",
                 443,
                 "triage",
             ),
@@ -63,11 +63,16 @@ def test_accepts_and_renders() -> None:
         (([], "a" * 64 + ".io", 443, "triage"), "TW_API_HOST"),
         (([], ("a" * 60 + ".") * 5, 443, "triage"), "TW_API_HOST"),
         (([], "127.0.0.1", 443, "triage"), "TW_API_HOST"),
-        (([], "h", 0, "triage"), "TW_API_PORT"),
-        (([], "h", 65536, "triage"), "TW_API_PORT"),
-        (([], "h", True, "triage"), "TW_API_PORT"),
-        (([], "h", "443", "triage"), "TW_API_PORT"),
-        (([], "h", 443, "deep; id"), "TW_MODE"),
+        (([], "localhost", 443, "triage"), "TW_API_HOST"),  # one label
+        (([], "0x7f000001", 443, "triage"), "TW_API_HOST"),  # what inet_aton reads as 127.0.0.1
+        (([], "2130706433", 443, "triage"), "TW_API_HOST"),  # the same as one number
+        (([], "10.0.0", 443, "triage"), "TW_API_HOST"),  # dotted numbers, not a quad
+        (([], "api.cluster.123", 443, "triage"), "TW_API_HOST"),  # an all-digit top label
+        (([], "h.example", 0, "triage"), "TW_API_PORT"),
+        (([], "h.example", 65536, "triage"), "TW_API_PORT"),
+        (([], "h.example", True, "triage"), "TW_API_PORT"),
+        (([], "h.example", "443", "triage"), "TW_API_PORT"),
+        (([], "h.example", 443, "deep; id"), "TW_MODE"),
     ],
 )
 def test_refuses_hostile_or_bad_values(args: tuple[object, ...], name: str) -> None:
@@ -94,7 +99,8 @@ _octet = st.integers(1, 223)
 _ip = st.builds(lambda a, b, c, d: f"{a}.{b}.{c}.{d}", _octet, st.integers(0, 255),
                 st.integers(0, 255), st.integers(1, 254))  # fmt: skip
 _label = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,20}[a-z0-9])?", fullmatch=True)
-_fqdn = st.lists(_label, min_size=1, max_size=4).map(".".join)
+_tld = st.from_regex(r"[a-z][a-z0-9-]{0,8}[a-z0-9]", fullmatch=True)
+_fqdn = st.builds(lambda a, b: ".".join([*a, b]), st.lists(_label, min_size=1, max_size=3), _tld)
 
 
 @settings(max_examples=25, deadline=None)
