@@ -22,7 +22,8 @@
 # The deep blobs are printed last, under a size guard: whatever would push the output past
 # ~4,000 bytes becomes a `toolarge` record.
 #
-# No eval, no temp files, every external command under `timeout`, and each step only starts
+# No eval, no temp files, every external command under `timeout -k 2` (a command that ignores
+# SIGTERM is killed 2 s later), and each step only starts
 # while the time budget (55 s) allows it: the whole run stays under about 60 s, also when
 # every one of 1,000 targets times out (4 batches of 250 parallel connects of at most 4 s).
 
@@ -66,7 +67,7 @@ tw_time() { ((SECONDS + $1 <= tw_budget)); }
 # gzip + base64 on one line of stdin; empty output when a tool is missing or fails.
 tw_pack() {
     if tw_have gzip && tw_have base64; then
-        timeout 10 gzip -c -n 2>/dev/null | timeout 10 base64 -w0 2>/dev/null
+        timeout -k 2 20 gzip -c -n 2>/dev/null | timeout -k 2 20 base64 -w0 2>/dev/null
     else
         cat >/dev/null
     fi
@@ -353,7 +354,7 @@ done
 
 # --- tools and identity ----------------------------------------------------------------------
 tw_nc=""
-if tw_have nc && [[ "$(timeout 3 nc -h 2>&1)" == *OpenBSD* ]]; then
+if tw_have nc && [[ "$(timeout -k 2 3 nc -h 2>&1)" == *OpenBSD* ]]; then
     tw_nc=openbsd # its -z -v -w wording is what the netcat parser reads; others use /dev/tcp
 fi
 tw_tools=()
@@ -363,10 +364,10 @@ for tw_t in timeout gzip base64 awk crictl ufw iptables-legacy-save iptables-nft
 done
 tw_rec tool "nc=${tw_nc:-none}" "${tw_tools[*]}"
 
-tw_rec host "$(timeout 3 hostname 2>/dev/null || true)"
+tw_rec host "$(timeout -k 2 3 hostname 2>/dev/null || true)"
 tw_node_addrs="" # the node's own addresses, for the reduction's `-d` test
 if tw_have ip; then
-    tw_addrs="$(timeout 3 ip -4 -o addr show scope global 2>/dev/null)"
+    tw_addrs="$(timeout -k 2 3 ip -4 -o addr show scope global 2>/dev/null)"
     while read -r _ tw_if _ tw_cidr _; do
         [[ -n "${tw_cidr-}" ]] || continue
         tw_rec addr "$tw_if" "$tw_cidr"
@@ -393,7 +394,7 @@ tw_rec os "${tw_os_id:-unknown}" "${tw_os_ver:-unknown}" "$(uname -r 2>/dev/null
 tw_tunnelfront="" tw_akslink=""
 if [[ "$tw_mode" != "-" ]]; then
     if tw_have crictl; then
-        tw_ids="$(timeout 5 crictl ps -a -q --name '^(konnectivity-agent|tunnel-front|openvpn-client)$' 2>/dev/null)"
+        tw_ids="$(timeout -k 2 5 crictl ps -a -q --name '^(konnectivity-agent|tunnel-front|openvpn-client)$' 2>/dev/null)"
         tw_rc=$?
         if ((tw_rc != 0)); then
             tw_rec error crictl "crictl ps failed with status $tw_rc"
@@ -408,7 +409,7 @@ if [[ "$tw_mode" != "-" ]]; then
                 break
             fi
             # One id per call: with several, newer crictl runs the template once on a list.
-            tw_c="$(timeout 3 crictl inspect -o go-template --template \
+            tw_c="$(timeout -k 2 3 crictl inspect -o go-template --template \
                 '{{.status.metadata.name}}|{{.status.state}}|{{.status.metadata.attempt}}|{{.status.exitCode}}|{{.status.reason}}|{{.status.finishedAt}}|{{index .status.labels "io.kubernetes.pod.name"}}|{{index .status.labels "io.kubernetes.pod.namespace"}}' \
                 "$tw_id" 2>/dev/null)"
             if [[ -z "$tw_c" ]]; then
@@ -439,10 +440,10 @@ tw_connect() {
     local host="$1" port="$2" wait="$3" numeric=()
     [[ "$host" =~ $tw_ipv4 ]] && numeric=(-n) # an address needs no DNS; a name does
     if [[ "$tw_nc" == openbsd ]]; then
-        tw_out="$(timeout $((wait + 2)) nc -z -v "${numeric[@]}" -w "$wait" "$host" "$port" 2>&1)"
+        tw_out="$(timeout -k 2 $((wait + 2)) nc -z -v "${numeric[@]}" -w "$wait" "$host" "$port" 2>&1)"
         tw_rc=$?
     else
-        tw_out="$(timeout "$wait" bash -c 'exec 3<>"/dev/tcp/$1/$2"' tw "$host" "$port" 2>&1)"
+        tw_out="$(timeout -k 2 "$wait" bash -c 'exec 3<>"/dev/tcp/$1/$2"' tw "$host" "$port" 2>&1)"
         tw_rc=$?
     fi
     tw_out="${tw_out//$'\t'/ }"
@@ -565,11 +566,11 @@ fi
 tw_tls() {
     local host="$1" port="$2" out rc tcp=failed hs=failed alpn=- subj=- iss=- name=unknown x l sni=()
     [[ "$host" =~ $tw_ipv4 ]] || sni=(-servername "$host")
-    out="$(timeout 8 openssl s_client -connect "$host:$port" "${sni[@]}" -alpn konnectivity,h2 </dev/null 2>&1)"
+    out="$(timeout -k 2 8 openssl s_client -connect "$host:$port" "${sni[@]}" -alpn konnectivity,h2 </dev/null 2>&1)"
     rc=$?
     if [[ "$out" == *"CONNECTED("* ]]; then
         tcp=open
-    elif ((rc == 124)); then
+    elif ((rc == 124 || rc == 137)); then
         tcp=timeout
     fi
     if [[ "$out" =~ ALPN\ protocol:\ ([!-~]{1,40}) ]]; then
@@ -577,7 +578,7 @@ tw_tls() {
     fi
     if [[ "$out" == *"-----BEGIN CERTIFICATE-----"* && "$out" != *"Cipher is (NONE)"* ]]; then
         hs=ok
-        x="$(printf '%s\n' "$out" | timeout 3 openssl x509 -noout -subject -issuer -nameopt RFC2253 2>/dev/null)"
+        x="$(printf '%s\n' "$out" | timeout -k 2 3 openssl x509 -noout -subject -issuer -nameopt RFC2253 2>/dev/null)"
         while IFS= read -r l; do
             [[ "$l" =~ ^(subject|issuer)=(.*,)?CN=([^,]*) ]] || continue
             if [[ "${BASH_REMATCH[1]}" == subject ]]; then
@@ -587,9 +588,9 @@ tw_tls() {
             fi
         done <<<"$x"
         if [[ "$host" =~ $tw_ipv4 ]]; then
-            x="$(printf '%s\n' "$out" | timeout 3 openssl x509 -noout -checkip "$host" 2>/dev/null)"
+            x="$(printf '%s\n' "$out" | timeout -k 2 3 openssl x509 -noout -checkip "$host" 2>/dev/null)"
         else
-            x="$(printf '%s\n' "$out" | timeout 3 openssl x509 -noout -checkhost "$host" 2>/dev/null)"
+            x="$(printf '%s\n' "$out" | timeout -k 2 3 openssl x509 -noout -checkhost "$host" 2>/dev/null)"
         fi
         case "$x" in
         *"does NOT match"*) name=no ;;
@@ -650,7 +651,7 @@ tw_dump() {
         done <<<"$dump"
     fi
     if tw_have awk && [[ -n "$dump" ]]; then
-        dump="$(printf '%s\n' "$dump" | timeout 15 awk -v addrs="$tw_node_addrs" "$tw_reduce_awk" 2>/dev/null)"
+        dump="$(printf '%s\n' "$dump" | timeout -k 2 15 awk -v addrs="$tw_node_addrs" "$tw_reduce_awk" 2>/dev/null)"
         stats="${dump##*$'\n'}"
         if [[ "$stats" =~ ^#\ tw-reduced\ ([0-9]+)\ ([0-9]+)\ ([0-9]+)$ ]]; then
             kept="${BASH_REMATCH[1]}" dropped="${BASH_REMATCH[2]}" chains="${BASH_REMATCH[3]}"
@@ -701,7 +702,7 @@ if [[ "$tw_mode" == deep ]]; then
     if ! tw_have ufw; then
         tw_rec ufw absent
     elif tw_time 15; then
-        tw_deep ufw - "$(timeout 15 ufw status verbose 2>&1 | tw_pack)"
+        tw_deep ufw - "$(timeout -k 2 15 ufw status verbose 2>&1 | tw_pack)"
     else
         tw_rec error ufw "time budget spent; ufw status not read"
     fi
