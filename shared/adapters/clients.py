@@ -171,6 +171,12 @@ class BoundedRetryPolicy(RetryPolicy[Any, Any]):
         retry_after = self.get_retry_after(response)
         if retry_after is not None and retry_after > self.max_retry_after:
             return False
+        if _starts_a_run_command(response) and response.http_response.status_code != 429:
+            # azure-core re-sends a POST on 500/503/504 and on any answer with Retry-After;
+            # for a run command that may mean the script runs twice as root, and a run
+            # command the worker never counted. Only a 429 (not accepted) is re-sent; the
+            # worker decides about the rest, with its own count and delays.
+            return False
         return bool(super().is_retry(settings, response))
 
     @classmethod
@@ -183,6 +189,12 @@ class BoundedRetryPolicy(RetryPolicy[Any, Any]):
             retry_backoff_max=retry.backoff_max,
             timeout=retry.timeout,
         )
+
+
+def _starts_a_run_command(response: PipelineResponse[Any, Any]) -> bool:
+    request = response.http_request
+    path = urlsplit(request.url).path.rstrip("/").lower()
+    return bool(request.method.upper() == "POST" and path.endswith("/runcommand"))
 
 
 class ReadOnlyPostRetryPolicy(BoundedRetryPolicy):

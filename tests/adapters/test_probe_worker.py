@@ -437,6 +437,27 @@ def test_throttling_waits_at_least_retry_after(rig: Rig) -> None:
     assert "retry in 150s" in result.detail  # Retry-After (150) beats the 60 s first backoff
 
 
+@pytest.mark.parametrize("faults", [
+    Faults(failures=[Failure("virtualMachineScaleSetVMs.runCommand", status=500, times=2)],
+           throttles=[Throttle("virtualMachineScaleSetVMs.runCommand", first=1, retry_after=1)])
+])  # fmt: skip
+def test_a_run_command_is_never_re_sent_by_the_sdk_after_an_answer_that_may_have_started_it(
+    rig: Rig,
+) -> None:
+    op = "virtualMachineScaleSetVMs.runCommand"
+    # A 429 was not accepted: azure-core waits its Retry-After and sends again (2 POSTs);
+    # the 500 that follows might have started the script: not re-sent, a later attempt.
+    # (Each rule counts every call: the failure's `times=2` is its answer to the second.)
+    first = rig.handle(rig.request(HEALTHY, "system"))
+    assert rig.sim.calls.get(op) == 2
+    assert first.status is ProbeStatus.RETRY and "500" in first.detail
+    (later,) = first.follow_ups
+    assert rig.handle(later).status is ProbeStatus.DONE
+    assert rig.sim.calls.get(op) == 3
+    (entry,) = rig.ledger.entries("probe-test")
+    assert entry.run_commands == 2  # the worker's count: both attempts that reached the node
+
+
 def test_skips_are_recorded_with_the_reason(rig: Rig) -> None:
     windows = rig.handle(rig.request(HEALTHY, "win1"))
     assert windows.status is ProbeStatus.SKIPPED and "Windows" in windows.detail
