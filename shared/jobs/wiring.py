@@ -15,6 +15,7 @@ Storage comes from the Functions host's own connection: a connection string in
 from __future__ import annotations
 
 import socket
+import threading
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
@@ -174,16 +175,23 @@ def cached_inventory(
     which the worker records as skipped.
     """
     cache: dict[str, tuple[datetime, Estate]] = {}
+    locks: dict[str, threading.Lock] = {}
+    guard = threading.Lock()
 
     def inventory(subscription: str) -> Estate:
         key = subscription.lower()
-        now = clock()
-        hit = cache.get(key)
-        if hit is not None and (now - hit[0]).total_seconds() < ttl_seconds:
-            return hit[1]
-        estate = read_estate(clients_for(key), key)
-        cache[key] = (now, estate)
-        return estate
+        with guard:
+            lock = locks.setdefault(key, threading.Lock())
+        # The host runs several messages at once: when the entry expires, one of them reads
+        # the subscription again and the others wait for that read instead of repeating it.
+        with lock:
+            now = clock()
+            hit = cache.get(key)
+            if hit is not None and (now - hit[0]).total_seconds() < ttl_seconds:
+                return hit[1]
+            estate = read_estate(clients_for(key), key)
+            cache[key] = (now, estate)
+            return estate
 
     return inventory
 

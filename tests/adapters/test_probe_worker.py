@@ -327,6 +327,26 @@ def test_findings_of_a_node_gone_from_the_cluster_are_resolved_by_the_next_triag
     assert [r.instance_id for r in triage.follow_ups] == [kept.instance_id]
 
 
+def test_messages_that_find_the_inventory_expired_together_read_it_once(rig: Rig) -> None:
+    def clients_for(sub: str) -> ArmClients:
+        return build_clients(
+            rig.sim.credential(), sub, arm_endpoint=rig.sim.endpoint, ca_bundle=rig.sim.ca_path
+        )
+
+    inventory = cached_inventory(clients_for, lambda: NOW)
+    before = rig.sim.calls.get("managedClusters.list", 0)
+    start = threading.Barrier(4)
+
+    def read(_: int) -> int:
+        start.wait()
+        return len(inventory(SUB).clusters)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        sizes = list(pool.map(read, range(4)))
+    assert len(set(sizes)) == 1 and sizes[0] > 0
+    assert rig.sim.calls.get("managedClusters.list", 0) - before == 1
+
+
 def test_run_commands_beyond_the_cycle_budget_are_skipped_with_the_reason(rig: Rig) -> None:
     rig.options = replace(rig.options, budget=2)
     first = rig.handle(rig.request(HEALTHY, "system"))
