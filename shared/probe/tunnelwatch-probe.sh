@@ -663,8 +663,8 @@ tw_dump() {
     tw_deep ruleset "$backend" "$(printf '%s' "$dump" | tw_pack)" "$kept" "$dropped" "$chains"
 }
 
-# Native nftables tables (not iptables-nft's) of family ip or inet with a base chain on the
-# prerouting or input hook, as one `nft -j list ruleset`-shaped JSON document.
+# Native nftables tables (not iptables-nft's) of family ip, inet or netdev with a base chain
+# on the ingress, prerouting or input hook, as one `nft -j list ruleset`-shaped JSON document.
 tw_nft() {
     local tables kw fam tab one body doc=""
     if ! tables="$(timeout -k 2 5 nft list tables 2>/dev/null)"; then
@@ -672,7 +672,7 @@ tw_nft() {
         return
     fi
     while read -r kw fam tab _; do
-        [[ "$kw" == table && ("$fam" == ip || "$fam" == inet) ]] || continue
+        [[ "$kw" == table && ("$fam" == ip || "$fam" == inet || "$fam" == netdev) ]] || continue
         # iptables-nft's own tables are read by iptables-nft-save, unless it said it cannot
         if [[ "$fam" == ip && "$tab" =~ ^(filter|nat|mangle|raw|security)$ && " $tw_hidden " != *" $tab "* ]]; then
             continue
@@ -685,7 +685,7 @@ tw_nft() {
             tw_rec error "ruleset nftables" "nft -j list table $fam $tab failed; that table is not reported"
             continue
         fi
-        [[ "$one" =~ \"hook\":\ ?\"(input|prerouting)\" ]] || continue
+        [[ "$one" =~ \"hook\":\ ?\"(input|prerouting|ingress)\" ]] || continue
         [[ "$one" =~ ^\{\"nftables\":\ ?\[(.*)\]\}$ ]] || continue
         body="${BASH_REMATCH[1]}"
         if [[ -n "$doc" ]]; then

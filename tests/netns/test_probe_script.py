@@ -353,15 +353,21 @@ def test_native_nftables_tables_hooking_input_are_reported_as_one_json_document(
             " chain other { tcp dport 10250 drop; }\n}\n"
             "table ip kube-proxy {\n chain pre { type nat hook prerouting priority -100; }\n}\n"
             "table ip mine {\n chain out { type filter hook output priority 0; }\n}\n"
+            "table netdev edge {\n chain in { type filter hook ingress device eth0 priority 0; }\n}\n"
         ))  # fmt: skip
         out = node.exec(["/bin/bash", "-c", DEEP_NO_TARGETS + script_text()], timeout=90).stdout
         node.exec(["nft", "add", "rule", "inet", "kp", "input", "jump", "other"])
         jumped = node.exec(["/bin/bash", "-c", DEEP_NO_TARGETS + script_text()], timeout=90)
+        # A drop at ingress, before any IP hook (the inet drop is taken out first).
+        node.exec(["nft", "flush", "chain", "inet", "kp", "input"])
+        node.exec(["nft", "add", "rule", "netdev", "edge", "in", "tcp", "dport", "10250", "drop"])
+        at_ingress = node.exec(["/bin/bash", "-c", DEEP_NO_TARGETS + script_text()], timeout=90)
     report = parse_probe_output(out, "nft")
     (doc,) = [r for r in report.rulesets if r.backend == "nftables"]
     items = json.loads(doc.text)["nftables"]
     tables = [(i["table"]["family"], i["table"]["name"]) for i in items if "table" in i]
-    assert tables == [("inet", "kp"), ("ip", "kube-proxy")]  # not iptables-nft's, not "mine"
+    # not iptables-nft's, not "mine" (output only); the ingress of the node's interface too
+    assert tables == [("inet", "kp"), ("ip", "kube-proxy"), ("netdev", "edge")]
     assert sum("metainfo" in i for i in items) == 1
     assert any(i.get("rule", {}).get("chain") == "other" for i in items)
     found = _findings(out, {OPEN_PEER: "peer"})
@@ -372,6 +378,10 @@ def test_native_nftables_tables_hooking_input_are_reported_as_one_json_document(
     assert [(f.check, f.kind, f.cause) for f in blocked] == [
         ("node.nftables", Kind.PROBLEM, Cause.IPTABLES)
     ]
+    edge = _findings(at_ingress.stdout, {OPEN_PEER: "peer"})
+    (drop,) = [f for f in edge if f.kind is not Kind.COVERAGE]
+    assert drop.kind is Kind.PROBLEM
+    assert any("netdev edge in" in e for e in drop.evidence), drop.evidence
 
 
 def test_a_ruleset_dump_that_fails_is_an_error_never_an_empty_ruleset(
