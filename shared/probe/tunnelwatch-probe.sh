@@ -364,7 +364,10 @@ for tw_t in timeout gzip base64 awk crictl ufw iptables-legacy-save iptables-nft
 done
 tw_rec tool "nc=${tw_nc:-none}" "${tw_tools[*]}"
 
-tw_rec host "$(timeout -k 2 3 hostname 2>/dev/null || true)"
+# The kernel's name, read by bash itself (Azure Linux images may lack the hostname binary).
+tw_host=""
+read -r tw_host 2>/dev/null </proc/sys/kernel/hostname || tw_host="$(timeout -k 2 3 hostname 2>/dev/null)"
+tw_rec host "$tw_host"
 tw_node_addrs="" # the node's own addresses, for the reduction's `-d` test
 if tw_have ip; then
     tw_addrs="$(timeout -k 2 3 ip -4 -o addr show scope global 2>/dev/null)"

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -323,10 +324,11 @@ def test_missing_tools_are_reported_not_fatal(netns_ok: None) -> None:
                   "-A INPUT -p udp -j DROP\n-A INPUT -p tcp -m tcp --dport 10250 -j DROP\n"
                   "COMMIT\n")  # fmt: skip
         deep = _code(OPEN_PEER, "deep", (OPEN_PEER,))
-        out = _run_private(node, deep, hide=("awk", "openssl", "nc", "nft", "ufw"))
+        out = _run_private(node, deep, hide=("awk", "openssl", "nc", "nft", "ufw", "hostname"))
         no_gzip = _run_private(node, deep, hide=("gzip", "ip"))
     r = parse_probe_output(out, "hidden")
     assert r.complete and r.nc == "none" and "awk" not in r.tools
+    assert r.hostname == socket.gethostname()  # from /proc, without the hostname binary
     assert r.targets is None and r.reach is not None  # open (through /dev/tcp): not named
     assert target_results(r, [OPEN_PEER]).statuses == {OPEN_PEER: Status.OPEN}
     assert r.tls is None and any(n.startswith("tls: openssl is not on the node") for n in r.notes)
