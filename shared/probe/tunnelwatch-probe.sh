@@ -684,6 +684,10 @@ tw_nft() {
             tw_rec error "ruleset nftables" "a table name with unexpected characters was not read"
             continue
         fi
+        if ! tw_time 7; then # one table: 5 s, and 2 more for a kill
+            tw_rec error "ruleset nftables" "time budget spent; table $fam $tab and the ones after it not read"
+            break
+        fi
         if ! one="$(timeout -k 2 5 nft -j list table "$fam" "$tab" 2>/dev/null)"; then
             tw_rec error "ruleset nftables" "nft -j list table $fam $tab failed; that table is not reported"
             continue
