@@ -74,6 +74,8 @@ class ProbeOptions:
     # Run commands per cycle (PROBE_BUDGET), shared by its triages, deep probes and retries;
     # None: no limit (tests of one message).
     budget: int | None = None
+    # How long a poison message waits for an inventory it can be checked against.
+    poison_patience_hours: int = 6
     # A RUNNING claim older than this is a dead worker's: host.json functionTimeout (20 min)
     # plus a margin.
     lease_minutes: int = 25
@@ -442,9 +444,11 @@ def handle_poison(text: str, options: ProbeOptions, deps: ProbeDeps) -> ProbeRes
     worker = _Worker(request, options, deps)
     worker.earlier = seen.run_commands if seen is not None else 0
     try:
-        resolved = resolve_request(
-            request, deps.inventory(request.subscription), options.subscriptions
-        )
+        estate = deps.inventory(request.subscription)
+    except AzureError as exc:
+        return _poison_later(request, options, deps, worker.now, exc)
+    try:
+        resolved = resolve_request(request, estate, options.subscriptions)
     except InputError as exc:
         return worker._finish(ProbeStatus.REFUSED, f"poison refused: {exc.message}")
     if isinstance(resolved, str):
@@ -464,6 +468,25 @@ def handle_poison(text: str, options: ProbeOptions, deps: ProbeDeps) -> ProbeRes
         now=worker.now,
     )  # fmt: skip
     return worker._finish(ProbeStatus.POISONED, f"inconclusive recorded: {last}", (finding,))
+
+
+def _poison_later(
+    request: ProbeRequest, options: ProbeOptions, deps: ProbeDeps, now: datetime, exc: AzureError
+) -> ProbeResult:
+    """The inventory could not be read, so the node cannot be named in a finding: the poison
+    message goes back on the poison queue, delayed, rather than through the host's retries
+    (3 in 3 minutes, then a queue nobody reads and a finding never written). Until the
+    request is `poison_patience_hours` old; then it is logged and dropped."""
+    why = f"inventory read failed: {type(exc).__name__}: {str(exc)[:200]}"
+    if now - request.requested_at > timedelta(hours=options.poison_patience_hours):
+        log.error(
+            "poison probe %s of %s dropped after %d hours: %s",
+            request.request_id, request.cluster_id, options.poison_patience_hours, why,
+        )  # fmt: skip
+        return ProbeResult(None, f"poison dropped: {why}")
+    deps.poison.send(request, delay_seconds=options.max_delay_seconds // 4)
+    log.warning("poison probe %s put back for later: %s", request.request_id, why)
+    return ProbeResult(None, f"poison put back for later: {why}", follow_ups=(request,))
 
 
 def _deep_nodes(scopes: set[str]) -> list[str]:

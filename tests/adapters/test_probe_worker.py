@@ -327,6 +327,30 @@ def test_findings_of_a_node_gone_from_the_cluster_are_resolved_by_the_next_triag
     assert [r.instance_id for r in triage.follow_ups] == [kept.instance_id]
 
 
+def test_a_poison_message_waits_for_the_inventory_instead_of_being_lost(rig: Rig) -> None:
+    request = rig.request(HEALTHY, "system")
+    rig.sim.faults.failures.append(Failure("managedClusters.list", status=400, code="BadRequest"))
+
+    def clients_for(sub: str) -> ArmClients:
+        return build_clients(
+            rig.sim.credential(), sub, arm_endpoint=rig.sim.endpoint, ca_bundle=rig.sim.ca_path
+        )
+
+    fresh = replace(rig.deps, inventory=cached_inventory(clients_for, lambda: NOW))  # no cache
+    held = handle_poison(request.to_json(), rig.options, fresh)
+    assert "put back for later" in held.detail and held.findings == ()
+    (again,) = held.follow_ups  # sent to the poison queue, visible in 15 minutes
+    assert again.request_id == request.request_id
+    assert rig.poison._client.get_queue_properties().approximate_message_count == 1
+    # Hours later the outage still lasts: logged and dropped, not queued forever.
+    old = replace(
+        request, requested_at=NOW - timedelta(hours=rig.options.poison_patience_hours + 1)
+    )
+    dropped = handle_poison(old.to_json(), rig.options, fresh)
+    assert "poison dropped" in dropped.detail and dropped.follow_ups == ()
+    assert rig.store.open_findings(subscription=SUB) == []
+
+
 def test_messages_that_find_the_inventory_expired_together_read_it_once(rig: Rig) -> None:
     def clients_for(sub: str) -> ArmClients:
         return build_clients(
