@@ -31,6 +31,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.skips import cannot_run
+
 __all__ = [
     "DEV_ACCOUNT",
     "DEV_KEY",
@@ -202,10 +204,6 @@ def _die_with_parent() -> None:
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def _ci() -> bool:
-    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
-
-
 @pytest.fixture(scope="session")
 def azurite() -> Iterator[str]:
     """A connection string to an in-memory Azurite shared by the whole test session.
@@ -216,6 +214,4 @@ def azurite() -> Iterator[str]:
         with running_azurite() as endpoints:
             yield endpoints.connection_string
     except AzuriteUnavailable as exc:
-        if _ci():
-            pytest.fail(f"CI=true but Azurite is unavailable: {exc}")
-        pytest.skip(str(exc))
+        cannot_run(f"needs Azurite (make test installs it from npm): {exc}")

@@ -36,6 +36,7 @@ from tests.lab import faults as lab_faults
 from tests.lab.nodelab import LabNode, NodeLab
 from tests.lab.nodelab_plan import load_lab_file
 from tests.lab.ufwlab import machine_ufw_snapshot, ufw_unavailable_reason
+from tests.skips import cannot_run
 
 pytestmark = pytest.mark.netns
 
@@ -78,8 +79,8 @@ class Rig:
 @pytest.fixture(scope="module")
 def rig(netns_ok: None) -> Iterator[Rig]:
     require_tools(*TOOLS)
-    if ufw_unavailable_reason():
-        pytest.skip(ufw_unavailable_reason())
+    if reason := ufw_unavailable_reason():
+        cannot_run(f"needs ufw with its packaged files: {reason}")
     estate, faults = load_lab_file(LAB_FILE)
     with NodeLab(estate, faults) as lab, ArmSimulator(estate, executor=lab.executor) as sim:
         print(f"node lab: {len(lab.nodes)} nodes set up in {lab.setup_seconds:.1f} s")

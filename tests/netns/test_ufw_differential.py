@@ -40,6 +40,7 @@ from shared.analysis.ufw import (
 from tests.conftest import require_tools
 from tests.lab.netns import Host, Lab
 from tests.lab.ufwlab import UfwHost, machine_ufw_snapshot, ufw_unavailable_reason
+from tests.skips import cannot_run
 
 pytestmark = pytest.mark.netns
 
@@ -162,9 +163,8 @@ def _configs() -> list[Config]:
 @pytest.fixture(scope="module")
 def labs(netns_ok: None) -> Iterator[list[tuple[UfwHost, Host]]]:
     require_tools("ufw", "iptables")
-    reason = ufw_unavailable_reason()
-    if reason:
-        pytest.skip(reason)
+    if reason := ufw_unavailable_reason():
+        cannot_run(f"needs ufw with its packaged files: {reason}")
     before = machine_ufw_snapshot()
     with ExitStack() as stack:
         made: list[tuple[UfwHost, Host]] = []
