@@ -315,7 +315,12 @@ class _Worker:
         follow_ups: list[ProbeRequest] = []
         if r.kind is ProbeKind.TRIAGE:
             open_scopes = self._open_scopes(resolved)
-            notes += self._retire_gone(resolved, open_scopes)
+            gone = self._retire_gone(resolved, open_scopes)
+            if gone:
+                names = ", ".join(g.split(":", 2)[2] for g in gone)
+                notes.append(f"resolved the findings of {len(gone)} node(s)/pool(s) gone from "
+                             f"the cluster: {names}"[:300])  # fmt: skip
+                open_scopes -= set(gone)
             # A cut or partly untested triage still decided the nodes it named: those get
             # their deep probe; re-checks wait for a triage that read everything.
             rechecks = _deep_nodes(open_scopes) if complete else []
@@ -346,8 +351,8 @@ class _Worker:
 
     def _retire_gone(self, resolved: Resolved, open_scopes: set[str]) -> list[str]:
         """Resolve the open findings of nodes and pools the cluster no longer has (scaled in,
-        deleted): no probe will ever write their scope again. Only from a whole inventory:
-        a scale set that could not be listed must not look like one without nodes."""
+        deleted): no probe will ever write their scope again; the scopes resolved. Only from
+        a whole inventory: a scale set that could not be listed must not look empty."""
         if self.estate is None or self.estate.errors:
             return []
         cluster = resolved.cluster
@@ -368,12 +373,7 @@ class _Worker:
                 run_id=self.request.scan_id,
                 now=self.now,
             )
-            open_scopes.discard(scope)
-        if not gone:
-            return []
-        names = ", ".join(g.split(":", 2)[2] for g in gone)
-        why = f"resolved the findings of {len(gone)} node(s)/pool(s) gone from the cluster: {names}"
-        return [why[:300]]
+        return gone
 
     def _failed(self, resolved: Resolved, outcome: RunOutcome) -> ProbeResult:
         r = self.request

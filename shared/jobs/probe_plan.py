@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 
 from shared.analysis.findings import Finding, Kind
 from shared.errors import InputError
@@ -81,6 +82,18 @@ def _probeable(cluster: Cluster, pool: AgentPool) -> str:
     return ""
 
 
+_T = TypeVar("_T")
+
+
+def _rotated(items: list[_T], cycle_id: str) -> list[_T]:
+    """`items` starting at a place the cycle id picks: what a limit leaves out changes from one
+    cycle to the next, so over successive cycles every item has its turn."""
+    if not items:
+        return items
+    start = int(hashlib.sha256(cycle_id.encode()).hexdigest(), 16) % len(items)
+    return items[start:] + items[:start]
+
+
 def triage_share(budget: int) -> int:
     """How many of a cycle's `budget` run commands its triages may take: three quarters
     (all of a budget under 4); the rest is kept for the deep probes the triages ask for and
@@ -115,8 +128,7 @@ def cycle_requests(
                 candidates.append((cluster, pool, running[0]))
     share = triage_share(budget)
     if len(candidates) > share:
-        start = int(hashlib.sha256(cycle_id.encode()).hexdigest(), 16) % len(candidates)
-        rotated = candidates[start:] + candidates[:start]
+        rotated = _rotated(candidates, cycle_id)
         skipped += [
             f"{c.id}: pool {p.name} over this cycle's budget of {budget} run commands "
             f"({share} for triages)"
@@ -292,11 +304,7 @@ def deep_follow_ups(
     # Beyond the limit, the unreachable nodes probed rotate with the cycle (the same first
     # ten every hour would leave the others undiagnosed), and re-checks, which close the
     # findings of fixed nodes, alternate with them instead of waiting behind them.
-    first: list[_Wanted] = list(unreachable.items())
-    if first:
-        start = int(hashlib.sha256(triage.scan_id.encode()).hexdigest(), 16) % len(first)
-        first = first[start:] + first[:start]
-    wanted = dict(_alternate(first, rechecks))
+    wanted = dict(_alternate(_rotated(list(unreachable.items()), triage.scan_id), rechecks))
     requests: list[ProbeRequest] = []
     left: list[str] = []
     for name, (pool, inst, why) in wanted.items():

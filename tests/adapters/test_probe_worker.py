@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -24,6 +24,7 @@ from shared.adapters.probe_ledger import LedgerEntry, ProbeLedger, ProbeStatus
 from shared.adapters.queues import ProbeQueue
 from shared.adapters.tables import ClusterScan, Coverage, FindingState, FindingStore
 from shared.analysis.findings import Cause, Kind
+from shared.inventory.model import Estate
 from shared.jobs.probe import ProbeDeps, ProbeOptions, handle_poison, handle_probe_message
 from shared.jobs.wiring import cached_inventory, probe_deps
 from shared.probe.params import PARAMETER_NAMES
@@ -70,6 +71,17 @@ class Rig:
             clock=lambda: NOW,
         )  # fmt: skip
         self.deps.jitter = lambda: 0.0
+
+    def uncached_inventory(self) -> Callable[[str], Estate]:
+        """An inventory of its own (the rig's has read the subscription already)."""
+
+        def clients_for(sub: str) -> ArmClients:
+            return build_clients(
+                self.sim.credential(), sub, arm_endpoint=self.sim.endpoint,
+                ca_bundle=self.sim.ca_path,
+            )  # fmt: skip
+
+        return cached_inventory(clients_for, lambda: NOW)
 
     def estate(self):  # type: ignore[no-untyped-def]
         return self.deps.inventory(SUB)
@@ -271,12 +283,7 @@ def test_an_inventory_outage_is_a_later_attempt_not_a_crash(rig: Rig) -> None:
     request = rig.request(HEALTHY, "system")
     rig.sim.faults.failures.append(Failure("managedClusters.list", status=400, code="BadRequest"))
 
-    def clients_for(sub: str) -> ArmClients:
-        return build_clients(
-            rig.sim.credential(), sub, arm_endpoint=rig.sim.endpoint, ca_bundle=rig.sim.ca_path
-        )
-
-    fresh = replace(rig.deps, inventory=cached_inventory(clients_for, lambda: NOW))  # no cache
+    fresh = replace(rig.deps, inventory=rig.uncached_inventory())
     result = handle_probe_message(request.to_json(), rig.options, fresh)
     assert result.status is ProbeStatus.RETRY and "inventory read failed" in result.detail
     (later,) = result.follow_ups
@@ -331,12 +338,7 @@ def test_a_poison_message_waits_for_the_inventory_instead_of_being_lost(rig: Rig
     request = rig.request(HEALTHY, "system")
     rig.sim.faults.failures.append(Failure("managedClusters.list", status=400, code="BadRequest"))
 
-    def clients_for(sub: str) -> ArmClients:
-        return build_clients(
-            rig.sim.credential(), sub, arm_endpoint=rig.sim.endpoint, ca_bundle=rig.sim.ca_path
-        )
-
-    fresh = replace(rig.deps, inventory=cached_inventory(clients_for, lambda: NOW))  # no cache
+    fresh = replace(rig.deps, inventory=rig.uncached_inventory())
     held = handle_poison(request.to_json(), rig.options, fresh)
     assert "put back for later" in held.detail and held.findings == ()
     (again,) = held.follow_ups  # sent to the poison queue, visible in 15 minutes
@@ -352,12 +354,7 @@ def test_a_poison_message_waits_for_the_inventory_instead_of_being_lost(rig: Rig
 
 
 def test_messages_that_find_the_inventory_expired_together_read_it_once(rig: Rig) -> None:
-    def clients_for(sub: str) -> ArmClients:
-        return build_clients(
-            rig.sim.credential(), sub, arm_endpoint=rig.sim.endpoint, ca_bundle=rig.sim.ca_path
-        )
-
-    inventory = cached_inventory(clients_for, lambda: NOW)
+    inventory = rig.uncached_inventory()
     before = rig.sim.calls.get("managedClusters.list", 0)
     start = threading.Barrier(4)
 

@@ -238,4 +238,4 @@ def _nftables(
             verdict = nftables.evaluate_input(ruleset, packet)
             per_source += [(src, f) for f in nftables.findings_for(verdict, where.subject)]
         out += merge(per_source, flow, where)
-    return out + hidden_findings(report, where, revealed)
+    return out + hidden_findings(report, where, hidden, revealed)

@@ -84,8 +84,10 @@ def reveal_hidden(
     return replace(ruleset, tables=tuple(tables))
 
 
-def hidden_findings(report: ProbeReport, where: Where, revealed: set[str]) -> list[Finding]:
-    """A hidden table the report holds no native dump of: its rules are not decided."""
+def hidden_findings(
+    report: ProbeReport, where: Where, hidden: Mapping[str, frozenset[str]], revealed: set[str]
+) -> list[Finding]:
+    """A hidden table (`hidden_tables`) the report holds no native dump of: undecided."""
     if any(e.subject == f"ruleset {NFTABLES}" for e in report.errors):
         return []  # the nftables read failed: error_finding says so already
     why = (
@@ -94,7 +96,7 @@ def hidden_findings(report: ProbeReport, where: Where, revealed: set[str]) -> li
     )
     return [
         undecided(where, "node.ruleset", Cause.IPTABLES, why.format(n, n), f"hidden:{n}")
-        for n in sorted(set(hidden_tables(report)) - revealed)
+        for n in sorted(set(hidden) - revealed)
     ]
 
 
