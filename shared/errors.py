@@ -9,7 +9,21 @@ A broken cluster is not an exception: it is a Finding. These are for input we ca
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "InputError", "TunnelwatchError"]
+__all__ = ["ConfigError", "InputError", "TunnelwatchError", "excerpt"]
+
+EXCERPT_CHARS = 120  # what an error message quotes of the input it complains about
+_MESSAGE_CHARS = 600  # a whole message (excerpts, names, reasons) is never longer than this
+
+
+def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
+    """`text` quoted (repr) for an error message, shortened to about `limit` characters.
+
+    A node or a file may hand us a 1 MB line: an error names the place and shows enough to
+    recognise it, never the whole line. The shortened form keeps the start and says the length.
+    """
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}... ({len(text):,} characters)"
 
 
 class TunnelwatchError(Exception):
@@ -20,6 +34,8 @@ class InputError(TunnelwatchError):
     """Input that cannot be understood; names the input, the place and what is wrong."""
 
     def __init__(self, source: str, message: str, *, line: int | None = None) -> None:
+        if len(message) > _MESSAGE_CHARS:  # a safety net for a message quoting input whole
+            message = f"{message[:_MESSAGE_CHARS]}... ({len(message):,} characters)"
         self.source = source
         self.message = message
         self.line = line

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from shared.analysis import netcat
-from shared.errors import InputError
+from shared.errors import InputError, excerpt
 
 __all__ = [
     "FORMAT_VERSION",
@@ -229,7 +229,7 @@ def parse_probe_output(stdout: str, source: str) -> ProbeReport:
         if i >= 0:
             m = _MARKER.match(lines[i])
             if m is None or m["what"] != what:
-                raise InputError(source, f"malformed {what} marker {lines[i]!r}", line=i + 1)
+                raise InputError(source, f"malformed {what} marker {excerpt(lines[i])}", line=i + 1)
             markers[what] = m
     versions = {int(m["v"]) for m in markers.values()}
     if versions - {FORMAT_VERSION}:
@@ -265,11 +265,13 @@ def _records(
     for number, record in enumerate(records, start=first_line):
         key, *fields = record.split("\t")
         if key not in _FIELDS:
-            raise InputError(source, f"unknown record {key[:40]!r}", line=number)
+            raise InputError(source, f"unknown record {excerpt(key)}", line=number)
         low, high = _FIELDS[key]
         if not low <= len(fields) <= high:
             raise InputError(
-                source, f"record {key!r}: {len(fields)} fields, expected {low}-{high}", line=number
+                source,
+                f"record {excerpt(key)}: {len(fields)} fields, expected {low}-{high}",
+                line=number,
             )
         if key == "error":
             errors.append(ProbeError(fields[0], fields[1]))
@@ -396,7 +398,7 @@ def _too_large(f: list[str], source: str, line: int) -> ProbeError:
     """`toolarge <record> <backend or -> <bytes>`: a blob the script's size guard left out."""
     size = _count(f[2])
     if f[0] not in ("ruleset", "ufw") or size is None:
-        raise InputError(source, f"bad toolarge record {'|'.join(f)[:60]!r}", line=line)
+        raise InputError(source, f"bad toolarge record {excerpt('|'.join(f))}", line=line)
     subject = "ufw" if f[0] == "ufw" else f"ruleset {f[1]}"
     return ProbeError(
         subject,

@@ -25,7 +25,7 @@ from shared.analysis.iptables.model import (
 from shared.analysis.iptables.parse_list import parse_list
 from shared.analysis.iptables.parse_save import parse_rules, parse_save
 from shared.analysis.iptables.remediation import findings_for, fix_commands
-from shared.errors import InputError
+from shared.errors import InputError, excerpt
 
 __all__ = [
     "HOOKS",
@@ -62,7 +62,7 @@ def detect_format(text: str, source: str = "<input>") -> str:
             return "list"
         raise InputError(
             source,
-            f"not iptables-save, iptables -S or iptables --list output: {line[:60]!r}",
+            f"not iptables-save, iptables -S or iptables --list output: {excerpt(line)}",
             line=n,
         )
     raise InputError(source, "empty input: no tables, chains or rules")

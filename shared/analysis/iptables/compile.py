@@ -23,7 +23,7 @@ from shared.analysis.iptables.model import (
 )
 from shared.analysis.iptables.modules import Opt, RuleError, match_conds, parse_target
 from shared.analysis.iptables.tokenize import Quoted, TokenError, split_words
-from shared.errors import InputError
+from shared.errors import InputError, excerpt
 
 __all__ = ["SKIP_MARK", "compile_chain", "compile_words", "finish_rule"]
 
@@ -73,7 +73,7 @@ def _walk(words: list[str]) -> list[Opt]:
             i += 1
             continue
         if not _is_option(w):
-            raise RuleError(f"unexpected word {w!r} (expected an option)")
+            raise RuleError(f"unexpected word {excerpt(w)} (expected an option)")
         i += 1
         start = i
         while i < n and not _is_option(words[i]) and not (words[i] == "!" and i > start):
@@ -136,7 +136,7 @@ def compile_words(
                 continue
             module, module_opts, in_target = o.args[0], [], g == "-j"
             if len(o.args) > 1:
-                raise RuleError(f"{o.name} takes one name, got {' '.join(o.args)!r}")
+                raise RuleError(f"{o.name} takes one name, got {excerpt(' '.join(o.args))}")
             continue
         flush()
         module, module_opts, in_target = None, [], False
@@ -161,11 +161,11 @@ def compile_words(
                 net = parse_net(part)
                 if net is None:
                     if not part or ("/" in part and parse_net(part.split("/")[0]) is not None):
-                        raise RuleError(f"bad address {part!r}")
-                    conds.append(ConstCond(None, f"{part!r} is a hostname: address unknown"))
+                        raise RuleError(f"bad address {excerpt(part)}")
+                    conds.append(ConstCond(None, f"{excerpt(part)} is a hostname: address unknown"))
                     break
                 if family is not None and net[0] != family:
-                    raise RuleError(f"address {part!r} is not IPv{family}")
+                    raise RuleError(f"address {excerpt(part)} is not IPv{family}")
                 nets.append(net)
             else:
                 conds.append(AddrCond(g == "-d", tuple(nets), o.neg))

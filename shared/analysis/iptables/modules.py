@@ -26,6 +26,7 @@ from shared.analysis.iptables.conds import (
     port_value,
 )
 from shared.analysis.iptables.model import PROTOCOLS, Cond, Ctx, Target, TargetKind
+from shared.errors import excerpt
 
 __all__ = ["Opt", "RuleError", "match_conds", "parse_target"]
 
@@ -64,7 +65,7 @@ def _ports(text: str, sep: str = ",") -> tuple[tuple[tuple[int, int], ...], str]
         except ValueError as exc:
             raise RuleError(str(exc)) from None
         if lo is None or hi is None:
-            return (), f"unknown service name in port {part!r}"
+            return (), f"unknown service name in port {excerpt(part)}"
         if lo > hi:
             lo, hi = hi, lo  # iptables swaps an inverted range too
         ranges.append((lo, hi))
@@ -115,7 +116,7 @@ def _proto_module(name: str, opts: list[Opt]) -> list[Cond]:
                 raise RuleError("--tcp-flags takes a mask and the flags that must be set")
             mask, comp = (TcpFlagsCond.flags(a) for a in o.args)
             if mask is None or comp is None:
-                raise RuleError(f"bad TCP flags {' '.join(o.args)!r}")
+                raise RuleError(f"bad TCP flags {excerpt(' '.join(o.args))}")
             conds.append(TcpFlagsCond(mask, comp, o.neg))
         else:
             conds.append(_ProtoOnly(proto, f"-m {name} {o.text()} is not evaluated"))
@@ -175,7 +176,7 @@ class _CtStatus(Cond):
 def _states(o: Opt) -> frozenset[str]:
     states = frozenset(o.arg().upper().split(","))
     if not states <= _CT_STATES:
-        raise RuleError(f"unknown connection state in {o.arg()!r}")
+        raise RuleError(f"unknown connection state in {excerpt(o.arg())}")
     return states
 
 
@@ -198,7 +199,7 @@ def _conntrack(opts: list[Opt], family: int | None) -> list[Cond]:
         elif n == "--ctstatus":
             values = frozenset(o.arg().upper().split(","))
             if not values <= _CT_STATUS:
-                raise RuleError(f"unknown connection status in {o.arg()!r}")
+                raise RuleError(f"unknown connection status in {excerpt(o.arg())}")
             conds.append(_CtStatus(o.neg))
         elif n == "--ctproto":
             p = o.arg().lower()
@@ -228,9 +229,9 @@ def _mark_value(text: str) -> tuple[int, int]:
         v = int(value, 0)
         m = int(mask, 0) if slash else 0xFFFFFFFF
     except ValueError:
-        raise RuleError(f"bad mark {text!r}") from None
+        raise RuleError(f"bad mark {excerpt(text)}") from None
     if not (0 <= v <= 0xFFFFFFFF and 0 <= m <= 0xFFFFFFFF):
-        raise RuleError(f"mark {text!r} is outside 32 bits")
+        raise RuleError(f"mark {excerpt(text)} is outside 32 bits")
     return v, m
 
 
@@ -251,7 +252,7 @@ def _addrtype(opts: list[Opt]) -> list[Cond]:
         if o.name in ("--src-type", "--dst-type"):
             types = frozenset(o.arg().upper().split(","))
             if not AddrTypeCond.valid(types):
-                raise RuleError(f"unknown address type in {o.arg()!r}")
+                raise RuleError(f"unknown address type in {excerpt(o.arg())}")
             conds.append(AddrTypeCond(o.name == "--dst-type", types, o.neg))
         else:
             conds.append(_undecided(f"-m addrtype {o.text()} is not evaluated"))
@@ -268,7 +269,7 @@ def _iprange(opts: list[Opt]) -> list[Cond]:
         lo = parse_addr(lo_t)
         hi = parse_addr(hi_t) if dash else lo
         if lo is None or hi is None or lo[0] != hi[0]:
-            raise RuleError(f"bad address range {o.arg()!r}")
+            raise RuleError(f"bad address range {excerpt(o.arg())}")
         conds.append(RangeCond(o.name == "--dst-range", lo[0], lo[1], hi[1], o.neg))
     return conds
 
@@ -279,7 +280,7 @@ def _pkttype(opts: list[Opt]) -> list[Cond]:
         if o.name == "--pkt-type":
             kind = o.arg().lower()
             if kind not in ("unicast", "broadcast", "multicast", "host"):
-                raise RuleError(f"unknown packet type {kind!r}")
+                raise RuleError(f"unknown packet type {excerpt(kind)}")
             conds.append(ConstCond((kind in ("unicast", "host")) != o.neg))
         else:
             conds.append(_undecided(f"-m pkttype {o.text()} is not evaluated"))

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
-from shared.errors import InputError
+from shared.errors import InputError, excerpt
 
 __all__ = [
     "Line",
@@ -189,14 +189,16 @@ def _frame(text: str, source: str, number: int) -> Line:
     if target is None:
         raise InputError(
             source,
-            f"framing line: {tokens[0]!r} is not <host>:<port> (IPv6 as [addr]:port)",
+            f"framing line: {excerpt(tokens[0])} is not <host>:<port> (IPv6 as [addr]:port)",
             line=number,
         )
     exit_code: int | None = None
     for token in tokens[1:]:
         key, eq, value = token.partition("=")
         if not eq:
-            raise InputError(source, f"framing line: {token!r} is not key=value", line=number)
+            raise InputError(
+                source, f"framing line: {excerpt(token)} is not key=value", line=number
+            )
         if key == "exit":
             exit_code = _exit_code(value, source, number)
     return Line(LineKind.FRAME, target, exit_code=exit_code)
@@ -204,7 +206,9 @@ def _frame(text: str, source: str, number: int) -> Line:
 
 def _exit_code(value: str, source: str, number: int) -> int:
     if not value.lstrip("-").isdigit() or len(value) > 6:
-        raise InputError(source, f"framing line: exit={value!r} is not a number", line=number)
+        raise InputError(
+            source, f"framing line: exit={excerpt(value)} is not a number", line=number
+        )
     return int(value)
 
 
@@ -217,7 +221,7 @@ def read_line(text: str, source: str, number: int) -> Line | None:
         target = parse_target(m["target"])
         if target is None:
             raise InputError(
-                source, f"framing line: {m['target']!r} is not <host>:<port>", line=number
+                source, f"framing line: {excerpt(m['target'])} is not <host>:<port>", line=number
             )
         return Line(LineKind.EXIT, target, exit_code=_exit_code(m["code"], source, number))
     if m := _OPENBSD_OK.search(text):

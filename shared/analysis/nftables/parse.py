@@ -42,7 +42,7 @@ from shared.analysis.nftables.model import (
 )
 from shared.analysis.nftables.render import render_rule, render_stmt
 from shared.analysis.nftables.values import FLAG_KINDS, field_for, part, scalar
-from shared.errors import InputError
+from shared.errors import InputError, excerpt
 
 __all__ = ["COMPAT_TABLES", "parse_ruleset"]
 
@@ -557,5 +557,5 @@ def _check_targets(source: str, chains: list[NftChain]) -> None:
                     raise InputError(
                         source,
                         f"item {r.index + 1}: rule {r.handle} of {c.family} {c.table} {c.name} "
-                        f"jumps to chain {t!r} the table does not have",
+                        f"jumps to chain {excerpt(t)} the table does not have",
                     )

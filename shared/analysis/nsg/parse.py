@@ -36,7 +36,7 @@ from shared.analysis.nsg.model import (
     RangeSet,
     Rule,
 )
-from shared.errors import InputError
+from shared.errors import InputError, excerpt
 
 __all__ = ["DEFAULT_RULES", "parse_nsg", "parse_nsg_text", "parse_resource_id"]
 
@@ -188,7 +188,7 @@ def build_nsg(
             if rule.priority in seen:
                 raise InputError(
                     source,
-                    f"rules {seen[rule.priority]!r} and {rule.name!r} share priority "
+                    f"rules {excerpt(seen[rule.priority])} and {excerpt(rule.name)} share priority "
                     f"{rule.priority} in direction {direction.value}; Azure forbids this, "
                     "and the evaluation order would be undefined",
                 )
@@ -245,7 +245,7 @@ def _list(value: object, source: str, field: str) -> list[Any]:
     if value is None:
         return []
     if not isinstance(value, list):
-        raise InputError(source, f"field {field!r} must be a list of rules")
+        raise InputError(source, f"field {excerpt(field)} must be a list of rules")
     return value
 
 
@@ -295,7 +295,9 @@ def _parse_rule(raw: object, i: int, where: str, source: str, default: bool = Fa
     if not isinstance(raw, dict):
         raise InputError(source, f"{where}[{i}]: expected a rule object")
     name_raw = raw.get("name")
-    label = f"rule {name_raw!r} ({where}[{i}])" if isinstance(name_raw, str) else f"{where}[{i}]"
+    label = (
+        f"rule {excerpt(name_raw)} ({where}[{i}])" if isinstance(name_raw, str) else f"{where}[{i}]"
+    )
     props = raw.get("properties")
     if props is not None and not isinstance(props, dict):
         raise InputError(source, f"{label}: field 'properties' must be an object")

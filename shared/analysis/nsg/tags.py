@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from shared.analysis.nsg.model import IpAddress, IpNetwork, IpRange, RangeSet
-from shared.errors import InputError
+from shared.errors import InputError, excerpt
 
 __all__ = [
     "AZURE_HOST_IP",
@@ -86,7 +86,7 @@ def load_service_tags(doc: object, source: str) -> ServiceTags:
         name = entry.get("name", entry.get("id"))
         if not isinstance(name, str) or not name.strip():
             raise InputError(source, f"{where}: field 'name' is missing or not a string")
-        where = f"service tag {name!r} (#{i})"
+        where = f"service tag {excerpt(name)} (#{i})"
         props = entry.get("properties")
         if not isinstance(props, dict):
             raise InputError(source, f"{where}: field 'properties' is missing or not an object")
@@ -103,7 +103,7 @@ def load_service_tags(doc: object, source: str) -> ServiceTags:
                 net = ipaddress.ip_network(text.strip(), strict=False)
             except ValueError:
                 raise InputError(
-                    source, f"{where}: addressPrefixes[{j}] {text[:60]!r} is not a CIDR prefix"
+                    source, f"{where}: addressPrefixes[{j}] {excerpt(text)} is not a CIDR prefix"
                 ) from None
             ranges.append(IpRange.of(net))
         key = canonical_tag(name.strip())

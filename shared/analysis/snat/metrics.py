@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from shared.errors import InputError
+from shared.errors import InputError, excerpt
 
 __all__ = ["MetricsDoc", "Point", "Series", "parse_metrics"]
 
@@ -92,10 +92,10 @@ def _minute(value: Any, where: str, source: str) -> datetime:
         t = datetime.fromisoformat(value.strip())
     except ValueError:
         raise InputError(
-            source, f"{where}.timeStamp: {value[:40]!r} is not an ISO-8601 time"
+            source, f"{where}.timeStamp: {excerpt(value)} is not an ISO-8601 time"
         ) from None
     if t.tzinfo is None or t.utcoffset() is None:
-        raise InputError(source, f"{where}.timeStamp: {value[:40]!r} has no time zone")
+        raise InputError(source, f"{where}.timeStamp: {excerpt(value)} has no time zone")
     return t.replace(second=0, microsecond=0)
 
 
@@ -157,7 +157,8 @@ def _check_interval(body: Mapping[str, Any], where: str, source: str) -> None:
     interval = body.get("interval")
     if interval is not None and (not isinstance(interval, str) or interval.upper() != "PT1M"):
         raise InputError(
-            source, f"{where}interval is {interval!r}: query one-minute points (interval=PT1M)"
+            source,
+            f"{where}interval is {excerpt(interval)}: query one-minute points (interval=PT1M)",
         )
 
 

@@ -42,7 +42,7 @@ from shared.analysis.ufw.model import (
     UfwRule,
     UfwStatus,
 )
-from shared.errors import InputError
+from shared.errors import InputError, excerpt
 
 __all__ = ["parse_status"]
 
@@ -116,14 +116,14 @@ def parse_status(text: str, source: str) -> UfwStatus:
 def _parse_body(content: list[_Line], status: _Line, source: str) -> UfwStatus:
     word = status.text.partition(":")[2].strip()
     if word.lower() not in {"active", "inactive"}:
-        raise InputError(source, f"unknown status {word!r}", line=status.number)
+        raise InputError(source, f"unknown status {excerpt(word)}", line=status.number)
     word = word.lower()
     before = [ln for ln in content if ln.number < status.number]
     warnings = [ln.text for ln in before if ln.text.startswith("WARN:")]
     for ln in before:
         if not ln.text.startswith("WARN:"):
             raise InputError(
-                source, f"unexpected text before 'Status:': {ln.text!r}", line=ln.number
+                source, f"unexpected text before 'Status:': {excerpt(ln.text)}", line=ln.number
             )
 
     default: Policy | None = None
@@ -182,13 +182,13 @@ def _parse_body(content: list[_Line], status: _Line, source: str) -> UfwStatus:
 def _parse_default(ln: _Line, source: str) -> Policy:
     m = _DEFAULT.fullmatch(ln.text)
     if m is None:
-        raise InputError(source, f"unreadable 'Default:' line: {ln.text!r}", line=ln.number)
+        raise InputError(source, f"unreadable 'Default:' line: {excerpt(ln.text)}", line=ln.number)
     word = m.group(1).lower()
     try:
         return Policy(word)
     except ValueError:
         raise InputError(
-            source, f"unknown default incoming policy {m.group(1)!r}", line=ln.number
+            source, f"unknown default incoming policy {excerpt(m.group(1))}", line=ln.number
         ) from None
 
 
@@ -277,7 +277,7 @@ def _parse_rule(ln: _Line, source: str) -> tuple[int | None, UfwRule]:
     if anchor is None:
         raise InputError(
             source,
-            f"not a ufw rule (no ALLOW/DENY/REJECT/LIMIT after a To side): {ln.text!r}",
+            f"not a ufw rule (no ALLOW/DENY/REJECT/LIMIT after a To side): {excerpt(ln.text)}",
             line=ln.number,
         )
     action = _ACTIONS[tokens[anchor].group()]
@@ -300,7 +300,7 @@ def _parse_rule(ln: _Line, source: str) -> tuple[int | None, UfwRule]:
     attributes = _take_attributes(from_words)
     log = next((a for a in attributes if a != "out"), None)
     if not from_words:
-        raise InputError(source, f"rule without a From side: {ln.text!r}", line=ln.number)
+        raise InputError(source, f"rule without a From side: {excerpt(ln.text)}", line=ln.number)
 
     to = _parse_side([t.group() for t in tokens[:anchor]], "To", ln, source)
     from_ = _parse_side(from_words, "From", ln, source)
@@ -359,7 +359,7 @@ def _take_attributes(words: list[str]) -> tuple[str, ...]:
 
 def _parse_side(words: list[str], name: str, ln: _Line, source: str) -> Side:
     def bad(why: str) -> InputError:
-        return InputError(source, f"{name} side {' '.join(words)!r}: {why}", line=ln.number)
+        return InputError(source, f"{name} side {excerpt(' '.join(words))}: {why}", line=ln.number)
 
     text = " ".join(words)
     rest = list(words)
