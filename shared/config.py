@@ -19,9 +19,9 @@ from shared.errors import ConfigError
 
 __all__ = ["SETTINGS", "Setting", "Settings"]
 
-_QUEUE_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9]|-(?!-)){1,61}[a-z0-9]$")
-_TABLE_PREFIX = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,39}$")
-_CRON_FIELD = re.compile(r"^[0-9*/,\-A-Za-z]+$")
+_QUEUE_NAME = re.compile(r"[a-z0-9](?:[a-z0-9]|-(?!-)){1,61}[a-z0-9]")  # fullmatch only
+_TABLE_PREFIX = re.compile(r"[A-Za-z][A-Za-z0-9]{0,39}")
+_CRON_FIELD = re.compile(r"[0-9*/,\-A-Za-z]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +75,7 @@ def _cron(value: str) -> str:
         raise ValueError(
             f"needs 6 NCRONTAB fields (second minute hour day month weekday), got {len(fields)}"
         )
-    bad = [f for f in fields if not _CRON_FIELD.match(f)]
+    bad = [f for f in fields if not _CRON_FIELD.fullmatch(f)]
     if bad:
         raise ValueError(f"invalid field(s) {', '.join(bad)}")
     return " ".join(fields)
@@ -127,7 +127,7 @@ def _https_url(value: str) -> str:
 
 def _match(pattern: re.Pattern[str], what: str) -> Callable[[str], str]:
     def check(value: str) -> str:
-        if not pattern.match(value):
+        if not pattern.fullmatch(value):  # the whole value, not a prefix before a newline
             raise ValueError(f"{value!r} is not a valid {what}")
         return value
 

@@ -74,7 +74,7 @@ _METRICS_SUFFIX = {
     "management.chinacloudapi.cn": "metrics.monitor.azure.cn",
     "management.usgovcloudapi.net": "metrics.monitor.azure.us",
 }
-_REGION = re.compile(r"^[a-z0-9]{2,40}$")  # ARM location names: "eastus", "westeurope2"
+_REGION = re.compile(r"[a-z0-9]{2,40}")  # ARM location names (fullmatch): "eastus", "westeurope2"
 
 
 def _normalised_endpoint(arm_endpoint: str) -> str:
@@ -104,7 +104,7 @@ def metrics_endpoint_for(arm_endpoint: str, region: str, override: str | None = 
     if override:
         return _normalised_endpoint(override.replace("{region}", name))
     suffix = _METRICS_SUFFIX.get(urlsplit(_normalised_endpoint(arm_endpoint)).netloc.lower())
-    if suffix is None or not _REGION.match(name):
+    if suffix is None or not _REGION.fullmatch(name):
         return None
     return f"https://{name}.{suffix}"
 

@@ -102,3 +102,108 @@ def test_oversized_and_non_json() -> None:
 def test_arbitrary_text_raises_only_input_error(text: str) -> None:
     with contextlib.suppress(InputError):
         ProbeRequest.from_json(text)
+
+
+FIELDS_WITH_PATTERNS = (
+    "request_id", "scan_id", "subscription", "cluster_id", "node_resource_group", "vmss",
+    "instance_id", "reason",
+)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("field", "tail"),
+    [
+        (field, tail)
+        for field in FIELDS_WITH_PATTERNS
+        for tail in ("\n", "\r\n", " ", "\x00")
+        if not (field == "reason" and tail == " ")  # a space is printable: a reason may end so
+    ],
+)
+def test_a_trailing_newline_or_space_is_not_part_of_a_name(field: str, tail: str) -> None:
+    # `^...$` with re.match accepted "value\n" in 7 fields (issue 15, defect 6); the
+    # subscription was refused only because it then differed from the cluster id's.
+    doc = json.loads(make().to_json())
+    doc[field] += tail
+    with pytest.raises(InputError, match=field):
+        ProbeRequest.from_json(json.dumps(doc), "msg")
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("v", True),  # bool is an int in Python: True == 1
+        ("v", 1.0),
+        ("v", "1"),
+        ("attempt", 1.0),
+        ("attempt", "1"),
+        ("attempt", False),
+        ("instance_id", 3),
+        ("scan_id", ["scan"]),
+        ("reason", None),
+        ("kind", 1),
+        ("requested_at", 1795000000),
+        ("requested_at", "2026-11-22T04:00:00+00:00\n"),
+    ],
+)
+def test_json_types_are_exact(key: str, value: object) -> None:
+    doc = json.loads(make().to_json())
+    doc[key] = value
+    with pytest.raises(InputError, match=key):
+        ProbeRequest.from_json(json.dumps(doc), "msg")
+
+
+def test_a_key_given_twice_is_refused() -> None:
+    text = make().to_json()
+    with pytest.raises(InputError, match="twice"):
+        ProbeRequest.from_json(text[:-1] + ',"kind":"deep"}', "msg")
+
+
+def test_errors_quote_a_short_escaped_excerpt_only() -> None:
+    doc = json.loads(make().to_json())
+    doc["vmss"] = "aks\n" + "A" * 3000
+    with pytest.raises(InputError) as caught:
+        ProbeRequest.from_json(json.dumps(doc), "msg")
+    assert "\n" not in str(caught.value) and len(str(caught.value)) < 300
+
+
+@pytest.mark.parametrize(
+    ("rg", "vmss"),
+    [
+        ("rg-café", "aks-system-12345678-vmss"),
+        ("rg-batch(prod)", "aks-system-12345678-vmss"),
+        ("MC_rg-café_aks-prod_westeurope", "aks-système-1-vmss"),
+        ("グループ_1", "スケール.セット"),
+        ("rg.with.periods.inside", "vmss_under_score"),
+        ("x" * 90, "v" * 80),
+        ("cafe\u0301", "aks-vmss"),  # a combining accent: the REST pattern's \w admits it
+    ],
+)
+def test_every_name_azure_allows_makes_a_request(rg: str, vmss: str) -> None:
+    cluster = CLUSTER.replace("rg-aks", rg)
+    request = make(cluster_id=cluster, node_resource_group=rg, vmss=vmss)
+    assert ProbeRequest.from_json(request.to_json()) == request
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("node_resource_group", "rg-ends-with-a-period."),
+        ("node_resource_group", "x" * 91),
+        ("node_resource_group", "rg with space"),
+        ("node_resource_group", "rg;reboot"),
+        ("node_resource_group", "rg\nx"),
+        ("node_resource_group", "rg/../x"),
+        ("node_resource_group", ""),
+        ("vmss", "aks(vmss)"),
+        ("vmss", "v" * 81),
+        ("vmss", "aks-vmss\u202e"),  # a bidi control character is no letter
+        ("instance_id", "\u0663"),  # an Arabic-Indic digit is a digit to \d, not an instance id
+    ],
+)
+def test_names_azure_refuses_are_refused(field: str, value: str) -> None:
+    with pytest.raises(InputError, match=field):
+        make(**{field: value})
+
+
+def test_the_reason_is_made_printable_not_refused() -> None:
+    assert make(reason="node aks-nodé\n3 unreachable").reason == "node aks-nod??3 unreachable"
