@@ -308,7 +308,8 @@ def test_matches(rule: str, blocked: bool) -> None:
 
 
 def test_state_in_raw_is_invalid_before_conntrack() -> None:
-    assert run("", tables={"raw": "-A PREROUTING -m state --state NEW -j DROP"}).verdict == "accept"
+    raw_only = {"raw": "-A PREROUTING -m state --state NEW -j DROP", "filter": ""}
+    assert run("", tables=raw_only).verdict == "accept"
     v = run("", tables={"raw": "-A PREROUTING -m conntrack --ctstate INVALID -j DROP"})
     assert v.verdict == "drop"
 
@@ -437,7 +438,8 @@ def test_several_rulesets_first_block_decides() -> None:
 def test_several_rulesets_share_the_packet_mark_hook_by_hook() -> None:
     # legacy mangle marks the packet; the nft filter table drops marked packets (KUBE-FIREWALL)
     legacy = parse_ruleset(
-        save({"mangle": "-A PREROUTING -p tcp -j MARK --set-xmark 0x8000/0x8000"}), "legacy"
+        save({"mangle": "-A PREROUTING -p tcp -j MARK --set-xmark 0x8000/0x8000", "filter": ""}),
+        "legacy",
     )
     nft = parse_ruleset(save({"filter": "-A INPUT -m mark --mark 0x8000/0x8000 -j DROP"}), "nft")
     pkt = Packet(src=SRC, dst=DST)

@@ -31,7 +31,7 @@ from shared.analysis.iptables.model import (
 )
 from shared.errors import InputError
 
-__all__ = ["HOOKS", "Limits", "evaluate_input", "evaluate_ruleset"]
+__all__ = ["HOOKS", "INCOMPLETE", "Limits", "evaluate_input", "evaluate_ruleset"]
 
 HOOKS: tuple[tuple[str, str], ...] = (
     ("raw", "PREROUTING"),
@@ -94,6 +94,19 @@ class _Outcome:
     rs: Ruleset | None = None  # the ruleset that decided
 
 
+INCOMPLETE = "capture incomplete"
+_NO_FILTER = (
+    "{} has no filter table INPUT chain, so it cannot show that the packet "
+    "is let in (it may have been cut before it; if the node really has no filter table, "
+    "nothing filters INPUT there: capture the whole `iptables-save` to be sure)"
+)
+
+_CUT_TABLE = (
+    "{} ends inside table {} (no COMMIT), so the tables iptables-save prints after it are not "
+    "in it; of the tables on the INPUT path it lacks: {}"
+)
+
+
 class _Abort(Exception):
     """A limit was reached; the verdict is unknown for this reason."""
 
@@ -118,11 +131,34 @@ class _Walker:
         self.limits = limits
         # Rulesets in force at once (legacy and nft) hook in at the same priorities: at each
         # hook every ruleset's chain runs, in the order given, on the same packet and marks.
+        # A table cut before it declared a hook's chain (no COMMIT) keeps the hook: the
+        # chain may exist on the node, and the walk stops there undecided.
         self.hooks = [
             (rs, t, c)
             for t, c in HOOKS
             for rs in rulesets
-            if t in rs.tables and c in rs.tables[t].chains
+            if t in rs.tables and (c in rs.tables[t].chains or rs.tables[t].cut)
+        ]
+        # Captures that may have been cut before their filter INPUT chain: they cannot say
+        # that the packet is accepted (dropped, by a rule they show, they can).
+        self.no_filter = [
+            rs.source
+            for rs in rulesets
+            if not rs.whole
+            and not ("filter" in rs.tables and "INPUT" in rs.tables["filter"].chains)
+        ]
+        # An iptables-save capture cut inside a table lacks the tables printed after it, and
+        # the order of tables differs between backends: any of those absent may exist.
+        self.cut_tables = [
+            _CUT_TABLE.format(
+                rs.source,
+                name,
+                ", ".join(t for t in dict.fromkeys(t for t, _ in HOOKS) if t not in rs.tables)
+                or "none",
+            )
+            for rs in rulesets
+            for name, table in rs.tables.items()
+            if table.cut
         ]
         self.multi = len(rulesets) > 1
         self.work: list[_Branch] = []
@@ -132,6 +168,12 @@ class _Walker:
         """Runs one branch to its end, queueing the other side of every fork."""
         while True:
             if not br.stack:
+                if br.hook >= len(self.hooks) and self.no_filter:
+                    why = _NO_FILTER.format(", ".join(self.no_filter))
+                    return self._missing(br, "filter", "INPUT", why)
+                if br.hook >= len(self.hooks) and self.cut_tables:
+                    table, chain = HOOKS[-1]
+                    return self._missing(br, table, chain, "; ".join(self.cut_tables))
                 if br.hook >= len(self.hooks):
                     return _Outcome(
                         Verdict.ACCEPT,
@@ -147,9 +189,16 @@ class _Walker:
                     br.hook += 1
                     continue
                 br.ctx.tracked = table != "raw"  # conntrack runs after raw PREROUTING
+                if chain not in rs.tables[table].chains:
+                    why = f"{table} {chain} is not in it: {rs.tables[table].cut}"
+                    return self._missing(br, table, chain, why, rs)
                 br.stack.append(_Frame(rs, table, chain, rs.chain_entries(table, chain)))
             frame = br.stack[-1]
             if frame.index >= len(frame.rules):
+                cut = frame.rs.tables[frame.table].chains[frame.chain].cut
+                if cut:
+                    why = f"rules of {frame.table} {frame.chain} may follow: {cut}"
+                    return self._missing(br, frame.table, frame.chain, why, frame.rs)
                 out = self._leave(br, explicit=False)
                 if out is not None:
                     return out
@@ -199,6 +248,14 @@ class _Walker:
             out = self._apply(br, frame, rule)
             if out is not None:
                 return out
+
+    def _missing(
+        self, br: _Branch, table: str, chain: str, why: str, rs: Ruleset | None = None
+    ) -> _Outcome:
+        """The end of a path whose next step the capture does not show."""
+        br.trace.append(TraceStep(table, chain, None, None, "capture incomplete"))
+        reason = f"{INCOMPLETE}: {why}"
+        return _Outcome(Verdict.UNKNOWN, None, tuple(br.trace), tuple(br.assumed), reason, rs=rs)
 
     def _step(self, br: _Branch, frame: _Frame, rule: Rule, action: str) -> None:
         br.trace.append(

@@ -269,12 +269,17 @@ class Chain:
     # them into entries, and one entry into a full rule.
     compiler: Callable[[Chain, Table, Ruleset], list[Entry]] | None = None
     finisher: Callable[[Chain, Table, Ruleset, PendingRule], Rule] | None = None
+    # Why the chain's rules may go on past what the capture shows (a cut capture); "" when
+    # the capture proves the chain ended. A walk that reaches the end of such a chain stops
+    # undecided: its policy (or RETURN) may not be what comes next.
+    cut: str = ""
 
 
 @dataclass(slots=True)
 class Table:
     name: str
     chains: dict[str, Chain] = field(default_factory=dict)
+    cut: str = ""  # why the table may lack chains (an iptables-save table without COMMIT)
 
 
 @dataclass(slots=True)
@@ -287,6 +292,10 @@ class Ruleset:
     backend: Backend = Backend.UNKNOWN
     family: int | None = None  # 4, 6 or None when the dump does not say
     caveats: tuple[str, ...] = ()  # what the format could not show us
+    # The producer proved the dump whole (the node probe: the save command's exit status,
+    # the reduction's trailer, a complete gzip stream). A pasted capture is never proven
+    # whole: one without a filter INPUT chain may be cut before it, so it cannot say ACCEPT.
+    whole: bool = False
 
     def chain_entries(self, table: str, chain: str) -> list[Entry]:
         """The rules of a chain, some maybe still pending (read on first use)."""

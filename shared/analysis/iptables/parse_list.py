@@ -15,7 +15,7 @@ from shared.analysis.iptables.compile import compile_words
 from shared.analysis.iptables.conds import SERVICES, ConstCond
 from shared.analysis.iptables.model import BUILTIN_CHAINS, Chain, Entry, Rule, Ruleset, Table
 from shared.analysis.iptables.modules import RuleError
-from shared.analysis.iptables.parse_save import _infer_table
+from shared.analysis.iptables.parse_save import _infer_table, unfinished_line
 from shared.analysis.iptables.tokenize import Quoted, TokenError, split_words
 from shared.errors import InputError
 
@@ -50,10 +50,19 @@ def parse_list(text: str, source: str) -> list[Ruleset]:
     layouts: list[_Layout] = []
     chain: Chain | None = None
     layout: _Layout | None = None
-    for idx, raw in enumerate(text.split("\n")):
+    lines = text.split("\n")
+    partial = unfinished_line(lines)
+    # The chain no blank line or `Chain` header has closed yet: iptables --list prints a blank
+    # line before every chain but the first, so a chain followed by one was listed whole.
+    unclosed: Chain | None = None
+    for idx, raw in enumerate(lines):
         n = idx + 1
         line = raw.rstrip()
-        if not line.strip() or line.startswith("#"):
+        if not line.strip():
+            if idx < len(lines) - 1:  # not the nothing after the text's final newline
+                unclosed = None
+            continue
+        if line.startswith("#"):
             continue
         if line.startswith("Chain "):
             m = _HEADER.match(line)
@@ -64,6 +73,7 @@ def parse_list(text: str, source: str) -> list[Ruleset]:
                 blocks.append({})  # a second table's listing follows
             chain = Chain(name, policy, n, compiler=_compile_list_chain)
             blocks[-1][name] = chain
+            unclosed = chain
             layout = None
             continue
         if chain is None:
@@ -76,8 +86,16 @@ def parse_list(text: str, source: str) -> list[Ruleset]:
             continue
         # The column layout travels with the line as one leading digit (see _compile_list_chain).
         chain.raw.append((n, f"{layout.lead}{line}"))
+        unclosed = chain
     if not any(blocks[0]):
         raise InputError(source, "no chains in the iptables --list output")
+    if unclosed is not None:
+        unclosed.cut = (
+            "iptables --list prints nothing after its last chain, and no blank line or "
+            "`Chain` header shows this one ended"
+        )
+        if partial is not None:
+            unclosed.cut += f"; the last line {partial} has no newline and was not read"
     tables: dict[str, Table] = {}
     for block in blocks:
         table = _table_of(block, source)

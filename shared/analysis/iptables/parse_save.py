@@ -14,7 +14,14 @@ from shared.analysis.iptables.compile import SKIP_MARK, compile_chain, finish_ru
 from shared.analysis.iptables.model import BUILTIN_CHAINS, Backend, Chain, Ruleset, Table
 from shared.errors import InputError
 
-__all__ = ["detect_family", "parse_rules", "parse_save", "read_header"]
+__all__ = [
+    "detect_family",
+    "mark_cut",
+    "parse_rules",
+    "parse_save",
+    "read_header",
+    "unfinished_line",
+]
 
 _POLICIES = ("ACCEPT", "DROP")
 _TRAILING = frozenset((" ", "\t", "\r", "\f", "\v"))
@@ -50,6 +57,35 @@ def detect_family(text: str, source: str) -> int | None:
         line = text.count("\n", 0, max(v6.start(), v4.start())) + 1
         raise InputError(source, "mixes IPv4 and IPv6 addresses in one dump", line=line)
     return 6 if v6 else 4 if v4 else None
+
+
+def unfinished_line(lines: list[str]) -> int | None:
+    """The number of the last line when the text does not end with a newline (every iptables
+    command ends its output with one): that line may be cut in the middle, e.g. `-j KUBE-FIRE`
+    of `-j KUBE-FIREWALL`, or in --list `ACCEPT tcp ...` before its `tcp dpt:22`. The caller
+    leaves it unread (blanks it in `lines`). A bare `COMMIT` is whole and kept."""
+    last = lines[-1].strip() if lines else ""
+    if not last or last == "COMMIT":
+        return None
+    lines[-1] = ""
+    return len(lines)
+
+
+def mark_cut(chains: dict[str, Chain], why: str) -> None:
+    """Marks the chains whose rules a cut capture may not show in full.
+
+    iptables-save and iptables -S declare every chain of a table first, then print the rules
+    chain by chain in that same order. So in a capture that ends early, a chain is proven
+    complete only when a rule of a chain declared after it is present; the chain of the last
+    rule, and every chain after it, may go on past the end."""
+    names = list(chains)
+    last_line, last = 0, -1
+    for pos, name in enumerate(names):
+        raw = chains[name].raw
+        if raw and raw[-1][0] > last_line:
+            last_line, last = raw[-1][0], pos
+    for name in names[max(last, 0) :]:
+        chains[name].cut = why
 
 
 def _new_chain(table: Table, name: str, policy: str | None, line: int, source: str) -> None:
@@ -93,6 +129,7 @@ class _SaveReader:
 
     def read(self, text: str) -> list[Ruleset]:
         lines = text.split("\n")
+        partial = unfinished_line(lines)
         chains: dict[str, Chain] = {}  # of the open table: the fast path's index
         for idx, raw in enumerate(lines):
             # Fast path for the bulk of a kube-proxy dump: a plain `-A CHAIN ...` line or a
@@ -159,10 +196,12 @@ class _SaveReader:
             else:
                 raise self.error(f"unexpected line {line[:60]!r} in iptables-save output", n)
         if self.table is not None:
-            last = len(text.rstrip().split("\n"))
-            raise self.error(
-                f"table {self.table.name} has no COMMIT (the dump looks truncated)", last
-            )
+            # A cut capture: what it shows stands, what it may lack decides nothing.
+            why = f"the capture ends inside table {self.table.name} (no COMMIT: cut?)"
+            if partial is not None:
+                why += f"; its last line {partial} has no newline and was not read"
+            self.table.cut = why
+            mark_cut(self.table.chains, why)
         self.finish(lines, len(lines))
         if not self.done:
             raise InputError(self.source, "no tables in the iptables-save output")
@@ -240,7 +279,9 @@ def parse_rules(text: str, source: str) -> list[Ruleset]:
     family: int | None = None
     backend: Backend | None = None
     seen_rule = False
-    for idx, raw in enumerate(text.split("\n")):
+    lines = text.split("\n")
+    partial = unfinished_line(lines)
+    for idx, raw in enumerate(lines):
         line = raw.rstrip()
         if not line:
             continue
@@ -271,6 +312,12 @@ def parse_rules(text: str, source: str) -> list[Ruleset]:
         tables[table.name] = table
     if not any(t.chains for t in tables.values()):
         raise InputError(source, "no chains in the iptables -S output")
+    # iptables -S prints no end marker: the last block may end early. (A block followed by
+    # another one, `-P` after rules, was printed whole.)
+    why = "iptables -S prints no end marker, and no later chain's rule shows this one ended"
+    if partial is not None:
+        why += f"; the last line {partial} has no newline and was not read"
+    mark_cut(list(tables.values())[-1].chains, why)
     if family is None:
         family = detect_family(text, source)
     return [Ruleset(source, "rules", tables, backend or Backend.UNKNOWN, family)]

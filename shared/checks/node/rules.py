@@ -180,9 +180,12 @@ def iptables_findings(
         source = f"{where.subject.node} {record.backend} ruleset"
         backend = iptables.Backend.LEGACY if record.backend == "legacy" else iptables.Backend.NFT
         try:
-            # The record says which binary dumped it: that decides the fix's command.
+            # The record says which binary dumped it: that decides the fix's command. The
+            # script proved the dump whole (its save command's exit status, a complete gzip
+            # stream): a table it lacks is a table the node does not have.
             rulesets += [
-                replace(rs, backend=backend) for rs in iptables.parse_rulesets(record.text, source)
+                replace(rs, backend=backend, whole=True)
+                for rs in iptables.parse_rulesets(record.text, source)
             ]
         except InputError as exc:
             out.append(
