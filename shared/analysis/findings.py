@@ -14,6 +14,8 @@ from datetime import datetime
 from enum import IntEnum, StrEnum
 from typing import Any
 
+from shared.analysis.shell import command
+
 __all__ = [
     "RECREATE_TUNNEL_PODS",
     "TUNNEL_POD_REMINDER",
@@ -26,7 +28,9 @@ __all__ = [
     "Subject",
 ]
 
-RECREATE_TUNNEL_PODS = "kubectl -n kube-system rollout restart deployment konnectivity-agent"
+RECREATE_TUNNEL_PODS = command(
+    "kubectl", "-n", "kube-system", "rollout", "restart", "deployment", "konnectivity-agent"
+)
 TUNNEL_POD_REMINDER = (
     "After the fix, the tunnel pods may need to be recreated before kubectl logs/exec work "
     f"again: {RECREATE_TUNNEL_PODS}"

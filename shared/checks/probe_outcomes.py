@@ -7,20 +7,16 @@ never mistaken for a healthy node.
 
 from __future__ import annotations
 
-import shlex
 from datetime import datetime
 
 from shared.analysis.findings import Finding, Kind, Origin, Remediation, Severity, Subject
+from shared.analysis.shell import command, placeholder
 from shared.inventory.model import AgentPool, Cluster
 
-__all__ = ["denied_finding", "gave_up_finding", "unreadable_finding"]
+__all__ = ["denied_finding", "gave_up_finding", "refused_request_finding", "unreadable_finding"]
 
 RUN_COMMAND_ACTION = "Microsoft.Compute/virtualMachineScaleSets/virtualMachines/runCommand/action"
 _LOCKDOWN_CODES = frozenset({"RequestDisallowedByPolicy", "DenyAssignmentAuthorizationFailed"})
-
-
-def _q(word: str) -> str:
-    return shlex.quote(word)
 
 
 def denied_finding(
@@ -39,8 +35,9 @@ def denied_finding(
             "upgrades and scaling)."
         )
         commands: tuple[str, ...] = (
-            f"az lock list --resource-group {_q(cluster.node_resource_group)} -o table",
-        )
+            command("az", "lock", "list", "--resource-group", cluster.node_resource_group,
+                    "-o", "table"),
+        )  # fmt: skip
     elif lockdown:
         summary = (
             "Node resource group lockdown (restrictionLevel ReadOnly) denies run command on "
@@ -49,9 +46,9 @@ def denied_finding(
             "lift the lockdown (a decision for the cluster's owners), or accept this gap."
         )
         commands = (
-            f"az aks update -g {_q(cluster.resource_group)} -n {_q(cluster.name)} "
-            "--nrg-lockdown-restriction-level Unrestricted",
-        )
+            command("az", "aks", "update", "-g", cluster.resource_group, "-n", cluster.name,
+                    "--nrg-lockdown-restriction-level", "Unrestricted"),
+        )  # fmt: skip
     else:
         summary = (
             f"tunnelwatch's identity may not run commands on this cluster's nodes: it needs "
@@ -60,9 +57,10 @@ def denied_finding(
             "read). Node probes of this cluster are off until then; NSG and SNAT checks still run."
         )
         commands = (
-            "az role assignment create --assignee <tunnelwatch-principal-id> "
-            f"--role 'Virtual Machine Contributor' --scope {_q(scope)}",
-        )
+            command("az", "role", "assignment", "create", "--assignee",
+                    placeholder("tunnelwatch-principal-id"), "--role",
+                    "Virtual Machine Contributor", "--scope", scope),
+        )  # fmt: skip
     return Finding(
         check="node.probe.permission",
         cause=None,
@@ -104,8 +102,17 @@ def gave_up_finding(
             "the scale set's run-command extension status in the portal, and run the "
             "article's checks on this node by hand.",
             (
-                f"az vmss get-instance-view -g {_q(cluster.node_resource_group)} "
-                f"-n {_q(pool.vmss_name or '<vmss>')} --instance-id <instance-id>",
+                command(
+                    "az",
+                    "vmss",
+                    "get-instance-view",
+                    "-g",
+                    cluster.node_resource_group,
+                    "-n",
+                    pool.vmss_name or placeholder("vmss"),
+                    "--instance-id",
+                    placeholder("instance-id"),
+                ),
             ),
         ),
         key=f"gave-up:{kind}",
@@ -130,5 +137,30 @@ def unreadable_finding(
             "(no bash, a read-only /tmp is fine), run the article's commands by hand."
         ),
         key="unreadable",
+        origin=Origin.TUNNELWATCH,
+    ).seen(now)
+
+
+def refused_request_finding(cluster: Cluster, pool: AgentPool, why: str, now: datetime) -> Finding:
+    """No probe of this pool could even be requested: a name in the inventory is outside the
+    rules a probe request holds to (which accept every name Azure accepts)."""
+    return Finding(
+        check="node.probe.request",
+        cause=None,
+        kind=Kind.COVERAGE,
+        severity=Severity.WARNING,
+        subject=Subject(cluster.subscription, cluster.id, pool.name),
+        title=f"node probes of pool {pool.name} of {cluster.name} cannot be requested: "
+        "a name is refused",
+        evidence=(why[:400],),
+        remediation=Remediation(
+            "tunnelwatch puts only names Azure itself allows into a probe request (resource "
+            "groups: letters and digits of any script and - _ . ( ); scale sets: letters, digits "
+            "and - _ .; instance ids: digits). The inventory holds one outside those rules, so "
+            "this pool's nodes are not probed (UFW, iptables, the live paths to kubelet and the "
+            "API server); NSG and SNAT checks still run, and the other pools are probed. If the "
+            "name is a real Azure name, it is a tunnelwatch bug: report it with the name."
+        ),
+        key="request-refused",
         origin=Origin.TUNNELWATCH,
     ).seen(now)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from shared.analysis import snat
 from shared.analysis.findings import Kind
+from shared.analysis.shell import placeholder
 from shared.analysis.snat import remedies
 from shared.cli.common import CommandResult, ExitCode, add_json_flag, read_input
 from shared.errors import InputError
@@ -94,8 +96,14 @@ def register(kinds: Any) -> None:
         help="the resource kind, when the metrics do not tell",
     )
     p.add_argument("--now", type=_time, help="ISO time; data older than 15 minutes is stale")
-    p.add_argument("--resource-group", default="<resource-group>", help="for the fix commands")
-    p.add_argument("--cluster", default="<cluster>", help="for the fix commands")
+    p.add_argument(
+        "--resource-group",
+        type=_name("--resource-group"),
+        help="the cluster's resource group, for the fix commands",
+    )
+    p.add_argument(
+        "--cluster", type=_name("--cluster"), help="the cluster's name, for the fix commands"
+    )
     p.add_argument("--frontend-ips", type=_count(1), help="outbound IPs of the load balancer")
     p.add_argument(
         "--ports-per-node", type=_count(0), help="allocated outbound ports per node (0 = automatic)"
@@ -104,6 +112,20 @@ def register(kinds: Any) -> None:
     p.add_argument("--surge", type=_count(0), help="extra nodes during upgrades (max surge)")
     add_json_flag(p)
     p.set_defaults(handler=handle)
+
+
+def _name(option: str) -> Callable[[str], str]:
+    """A name for the fix commands: any text but control characters (a newline in a
+    pasted command would be a second line to the user's eye)."""
+
+    def parse(value: str) -> str:
+        if not value.strip() or any(ord(c) < 32 or ord(c) == 127 for c in value):
+            raise argparse.ArgumentTypeError(
+                f"{option} {value!r}: give a name without control characters"
+            )
+        return value
+
+    return parse
 
 
 def _capacity(args: argparse.Namespace) -> snat.Capacity | None:
@@ -133,10 +155,13 @@ def handle(args: argparse.Namespace) -> CommandResult:
         min_bad=args.min_bad,
         now=args.now,
     )
-    names = {"resource_group": args.resource_group, "cluster": args.cluster}
-    found = list(remedies.findings(report, capacity=capacity, **names))
+    # Unknown names stay placeholders (<resource-group>) the user fills in; given ones are
+    # quoted word by word in the commands, whatever they hold.
+    rg = args.resource_group or placeholder("resource-group")
+    cluster = args.cluster or placeholder("cluster")
+    found = list(remedies.findings(report, capacity=capacity, resource_group=rg, cluster=cluster))
     if capacity is not None:
-        found += remedies.capacity_findings(capacity, **names)
+        found += remedies.capacity_findings(capacity, resource_group=rg, cluster=cluster)
     if report.verdict in (snat.Verdict.EXHAUSTED, snat.Verdict.AT_RISK) or any(
         f.kind is Kind.PROBLEM for f in found
     ):

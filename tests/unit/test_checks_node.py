@@ -12,8 +12,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.analysis.findings import TUNNEL_POD_REMINDER, Cause, Finding, Kind, Severity
+from shared.analysis import shell
+from shared.analysis.findings import (
+    TUNNEL_POD_REMINDER,
+    Cause,
+    Finding,
+    Kind,
+    Remediation,
+    Severity,
+    Subject,
+)
 from shared.checks.node import node_findings, run_command
+from shared.checks.node.common import Where, adapt
 from shared.errors import InputError
 from shared.inventory.model import AgentPool, Cluster, Instance, PowerState
 from shared.probe.output import parse_probe_output, targets_digest
@@ -97,7 +107,7 @@ def test_drop_in_a_custom_chain_is_cause_3_with_the_run_command_fix() -> None:
     (command,) = f.remediation.commands
     assert command == (
         f"az vmss run-command invoke -g {NODE_RG} -n {VMSS} --instance-id 3 "
-        '--command-id RunShellScript --scripts "iptables-legacy -D TW-BLOCK 1"'
+        "--command-id RunShellScript --scripts 'iptables-legacy -D TW-BLOCK 1'"
     )
     assert shlex.split(command) == [*INVOKE, "iptables-legacy -D TW-BLOCK 1"]
     assert TUNNEL_POD_REMINDER in f.remediation.notes
@@ -148,7 +158,7 @@ def test_ufw_default_deny_is_cause_2_with_the_article_command() -> None:
     assert rem is not None
     assert rem.commands == (
         f"az vmss run-command invoke -g {NODE_RG} -n {VMSS} --instance-id 3 --command-id "
-        f'RunShellScript --scripts "ufw allow from {SUBNET} to any port 10250 proto tcp"',
+        f"RunShellScript --scripts 'ufw allow from {SUBNET} to any port 10250 proto tcp'",
     )
     assert TUNNEL_POD_REMINDER in rem.notes
     # no peers: the packet came from the subnet's first host
@@ -192,15 +202,21 @@ def test_hostile_comment_and_chain_name_cannot_escape_the_scripts_argument() -> 
     assert "reboot" in " ".join(found[0].evidence)  # the rule is evidence, never a command
 
 
-def test_run_command_refuses_what_it_cannot_quote() -> None:
-    assert run_command("iptables -D 'A 1", node_rg="g", vmss="v", instance_id="1") is None
-    assert run_command("a\nb", node_rg="g", vmss="v", instance_id="1") is None
-    # an operator outside quotes becomes a literal word, never a second command
-    cmd = run_command("iptables -D A;reboot 1", node_rg="g", vmss="v", instance_id="1")
-    assert cmd is not None
+def test_run_command_quotes_the_fix_and_every_name_as_one_word() -> None:
+    fix = shell.command("iptables", "-D", "A;reboot", 1)
+    cmd = run_command(fix, node_rg="rg; rm", vmss="v", instance_id="1")
+    assert shlex.split(cmd)[5] == "rg; rm"
+    # an operator in a name is a literal word on the node, never a second command
     assert shlex.split(shlex.split(cmd)[-1]) == ["iptables", "-D", "A;reboot", "1"]
-    cmd = run_command("echo x", node_rg="rg; rm", vmss="v", instance_id="1")
-    assert cmd is not None and shlex.split(cmd)[5] == "rg; rm"
+
+
+def test_a_fix_given_as_plain_text_is_never_wrapped() -> None:
+    where = Where(Subject(node="n"), "rg", "v", "1")
+    f = Finding("c", None, Kind.PROBLEM, Severity.WARNING, Subject(), "t",
+                remediation=Remediation("s", ("iptables -D A 1",)))  # fmt: skip
+    rem = adapt(f, where).remediation
+    assert rem is not None and rem.commands == ()
+    assert any("could not be quoted safely" in n and "iptables -D A 1" in n for n in rem.notes)
 
 
 def test_triage_timeout_and_refusal_are_problems_about_the_target_node() -> None:

@@ -212,8 +212,8 @@ def test_fix_source_and_placeholder() -> None:
     assert f.remediation.commands == ("ufw allow from 10.224.0.0/16 to any port 10250 proto tcp",)
     [g] = findings_for(evaluate(status, dst=ip("10.224.0.5")), SUBJECT)
     assert g.remediation is not None
-    assert NODE_SUBNET_PLACEHOLDER in g.remediation.commands[0]
-    assert any(NODE_SUBNET_PLACEHOLDER in n for n in g.remediation.notes)
+    assert str(NODE_SUBNET_PLACEHOLDER) in g.remediation.commands[0]
+    assert any(str(NODE_SUBNET_PLACEHOLDER) in n for n in g.remediation.notes)
 
 
 def test_explicit_deny_numbered_says_insert_1_and_delete_n() -> None:

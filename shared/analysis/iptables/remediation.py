@@ -10,7 +10,6 @@ finding, the trace's last steps, the note on managed rules) lives here too.
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
@@ -24,6 +23,7 @@ from shared.analysis.findings import (
     Subject,
 )
 from shared.analysis.iptables.model import IptablesVerdict, Packet, TraceStep, Verdict
+from shared.analysis.shell import command, placeholder
 
 __all__ = [
     "CHECK",
@@ -103,19 +103,33 @@ def fix_commands(v: IptablesVerdict) -> tuple[str, ...]:
     if not v.verdict.blocks or by is None or v.packet is None:
         return ()
     p = v.packet
-    proto = shlex.quote(str(p.proto))
     if v.cause == 2:
+        allow = ("allow", "from", str(p.src), "to", "any", "port", p.dport, "proto", str(p.proto))
         if by.policy is None and by.chain.startswith(("ufw-user", "ufw6-user")):
             # A user rule denies the port: an appended allow would come after it.
-            return (f"ufw insert 1 allow from {p.src} to any port {p.dport} proto {proto}",)
-        return (f"ufw allow from {p.src} to any port {p.dport} proto {proto}",)
-    table = "" if by.table == "filter" else f" -t {shlex.quote(by.table)}"
-    chain = shlex.quote(by.chain)
+            return (command("ufw", "insert", 1, *allow),)
+        return (command("ufw", *allow),)
+    table = () if by.table == "filter" else ("-t", by.table)
     if by.policy is not None:
         return (
-            f"{v.command}{table} -I {chain} 1 -s {p.src} -p {proto} --dport {p.dport} -j ACCEPT",
+            command(
+                v.command,
+                *table,
+                "-I",
+                by.chain,
+                1,
+                "-s",
+                str(p.src),
+                "-p",
+                str(p.proto),
+                "--dport",
+                p.dport,
+                "-j",
+                "ACCEPT",
+            ),
         )
-    return (f"{v.command}{table} -D {chain} {by.rule_number}",)
+    number = placeholder("rule-number") if by.rule_number is None else by.rule_number
+    return (command(v.command, *table, "-D", by.chain, number),)
 
 
 def trace_summary(trace: tuple[TraceStep, ...], limit: int = 12) -> list[str]:
@@ -169,8 +183,7 @@ def findings_for(v: IptablesVerdict, subject: Subject) -> list[Finding]:
     if by.policy is None and cause is Cause.IPTABLES:
         notes.append(
             "rule numbers shift when rules are added or removed: check with "
-            f"`{v.command} -t {shlex.quote(by.table)} -L {shlex.quote(by.chain)} --line-numbers` "
-            "first"
+            f"`{command(v.command, '-t', by.table, '-L', by.chain, '--line-numbers')}` first"
         )
     notes.append(TUNNEL_POD_REMINDER)
     summary = (

@@ -43,6 +43,7 @@ from shared.analysis.netcat.lines import (
     parse_target,
     read_line,
 )
+from shared.analysis.shell import command, placeholder, sequence
 from shared.errors import InputError
 
 __all__ = [
@@ -242,6 +243,11 @@ def analyze(text: str, source: str) -> NetcatReport:
     return NetcatReport(tuple(results))
 
 
+_READ_RULES = sequence(command("ufw", "status", "verbose"), command("iptables-save"))
+_NSG_SHOW = command(
+    *("az", "network", "nsg", "show", "-g", placeholder("node-resource-group")),
+    *("-n", placeholder("nsg"), "-o", "json"),
+)
 _NODE_CHECKS = Remediation(
     summary=(
         "nc alone cannot tell which layer blocks the kubelet port. Run the checks that can: "
@@ -249,10 +255,13 @@ _NODE_CHECKS = Remediation(
         "(tunnelwatch analyze ufw) and its iptables rules (tunnelwatch analyze iptables)."
     ),
     commands=(
-        "az vmss run-command invoke -g <node-resource-group> -n <vmss> --instance-id <id> "
-        "--command-id RunShellScript --scripts 'ufw status verbose; iptables-save' "
-        "--query 'value[0].message' -o tsv",
-        "az network nsg show -g <node-resource-group> -n <nsg> -o json",
+        command(
+            *("az", "vmss", "run-command", "invoke", "-g", placeholder("node-resource-group")),
+            *("-n", placeholder("vmss"), "--instance-id", placeholder("instance-id")),
+            *("--command-id", "RunShellScript", "--scripts", _READ_RULES),
+            *("--query", "value[0].message", "-o", "tsv"),
+        ),
+        _NSG_SHOW,
     ),
     notes=(
         "A timeout means packets were dropped: an NSG deny (NSGs drop silently) or a DROP rule "
@@ -268,7 +277,7 @@ _EGRESS_CHECKS = Remediation(
         "NSG outbound rules, route tables (UDR to a firewall), the firewall's rules, and SNAT "
         "(tunnelwatch analyze snat)."
     ),
-    commands=("az network nsg show -g <node-resource-group> -n <nsg> -o json",),
+    commands=(_NSG_SHOW,),
 )
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import re
-import shlex
 from typing import Any
 
 from shared.analysis.findings import (
@@ -36,6 +35,7 @@ from shared.analysis.iptables.remediation import (
     managed_note,
 )
 from shared.analysis.nftables.model import NftTraceStep, NftVerdict
+from shared.analysis.shell import Command, command, pipeline
 
 __all__ = ["CHECK", "findings_for", "fix_commands", "trace_summary"]
 
@@ -61,20 +61,22 @@ def _plain(*names: str) -> bool:
     return all(_IDENT.match(n) and n not in _KEYWORDS for n in names)
 
 
-def _json_cmd(command: dict[str, Any]) -> str:
+def _json_cmd(nft_command: dict[str, Any]) -> Command:
     """The command as nft's JSON input on stdin: nft's command line reads table and chain
     names only as plain identifiers, while JSON (which made such names) spells any name."""
-    text = json.dumps({"nftables": [command]}, separators=(",", ":"))
-    return f"printf '%s\\n' {shlex.quote(text)} | nft -j -f -"
+    text = json.dumps({"nftables": [nft_command]}, separators=(",", ":"))
+    return pipeline(command("printf", "%s\\n", text), command("nft", "-j", "-f", "-"))
 
 
-def _accept_rule(p: Packet) -> tuple[str, list[dict[str, Any]]]:
-    """`ip saddr SRC tcp dport N accept` as nft text and as JSON expressions."""
+def _accept_rule(p: Packet) -> tuple[tuple[str | int, ...], list[dict[str, Any]]]:
+    """`ip saddr SRC tcp dport N accept` as nft's words and as JSON expressions."""
     ip = "ip" if p.family == 4 else "ip6"
     proto = p.proto.lower() if p.proto.lower() in ("tcp", "udp") else "th"
-    text = f"{ip} saddr {p.src} {proto} dport {p.dport} accept"
+    text: tuple[str | int, ...] = (ip, "saddr", str(p.src), proto, "dport", p.dport, "accept")
     if proto == "th":
-        text = f"{ip} saddr {p.src} meta l4proto {p.proto_number()} th dport {p.dport} accept"
+        number = p.proto_number()
+        l4 = str(p.proto) if number is None else number
+        text = (ip, "saddr", str(p.src), "meta", "l4proto", l4, "th", "dport", p.dport, "accept")
     expr: list[dict[str, Any]] = [
         _match({"payload": {"protocol": ip, "field": "saddr"}}, str(p.src)),
         _match({"payload": {"protocol": proto, "field": "dport"}}, p.dport),
@@ -102,30 +104,28 @@ def fix_commands(v: NftVerdict) -> tuple[str, ...]:
         return ()
     fam, table, chain = by.family, by.table, by.chain
     plain = fam in _FAMILIES and _plain(table, chain)
-    where = " ".join(shlex.quote(x) for x in (fam, table, chain))
     ident = {"family": fam, "table": table, "chain": chain}
     text, expr = _accept_rule(p)
     if by.policy is not None:
         if plain:
-            return (f"nft insert rule {where} {text}",)
+            return (command("nft", "insert", "rule", fam, table, chain, *text),)
         return (_json_cmd({"insert": {"rule": {**ident, "expr": expr}}}),)
     if by.handle is None:
         return ()
     if by.element is not None and by.map_name:
         if fam not in _FAMILIES or not _plain(table, by.map_name):
             return ()  # the element is only known as nft text; nft cannot name this map
-        elem = shlex.quote("{ " + by.element + " }")
-        return (
-            f"nft delete element {shlex.quote(fam)} {shlex.quote(table)} "
-            f"{shlex.quote(by.map_name)} {elem}",
-        )
+        elem = "{ " + by.element + " }"
+        return (command("nft", "delete", "element", fam, table, by.map_name, elem),)
     if by.element is not None:
         # An inline verdict map: deleting the rule would drop its other elements too.
         if plain:
-            return (f"nft insert rule {where} handle {by.handle} {text}",)
+            return (
+                command("nft", "insert", "rule", fam, table, chain, "handle", by.handle, *text),
+            )
         return (_json_cmd({"insert": {"rule": {**ident, "handle": by.handle, "expr": expr}}}),)
     if plain:
-        return (f"nft delete rule {where} handle {by.handle}",)
+        return (command("nft", "delete", "rule", fam, table, chain, "handle", by.handle),)
     return (_json_cmd({"delete": {"rule": {**ident, "handle": by.handle}}}),)
 
 
@@ -173,8 +173,8 @@ def findings_for(v: NftVerdict, subject: Subject) -> list[Finding]:
     if manager:
         notes.append(managed_note(f"table {by.family} {by.table}", manager))
     if by.policy is None:
-        names = " ".join(shlex.quote(x) for x in (by.family, by.table, by.chain))
-        notes.append(f"check the handle first with `nft -a list chain {names}`")
+        listing = command("nft", "-a", "list", "chain", by.family, by.table, by.chain)
+        notes.append(f"check the handle first with `{listing}`")
     notes.append(TUNNEL_POD_REMINDER)
     verb = "drops" if v.verdict is Verdict.DROP else "rejects"
     if by.policy is not None:

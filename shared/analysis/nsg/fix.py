@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import shlex
 from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
 from shared.analysis.nsg.evaluate import Layer, LayerResult, NsgVerdict, RuleRef, Verdict
 from shared.analysis.nsg.model import Access, Direction, IpNetwork, Nsg, Protocol, Rule
+from shared.analysis.shell import Command, command, placeholder
 from shared.errors import InputError
 
 __all__ = [
@@ -35,8 +35,8 @@ __all__ = [
 
 MIN_PRIORITY, MAX_PRIORITY = 100, 4096
 _NAME_MAX = 80  # network-security-groups-overview.md: names up to 80 characters
-_RG_PLACEHOLDER = "<resource-group>"
-_NSG_PLACEHOLDER = "<nsg-name>"
+_RG_PLACEHOLDER = placeholder("resource-group")
+_NSG_PLACEHOLDER = placeholder("nsg-name")
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,10 +134,6 @@ def rule_name(
     return name
 
 
-def _q(value: str) -> str:
-    return value if value in (_RG_PLACEHOLDER, _NSG_PLACEHOLDER) else shlex.quote(value)
-
-
 def az_rule_create(
     *,
     resource_group: str,
@@ -149,28 +145,25 @@ def az_rule_create(
     sources: tuple[str, ...],
     destinations: tuple[str, ...],
     port: int,
-) -> str:
-    args = [
-        "az network nsg rule create",
-        f"--resource-group {_q(resource_group or _RG_PLACEHOLDER)}",
-        f"--nsg-name {_q(nsg_name or _NSG_PLACEHOLDER)}",
-        f"--name {_q(name)}",
-        f"--priority {priority}",
-        f"--direction {direction.value}",
-        "--access Allow",
-        f"--protocol {_q(protocol.value)}",
-        "--source-address-prefixes " + " ".join(_q(s) for s in sources),
-        "--source-port-ranges '*'",
-        "--destination-address-prefixes " + " ".join(_q(d) for d in destinations),
-        f"--destination-port-ranges {port}",
-    ]
-    return " ".join(args)
+) -> Command:
+    return command(
+        *("az", "network", "nsg", "rule", "create"),
+        *("--resource-group", resource_group or _RG_PLACEHOLDER),
+        *("--nsg-name", nsg_name or _NSG_PLACEHOLDER),
+        *("--name", name, "--priority", priority, "--direction", direction.value),
+        *("--access", "Allow", "--protocol", protocol.value),
+        *("--source-address-prefixes", *sources, "--source-port-ranges", "*"),
+        *("--destination-address-prefixes", *destinations),
+        *("--destination-port-ranges", port),
+    )
 
 
-def _az_rule_move(resource_group: str, nsg_name: str, name: str, priority: int) -> str:
-    return (
-        f"az network nsg rule update --resource-group {_q(resource_group or _RG_PLACEHOLDER)} "
-        f"--nsg-name {_q(nsg_name or _NSG_PLACEHOLDER)} --name {_q(name)} --priority {priority}"
+def _az_rule_move(resource_group: str, nsg_name: str, name: str, priority: int) -> Command:
+    return command(
+        *("az", "network", "nsg", "rule", "update"),
+        *("--resource-group", resource_group or _RG_PLACEHOLDER),
+        *("--nsg-name", nsg_name or _NSG_PLACEHOLDER),
+        *("--name", name, "--priority", priority),
     )
 
 
@@ -214,7 +207,7 @@ def _fix_layer(
             "so the allow rule goes before it"
         )
 
-    def create(priority: int) -> str:
+    def create(priority: int) -> Command:
         return az_rule_create(
             resource_group=nsg.resource_group,
             nsg_name=nsg.name,

@@ -17,6 +17,7 @@ from shared.analysis.findings import (
     Severity,
     Subject,
 )
+from shared.analysis.shell import Command, Placeholder, command, placeholder
 from shared.analysis.snat import ResourceKind, SnatReport, Verdict
 from shared.analysis.snat.capacity import MAX_MANAGED_OUTBOUND_IPS, PORTS_PER_IP, Capacity
 
@@ -31,31 +32,43 @@ _POOLING = (
 # AKS-managed VNet; with your own VNet, attach a NAT gateway to the node subnets and move to
 # userAssignedNATGateway.
 _NAT_UPDATE = (
-    "az aks update -g {rg} -n {cluster} --outbound-type managedNATGateway "
-    "--nat-gateway-managed-outbound-ip-count 2"
+    "--outbound-type",
+    "managedNATGateway",
+    "--nat-gateway-managed-outbound-ip-count",
+    2,
 )
+_RESOURCE_GROUP = placeholder("resource-group")
+_CLUSTER = placeholder("cluster")
+Name = str | Placeholder  # a name from Azure or the user, or one the user must fill in
 
 
 def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
 
 
+def _aks_update(resource_group: Name, cluster: Name, *args: str | int | Placeholder) -> Command:
+    return command("az", "aks", "update", "-g", resource_group, "-n", cluster, *args)
+
+
 def load_balancer_fix(
-    resource_group: str,
-    cluster: str,
+    resource_group: Name,
+    cluster: Name,
     capacity: Capacity | None = None,
     *,
     more_ports: bool = True,
 ) -> Remediation:
     """5b (ports, outbound IPs) and 5c (NAT gateway), with numbers when capacity is known."""
-    base = f"az aks update -g {resource_group} -n {cluster}"
+
+    def base(*args: str | int | Placeholder) -> Command:
+        return _aks_update(resource_group, cluster, *args)
+
     notes = [_POOLING]
     commands: list[str] = []
     effective = capacity.effective_ports_per_node if capacity else None
     if capacity is None or not effective:
         commands += [
-            f"{base} --load-balancer-outbound-ports <ports-per-node>",
-            f"{base} --load-balancer-managed-outbound-ip-count <ip-count>",
+            base("--load-balancer-outbound-ports", placeholder("ports-per-node")),
+            base("--load-balancer-managed-outbound-ip-count", placeholder("ip-count")),
         ]
         notes.append(
             "Pick ports per node (a multiple of 8) and IPs so that ports x (max nodes + surge) "
@@ -66,7 +79,7 @@ def load_balancer_fix(
         nodes = capacity.nodes
         if capacity.fits is False and capacity.min_outbound_ips is not None:
             commands.append(
-                f"{base} --load-balancer-managed-outbound-ip-count {capacity.min_outbound_ips}"
+                base("--load-balancer-managed-outbound-ip-count", capacity.min_outbound_ips)
             )
             notes.append(
                 f"{capacity.min_outbound_ips} IP(s) fit {nodes} nodes (max + surge) at "
@@ -75,7 +88,7 @@ def load_balancer_fix(
         if capacity.max_ports_per_node >= 8 and (
             capacity.fits is False or capacity.max_ports_per_node > effective
         ):
-            commands.append(f"{base} --load-balancer-outbound-ports {capacity.max_ports_per_node}")
+            commands.append(base("--load-balancer-outbound-ports", capacity.max_ports_per_node))
             notes.append(
                 f"{capacity.max_ports_per_node} ports per node is the most that "
                 f"{capacity.frontend_ips} IP(s) give {nodes} nodes (max + surge)."
@@ -85,14 +98,18 @@ def load_balancer_fix(
             ips = _ceil_div(doubled * nodes, PORTS_PER_IP)
             if ips <= MAX_MANAGED_OUTBOUND_IPS:
                 commands.append(
-                    f"{base} --load-balancer-managed-outbound-ip-count {ips} "
-                    f"--load-balancer-outbound-ports {doubled}"
+                    base(
+                        "--load-balancer-managed-outbound-ip-count",
+                        ips,
+                        "--load-balancer-outbound-ports",
+                        doubled,
+                    )
                 )
                 notes.append(
                     f"Doubling to {doubled} ports per node for {nodes} nodes needs {ips} "
                     "outbound IP(s)."
                 )
-    commands.append(_NAT_UPDATE.format(rg=resource_group, cluster=cluster))
+    commands.append(base(*_NAT_UPDATE))
     notes += [
         "--load-balancer-managed-outbound-ip-count applies to AKS-managed outbound IPs; with "
         "your own IPs or prefixes use --load-balancer-outbound-ips / -ip-prefixes instead.",
@@ -110,15 +127,31 @@ def load_balancer_fix(
     )
 
 
-def _nat_fix(resource_group: str, cluster: str) -> Remediation:
+def _nat_fix(resource_group: Name, cluster: Name) -> Remediation:
     return Remediation(
         summary="Give the NAT gateway more SNAT ports: add public IPs (or a prefix) to it, and "
         "make applications reuse connections.",
         commands=(
-            f"az aks update -g {resource_group} -n {cluster} "
-            "--nat-gateway-managed-outbound-ip-count <ip-count>",
-            "az network nat gateway update -g <nat-resource-group> -n <nat-gateway> "
-            "--public-ip-addresses <ip1> <ip2>",
+            _aks_update(
+                resource_group,
+                cluster,
+                "--nat-gateway-managed-outbound-ip-count",
+                placeholder("ip-count"),
+            ),
+            command(
+                "az",
+                "network",
+                "nat",
+                "gateway",
+                "update",
+                "-g",
+                placeholder("nat-resource-group"),
+                "-n",
+                placeholder("nat-gateway"),
+                "--public-ip-addresses",
+                placeholder("public-ip-1"),
+                placeholder("public-ip-2"),
+            ),
         ),
         notes=(
             "The first command is for an AKS-managed NAT gateway, the second for your own.",
@@ -157,8 +190,8 @@ def findings(
     report: SnatReport,
     subject: Subject | None = None,
     *,
-    resource_group: str = "<resource-group>",
-    cluster: str = "<cluster>",
+    resource_group: Name = _RESOURCE_GROUP,
+    cluster: Name = _CLUSTER,
     capacity: Capacity | None = None,
 ) -> tuple[Finding, ...]:
     """One finding when the verdict is not ok: a PROBLEM (exhausted, at risk) or INCONCLUSIVE."""
@@ -216,8 +249,8 @@ def capacity_findings(
     capacity: Capacity,
     subject: Subject | None = None,
     *,
-    resource_group: str = "<resource-group>",
-    cluster: str = "<cluster>",
+    resource_group: Name = _RESOURCE_GROUP,
+    cluster: Name = _CLUSTER,
 ) -> tuple[Finding, ...]:
     """A PROBLEM when max + surge nodes do not fit the outbound IPs; INCONCLUSIVE when unknown."""
     subject = subject or Subject()

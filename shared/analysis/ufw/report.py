@@ -21,14 +21,16 @@ from shared.analysis.findings import (
     Severity,
     Subject,
 )
+from shared.analysis.shell import Placeholder, command, placeholder
 from shared.analysis.ufw.evaluate import UfwVerdict, Verdict
 from shared.analysis.ufw.model import Action, UfwRule
 
 __all__ = ["CHECK", "NODE_SUBNET_PLACEHOLDER", "findings_for"]
 
 CHECK = "ufw.input"
-NODE_SUBNET_PLACEHOLDER = "<node-subnet>"
+NODE_SUBNET_PLACEHOLDER = placeholder("node-subnet")
 
+_NUMBER = placeholder("number")
 _IPNet = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -61,7 +63,7 @@ def findings_for(
                 remediation=Remediation(
                     "Capture `ufw status verbose` as root and give the flow's source address, "
                     "destination address and interface, so every rule can be decided.",
-                    commands=("sudo ufw status verbose",),
+                    commands=(command("sudo", "ufw", "status", "verbose"),),
                 ),
                 key="unknown",
             )
@@ -101,13 +103,13 @@ def findings_for(
     ]
 
 
-def _remediation(verdict: UfwVerdict, source: str) -> Remediation:
-    spec = f"allow from {source} to any port {verdict.port} proto {verdict.proto}"
-    v6 = ":" in source if source != NODE_SUBNET_PLACEHOLDER else verdict.family == 6
+def _remediation(verdict: UfwVerdict, source: str | Placeholder) -> Remediation:
+    spec = ("allow", "from", source, "to", "any", "port", verdict.port, "proto", verdict.proto)
+    v6 = ":" in source if isinstance(source, str) else verdict.family == 6
     shadowing = [r for r in verdict.shadowing if r.v6 == v6]  # the fix's family only
     notes: list[str] = []
     if shadowing:
-        command = f"ufw prepend {spec}" if v6 else f"ufw insert 1 {spec}"
+        fix = command("ufw", "prepend", *spec) if v6 else command("ufw", "insert", 1, *spec)
         decider = verdict.rule
         if decider is not None and decider.action is not Action.ALLOW:
             summary = (
@@ -115,15 +117,16 @@ def _remediation(verdict: UfwVerdict, source: str) -> Remediation:
                 f"line {decider.line}); an appended `ufw allow` would come after it."
             )
             if decider.number is not None:
+                delete = command("ufw", "delete", decider.number)
                 notes.append(
-                    f"Or delete the blocking rule instead: ufw delete {decider.number}  "
+                    f"Or delete the blocking rule instead: {delete}  "
                     f"(rule {decider.number}: {_plain(decider)})"
                 )
             else:
                 notes.append(
                     f"Or delete the blocking rule instead ({_plain(decider)}, line "
                     f"{decider.line}): this capture does not show ufw's rule numbers; find it "
-                    "with `ufw status numbered`, then ufw delete <number>"
+                    f"with `ufw status numbered`, then {command('ufw', 'delete', _NUMBER)}"
                 )
         else:
             summary = (
@@ -137,7 +140,7 @@ def _remediation(verdict: UfwVerdict, source: str) -> Remediation:
                 + "; ".join(f"line {r.line}: {_plain(r)}" for r in others)
             )
     else:
-        command = f"ufw {spec}"
+        fix = command("ufw", *spec)
         summary = (
             f"Allow TCP {verdict.port} from the tunnel's source only; the default incoming "
             f"policy ({_policy(verdict)}) stays as it is."
@@ -150,10 +153,10 @@ def _remediation(verdict: UfwVerdict, source: str) -> Remediation:
             "node subnet (or the pod subnet when pods get their own subnet)."
         )
     notes.append(TUNNEL_POD_REMINDER)
-    return Remediation(summary, (command,), tuple(notes))
+    return Remediation(summary, (fix,), tuple(notes))
 
 
-def _source_text(verdict: UfwVerdict, fix_source: _IPNet | None) -> str:
+def _source_text(verdict: UfwVerdict, fix_source: _IPNet | None) -> str | Placeholder:
     if fix_source is not None:
         return str(fix_source)
     if verdict.src is not None:

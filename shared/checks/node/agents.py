@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from shared.analysis.findings import Cause, Finding, Kind, Origin, Remediation, Severity
-from shared.checks.node.common import Where, shell_word
+from shared.analysis.shell import command, placeholder
+from shared.checks.node.common import Where
 from shared.inventory.model import Cluster
 from shared.probe.output import Component, ProbeReport
 
@@ -41,20 +42,38 @@ def agent_findings(report: ProbeReport, where: Where, cluster: Cluster) -> list[
             what.append(f"restarted {restarts} times")
         if oom:
             what.append("OOM-killed")
+        kube = ("kubectl", "-n", "kube-system")
         if name == "konnectivity-agent":
-            commands = [f"kubectl -n kube-system describe pod -l k8s-app={name}"]
+            commands = [command(*kube, "describe", "pod", "-l", f"k8s-app={name}")]
         else:
-            commands = ["kubectl -n kube-system get pods -o wide", "kubectl -n kube-system "
-                        "describe pod <pod-name>"]  # fmt: skip
+            commands = [command(*kube, "get", "pods", "-o", "wide"),
+                        command(*kube, "describe", "pod", placeholder("pod-name"))]  # fmt: skip
         notes = [f"the node: {where.subject.node}"]
         if oom:
             commands.append(
-                f"kubectl -n kube-system get deployment {name} "
-                "-o jsonpath='{.spec.template.spec.containers[*].resources}'"
+                command(
+                    *kube,
+                    "get",
+                    "deployment",
+                    name,
+                    "-o",
+                    "jsonpath={.spec.template.spec.containers[*].resources}",
+                )
             )
             commands.append(
-                f"az aks show -g {shell_word(cluster.resource_group)} "
-                f"-n {shell_word(cluster.name)} --query kubernetesVersion -o tsv"
+                command(
+                    "az",
+                    "aks",
+                    "show",
+                    "-g",
+                    cluster.resource_group,
+                    "-n",
+                    cluster.name,
+                    "--query",
+                    "kubernetesVersion",
+                    "-o",
+                    "tsv",
+                )
             )
             notes.append(
                 "The agent was killed for exceeding its memory limit: compare the limit with "

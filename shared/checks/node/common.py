@@ -7,8 +7,6 @@ that no text from the node (chain names, comments) can escape the --scripts argu
 from __future__ import annotations
 
 import ipaddress
-import re
-import shlex
 from dataclasses import dataclass, replace
 
 from shared.analysis.findings import (
@@ -21,6 +19,7 @@ from shared.analysis.findings import (
     Severity,
     Subject,
 )
+from shared.analysis.shell import Command, command
 
 __all__ = [
     "KUBELET_PORT",
@@ -29,14 +28,11 @@ __all__ = [
     "adapt",
     "merge",
     "run_command",
-    "shell_word",
     "undecided",
 ]
 
 KUBELET_PORT = 10250
 _MAX_LISTED = 10  # sources named in one evidence line
-# Characters a shell gives no meaning to: a word made only of these needs no quoting.
-_PLAIN = re.compile(r"[A-Za-z0-9_./:,=@+%-]+")
 IPAddr = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
@@ -49,38 +45,22 @@ class Where:
     vmss: str
     instance_id: str
 
-    def invoke(self, fix: str) -> str | None:
+    def invoke(self, fix: Command) -> Command:
         return run_command(fix, node_rg=self.node_rg, vmss=self.vmss, instance_id=self.instance_id)
 
 
-def shell_word(word: str) -> str:
-    return word if _PLAIN.fullmatch(word) else shlex.quote(word)
+def run_command(fix: Command, *, node_rg: str, vmss: str, instance_id: str) -> Command:
+    """`fix` as the `az vmss run-command invoke` that runs it on the node.
 
-
-def run_command(fix: str, *, node_rg: str, vmss: str, instance_id: str) -> str | None:
-    """`fix` as the `az vmss run-command invoke` that runs it on the node; None if unsafe.
-
-    A fix is a shell command line whose words taken from captures are already quoted (the
-    engines quote chain names, which may hold `$(...)` or quotes). It is parsed into words and
-    joined again canonically, so anything outside quotes (an operator slipped into a name)
-    becomes a literal word; the whole script is then one word for the user's shell: in double
-    quotes when it holds only plain characters (the article's spelling), else shlex-quoted.
+    The fix is built from words (shared.analysis.shell), so names taken from captures (chain
+    names that may hold `$(...)` or quotes) are quoted in its text; that text is then one
+    quoted word of the az command, so neither the user's shell nor the node's runs anything
+    but the fix's own words.
     """
-    if "\n" in fix or "\r" in fix:
-        return None  # two command lines: joining them would make one different command
-    try:
-        words = shlex.split(fix)
-    except ValueError:
-        return None  # unbalanced quotes: no command rather than a wrong one
-    if not words or any("\t" in w for w in words):
-        return None
-    script = shlex.join(words)
-    quoted = f'"{script}"' if all(_PLAIN.fullmatch(w) for w in words) else shlex.quote(script)
-    return (
-        f"az vmss run-command invoke -g {shell_word(node_rg)} -n {shell_word(vmss)} "
-        f"--instance-id {shell_word(instance_id)} --command-id RunShellScript "
-        f"--scripts {quoted}"
-    )
+    return command(
+        "az", "vmss", "run-command", "invoke", "-g", node_rg, "-n", vmss,
+        "--instance-id", instance_id, "--command-id", "RunShellScript", "--scripts", fix,
+    )  # fmt: skip
 
 
 def adapt(f: Finding, where: Where) -> Finding:
@@ -91,12 +71,11 @@ def adapt(f: Finding, where: Where) -> Finding:
     commands: list[str] = []
     notes = list(r.notes)
     for fix in r.commands:
-        wrapped = where.invoke(fix)
-        if wrapped is None:
-            notes.append(f"this fix could not be quoted safely for run command; adapt it: {fix}")
-        else:
-            commands.append(wrapped)
+        if isinstance(fix, Command):
+            commands.append(where.invoke(fix))
             notes.append(f"on the node itself the command is: {fix}")
+        else:  # text not built from words: never wrapped into a command that might differ
+            notes.append(f"this fix could not be quoted safely for run command; adapt it: {fix}")
     if TUNNEL_POD_REMINDER not in notes:
         notes.append(TUNNEL_POD_REMINDER)
     return replace(f, remediation=Remediation(r.summary, tuple(commands), tuple(notes)))

@@ -26,6 +26,7 @@ from shared.analysis.findings import (
     Subject,
 )
 from shared.analysis.netcat import ProbeResult, Status
+from shared.analysis.shell import Command, command, placeholder
 from shared.checks.node.common import Where
 from shared.inventory.model import Cluster
 from shared.probe.output import ProbeReport, TlsCheck, target_results
@@ -172,6 +173,14 @@ def _no_results(where: Where, why: str) -> Finding:
     )
 
 
+def _nc(host: str | None, port: int | None) -> Command:
+    """The retest by hand; a part the report did not name is left for the user to fill."""
+    return command(
+        "nc", "-vz", "-w", 5, host or placeholder("host"),
+        placeholder("port") if port is None else port,
+    )  # fmt: skip
+
+
 def api_findings(report: ProbeReport, where: Where) -> list[Finding]:
     if report.api is None:
         return []
@@ -179,7 +188,7 @@ def api_findings(report: ProbeReport, where: Where) -> list[Finding]:
     for r in report.api.results:
         label = r.target.label()
         if r.status.blocked:
-            retest = where.invoke(f"nc -vz -w 5 {r.target.host} {r.target.port}")
+            retest = where.invoke(_nc(r.target.host, r.target.port))
             out.append(
                 Finding(
                     check="node.egress.api",
@@ -195,7 +204,7 @@ def api_findings(report: ProbeReport, where: Where) -> list[Finding]:
                         "the node reach it: NSG outbound rules of the node subnet and NIC, a "
                         "route table sending 0.0.0.0/0 to a firewall and that firewall's "
                         "rules, and SNAT capacity (tunnelwatch analyze snat). Then test again.",
-                        commands=(retest,) if retest else (),
+                        commands=(retest,),
                         notes=(TUNNEL_POD_REMINDER,),
                     ),
                     key=label,
@@ -254,7 +263,18 @@ def tls_findings(report: ProbeReport, where: Where) -> list[Finding]:
         return []
     host, _, port = t.target.rpartition(":")
     retest = where.invoke(
-        f"timeout 10 openssl s_client -connect {t.target} -servername {host} -alpn konnectivity,h2"
+        command(
+            "timeout",
+            10,
+            "openssl",
+            "s_client",
+            "-connect",
+            t.target,
+            "-servername",
+            host,
+            "-alpn",
+            "konnectivity,h2",
+        )
     )
     return [
         Finding(
@@ -271,7 +291,7 @@ def tls_findings(report: ProbeReport, where: Where) -> list[Finding]:
                 f"Konnectivity needs TCP {port} to reach the API server untouched, with ALPN "
                 "'konnectivity' intact (AKS routes the tunnel by it). Then test again: the "
                 "certificate must come from the cluster CA and a protocol must be chosen.",
-                commands=(retest,) if retest else (),
+                commands=(retest,),
                 notes=(_CA_NOTE, TUNNEL_POD_REMINDER),
             ),
             key=t.target,
@@ -288,7 +308,7 @@ def tunnel_findings(report: ProbeReport, where: Where) -> list[Finding]:
     for r in report.tunnel.results:
         label = r.target.label()
         if r.status.blocked:
-            retest = where.invoke(f"nc -vz -w 5 {r.target.host} 9000")
+            retest = where.invoke(_nc(r.target.host, 9000))
             out.append(
                 Finding(
                     check="node.egress.tunnelfront",
@@ -304,7 +324,7 @@ def tunnel_findings(report: ProbeReport, where: Where) -> list[Finding]:
                         "article's fix for tunnel-front): the NSG outbound rules of the node "
                         "subnet and NIC, and the rules of any firewall a route table sends "
                         "the traffic to. Then test again.",
-                        commands=(retest,) if retest else (),
+                        commands=(retest,),
                         notes=(TUNNEL_POD_REMINDER,),
                     ),
                     key=label,

@@ -17,6 +17,7 @@ from dataclasses import replace
 
 from shared.analysis import iptables, nftables, ufw
 from shared.analysis.findings import Cause, Finding, Kind, Origin, Remediation, Severity
+from shared.analysis.shell import command, placeholder
 from shared.checks.node.common import KUBELET_PORT, IPAddr, Where, merge, undecided
 from shared.errors import InputError
 from shared.probe.output import ProbeError, ProbeReport
@@ -33,11 +34,12 @@ __all__ = [
 
 NFTABLES = "nftables"  # the backend name of a native nftables ruleset record
 _READ_BY_HAND = {  # what prints the whole ruleset on the node, and what reads it here
-    "legacy": ("iptables-legacy-save", "tunnelwatch analyze iptables"),
-    "nft": ("iptables-nft-save", "tunnelwatch analyze iptables"),
-    NFTABLES: ("nft -j list ruleset", ""),
-    "ufw": ("ufw status verbose", "tunnelwatch analyze ufw"),
+    "legacy": (command("iptables-legacy-save"), "tunnelwatch analyze iptables"),
+    "nft": (command("iptables-nft-save"), "tunnelwatch analyze iptables"),
+    NFTABLES: (command("nft", "-j", "list", "ruleset"), ""),
+    "ufw": (command("ufw", "status", "verbose"), "tunnelwatch analyze ufw"),
 }
+_ANY_BACKEND = (command("iptables-save"), "tunnelwatch analyze iptables")
 
 
 # What iptables-nft-save prints for a table of its own that holds what it cannot show (native
@@ -92,10 +94,16 @@ def hidden_findings(
         return []  # the nftables read failed: error_finding says so already
     why = (
         "iptables-nft-save cannot show the nft backend's {} table (it holds native nft "
-        "rules) and the report holds no native dump of it; read it with `nft list table ip {}`"
+        "rules) and the report holds no native dump of it; read it with `{}`"
     )
     return [
-        undecided(where, "node.ruleset", Cause.IPTABLES, why.format(n, n), f"hidden:{n}")
+        undecided(
+            where,
+            "node.ruleset",
+            Cause.IPTABLES,
+            why.format(n, command("nft", "list", "table", "ip", n)),
+            f"hidden:{n}",
+        )
         for n in sorted(set(hidden) - revealed)
     ]
 
@@ -131,14 +139,15 @@ def error_finding(e: ProbeError, where: Where) -> Finding:
 def _too_large(e: ProbeError, size: int, where: Where) -> Finding:
     """A blob the size guard left out: the rules it holds are not decided, never guessed."""
     name = "ufw" if e.subject == "ufw" else e.subject.removeprefix("ruleset ")
-    dump, analyze = _READ_BY_HAND.get(name, ("iptables-save", "tunnelwatch analyze iptables"))
+    dump, analyze = _READ_BY_HAND.get(name, _ANY_BACKEND)
     is_ufw = name == "ufw"
     what = "ufw status" if is_ufw else f"{name} ruleset"
-    managed = (
-        f"az vmss run-command create -g {where.node_rg} --vmss-name {where.vmss} "
-        f'--instance-id {where.instance_id} --name tunnelwatch-read --script "{dump}" '
-        '--output-blob-uri "<SAS URL of a blob to write to>"'
-    )
+    managed = command(
+        "az", "vmss", "run-command", "create", "-g", where.node_rg, "--vmss-name", where.vmss,
+        "--instance-id", where.instance_id, "--name", "tunnelwatch-read", "--script", dump,
+        "--output-blob-uri", placeholder("sas-url-of-output-blob"),
+    )  # fmt: skip
+    as_root = command("sudo", *dump.parts[0])
     then = f"; then run {analyze} on the file" if analyze else ""
     return Finding(
         check="node.ufw" if is_ufw else "node.ruleset",
@@ -150,13 +159,15 @@ def _too_large(e: ProbeError, size: int, where: Where) -> Finding:
         "after dropping the rules that cannot match): not decided",
         evidence=(f"{e.subject}: {e.message}",),
         remediation=Remediation(
-            f"Read it by hand: on the node (SSH or Azure Bastion) `sudo {dump} > rules.txt`, or "
+            f"Read it by hand: on the node (SSH or Azure Bastion) `{as_root} > rules.txt`, or "
             "a managed run command that writes the whole output to a blob (the 4,096-byte "
             f"limit applies only to the instance view){then}.",
             commands=(managed,),
             notes=(
                 "Run-command output keeps only its last 4,096 bytes; tunnelwatch leaves a "
                 "ruleset out rather than evaluate half of it.",
+                "Replace <sas-url-of-output-blob> with the SAS URL of a blob the command may "
+                "write (create, write permissions).",
             ),
         ),
         key=f"toolarge:{e.subject}",
