@@ -191,6 +191,20 @@ def _row(f: Finding, cluster: str) -> str:
     )
 
 
+def _fix_lines(f: Finding) -> list[str]:
+    """The whole fix under its finding: every command in order (a fix in two steps is
+    numbered, since one step alone may fix nothing), then its notes."""
+    rem = f.remediation
+    if rem is None or not (rem.commands or rem.notes):
+        return []
+    lines = [f"      fix: {rem.summary}"]
+    many = len(rem.commands) > 1
+    for i, command in enumerate(rem.commands, 1):
+        lines.append(f"        {f'{i}. ' if many else ''}$ {command}")
+    lines += [f"        note: {n}" for n in rem.notes]
+    return lines
+
+
 def _text(outcome: Any) -> str:
     run = outcome.run
     lines = [
@@ -205,8 +219,7 @@ def _text(outcome: Any) -> str:
     for c in outcome.clusters:
         for f in c.findings:
             lines.append(_row(f, c.cluster.name))
-            if f.remediation and f.remediation.commands:
-                lines.append(f"      fix: {f.remediation.commands[0]}")
+            lines += _fix_lines(f)
     notes = [(c.cluster.name, n) for c in outcome.clusters for n in c.notes]
     if notes:
         lines.append("notes:")
