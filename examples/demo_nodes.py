@@ -114,8 +114,11 @@ def run() -> tuple[int, str]:
             if f.remediation and (f.cause is not None or f.kind is Kind.COVERAGE):
                 what = textwrap.wrap(f.remediation.summary, 96)
                 line += "".join(f"\n{'':>14}{w}" for w in what)
-                for command in f.remediation.commands[:1]:  # whole: it is copied and run
+                # every command, whole and in order: they are copied and run
+                for command in f.remediation.commands:
                     line += f"\n{'':>14}$ {command}"
+                for note in f.remediation.notes:  # not wrapped: a note may hold a command
+                    line += f"\n{'':>14}note: {note}"
             by_cluster.setdefault(s.cluster_id.rsplit("/", 1)[1], []).append(line)
         for cluster in sorted({c.name for c in lab.clusters} | set(by_cluster)):
             fault = ", ".join(x for v in faults.get(cluster, {}).values() for x in v) or "none"

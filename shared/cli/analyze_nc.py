@@ -66,5 +66,7 @@ def handle(args: argparse.Namespace) -> CommandResult:
     for f in found:
         if f.remediation is not None and f.severity.value == "critical":
             lines.append(f"next: {f.remediation.summary}")
+            lines.extend(f"  {c}" for c in f.remediation.commands)
+            lines.extend(f"  note: {n}" for n in f.remediation.notes)
             break
     return CommandResult(code, document, "\n".join(lines))

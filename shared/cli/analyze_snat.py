@@ -220,4 +220,5 @@ def _text(
         if f.remediation is not None:
             lines.append(f"fix: {f.remediation.summary}")
             lines.extend(f"  {c}" for c in f.remediation.commands)
+            lines.extend(f"  note: {n}" for n in f.remediation.notes)
     return "\n".join(lines)
