@@ -265,9 +265,11 @@ def build_monitor_client(
     ca_bundle: str | None = None,
     retry: RetrySettings | None = None,
     counter: CallCounter | None = None,
+    read_timeout: float = 60.0,
 ) -> MonitorManagementClient:
     """Azure Monitor (metrics) through ARM, counted by the same counter as the ARM clients."""
-    kwargs = _client_kwargs(arm_endpoint, ca_bundle, retry, counter or CallCounter(), 10.0, 60.0)
+    counter = counter or CallCounter()
+    kwargs = _client_kwargs(arm_endpoint, ca_bundle, retry, counter, 10.0, read_timeout)
     return MonitorManagementClient(credential, subscription, **kwargs)
 
 

@@ -28,6 +28,7 @@ from azure.monitor.querymetrics import MetricsClient
 from shared.adapters.arm_inventory import read_estate
 from shared.adapters.clients import (
     ArmClients,
+    RetrySettings,
     build_clients,
     build_metrics_batch_client,
     build_monitor_client,
@@ -118,7 +119,11 @@ def scan_deps(
     clock: Callable[[], datetime] | None = None,
     progress: Callable[[str], None] | None = None,
     metrics_endpoint: str | None = None,
+    retry: RetrySettings | None = None,
+    read_timeout: float = 60.0,
 ) -> ScanDeps:
+    """`retry` and `read_timeout` (seconds per response) apply to every ARM and metrics
+    client; the defaults are production's, tests shorten them to keep fault runs fast."""
     if metrics_endpoint:
         metrics_endpoint_for(arm_endpoint, "region", metrics_endpoint)  # not https: fail now
     clients: dict[str, ArmClients] = {}
@@ -127,15 +132,16 @@ def scan_deps(
     def clients_for(subscription: str) -> ArmClients:
         if subscription not in clients:
             clients[subscription] = build_clients(
-                credential, subscription, arm_endpoint=arm_endpoint, ca_bundle=ca_bundle
-            )
+                credential, subscription, arm_endpoint=arm_endpoint, ca_bundle=ca_bundle,
+                retry=retry, read_timeout=read_timeout,
+            )  # fmt: skip
         return clients[subscription]
 
     def monitor_for(subscription: str) -> MonitorManagementClient:
         arm = clients_for(subscription)
         return build_monitor_client(
             credential, subscription, arm_endpoint=arm_endpoint, ca_bundle=ca_bundle,
-            counter=arm.counter,
+            counter=arm.counter, retry=retry, read_timeout=read_timeout,
         )  # fmt: skip
 
     def metrics_batch_for(subscription: str, region: str) -> MetricsClient | None:
@@ -146,8 +152,9 @@ def scan_deps(
         if key not in batch:
             # counted with the subscription's ARM calls: one figure per scan
             batch[key] = build_metrics_batch_client(
-                credential, endpoint, ca_bundle=ca_bundle, counter=clients_for(subscription).counter
-            )
+                credential, endpoint, ca_bundle=ca_bundle, retry=retry, read_timeout=read_timeout,
+                counter=clients_for(subscription).counter,
+            )  # fmt: skip
         return batch[key]
 
     return ScanDeps(
@@ -207,20 +214,30 @@ def probe_deps(
     poison: ProbeQueue,
     clock: Callable[[], datetime] | None = None,
     inventory_ttl_seconds: float = 300,
+    retry: RetrySettings | None = None,
+    read_timeout: float = 60.0,
+    run_command_timeout: float = 300,
 ) -> ProbeDeps:
+    """`retry`, `read_timeout` and `run_command_timeout` (seconds a run command may take):
+    production's defaults; tests shorten them to keep fault runs fast."""
     clients: dict[str, ArmClients] = {}
     now = clock or (lambda: datetime.now(UTC))
 
     def clients_for(subscription: str) -> ArmClients:
         if subscription not in clients:
             clients[subscription] = build_clients(
-                credential, subscription, arm_endpoint=arm_endpoint, ca_bundle=ca_bundle
-            )
+                credential, subscription, arm_endpoint=arm_endpoint, ca_bundle=ca_bundle,
+                retry=retry, read_timeout=read_timeout,
+            )  # fmt: skip
         return clients[subscription]
+
+    def runner_for(subscription: str) -> RunCommandRunner:
+        compute = clients_for(subscription.lower()).compute
+        return RunCommandRunner(compute, timeout_seconds=run_command_timeout)
 
     return ProbeDeps(
         inventory=cached_inventory(clients_for, now, inventory_ttl_seconds),
-        runner_for=lambda sub: RunCommandRunner(clients_for(sub.lower()).compute),
+        runner_for=runner_for,
         store=store,
         ledger=ledger,
         queue=queue,

@@ -4,14 +4,19 @@ Rules match an operation name (`managedClusters.list`, `*` for any) and optional
 of the request path (case-insensitive), so "500 for one cluster's agent pools" is
 `Failure("agentPools.list", path_contains="/managedClusters/aks-bad/")`. Counting is per rule
 and thread-safe; nothing depends on the clock, so tests never race.
+
+`Chaos(rate, seed)` fails a share of calls at random, yet the same calls on every run: whether
+a call fails is a hash of the seed, the operation, the path and how many times that path was
+called before, so the threads of a scan may arrive in any order.
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from dataclasses import dataclass, field
 
-__all__ = ["Failure", "Faults", "Injected", "Throttle"]
+__all__ = ["Chaos", "Failure", "Faults", "Injected", "Throttle"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +43,35 @@ class Failure:
 
 
 @dataclass(frozen=True, slots=True)
+class Chaos:
+    """A seeded share `rate` (0-1) of matching calls fails with one of `statuses` (429: no
+    Retry-After, so clients back off on their own schedule)."""
+
+    rate: float
+    seed: int = 0
+    statuses: tuple[int, ...] = (500, 503, 429, 403)
+    operation: str = "*"
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.rate <= 1 or not self.statuses:
+            raise ValueError("Chaos: rate is 0-1 and statuses must not be empty")
+
+    def draw(self, operation: str, path: str, n: int) -> int | None:
+        """The status of the `n`-th call of `operation` on `path`, or None to answer it."""
+        digest = hashlib.sha256(f"{self.seed}|{operation}|{path.lower()}|{n}".encode()).digest()
+        if int.from_bytes(digest[:4]) / 2**32 >= self.rate:
+            return None
+        return self.statuses[digest[4] % len(self.statuses)]
+
+
+_CHAOS_ANSWER = {
+    403: ("AuthorizationFailed", "The client does not have authorization (armsim chaos)."),
+    429: ("TooManyRequests", "The request is being throttled (armsim chaos)."),
+    503: ("ServiceUnavailable", "The service is temporarily unavailable (armsim chaos)."),
+}
+
+
+@dataclass(frozen=True, slots=True)
 class Injected:
     """What the server must answer instead of the real response."""
 
@@ -57,7 +91,9 @@ class Faults:
     failures: list[Failure] = field(default_factory=list)
     latency: float = 0.0  # seconds added to every call
     latency_by_operation: dict[str, float] = field(default_factory=dict)
+    chaos: Chaos | None = None
     _seen: dict[int, int] = field(default_factory=dict, repr=False)
+    _paths: dict[tuple[str, str], int] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def delay_for(self, operation: str) -> float:
@@ -85,8 +121,19 @@ class Faults:
                 n = self._seen[key] = self._seen.get(key, 0) + 1
                 if hit is None and (f.times is None or n <= f.times):
                     hit = Injected(f.status, f.code, f.message)
+            chaos = self.chaos
+            if hit is None and chaos is not None and chaos.operation in ("*", operation):
+                key2 = (operation, path.lower())
+                n = self._paths[key2] = self._paths.get(key2, 0) + 1
+                status = chaos.draw(operation, path, n)
+                if status is not None:
+                    code, message = _CHAOS_ANSWER.get(
+                        status, ("InternalServerError", "Internal server error (armsim chaos).")
+                    )
+                    hit = Injected(status, code, message)
             return hit
 
     def reset(self) -> None:
         with self._lock:
             self._seen.clear()
+            self._paths.clear()
