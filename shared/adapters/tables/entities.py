@@ -17,10 +17,12 @@ from typing import Any, TypeVar
 from shared.adapters.tables.limits import (
     MAX_PROPERTIES,
     MAX_STRING_BYTES,
+    TRUNCATION_MARK,
     fit_json_list,
     fit_json_mapping,
     fit_text,
     redact,
+    utf16_size,
 )
 from shared.adapters.tables.model import (
     SCAN_SCOPE,
@@ -70,6 +72,28 @@ class _Fitter:
         self.cut |= cut
         return out
 
+    def commands(self, values: tuple[str, ...], limit: int) -> list[str]:
+        """Commands whole, in order, or not at all: a cut or masked command would run as
+        another one, and a later step without the one before may fix nothing. From the first
+        that does not fit (or that redaction would change), the rest give way to one marker
+        saying how many were left out."""
+        kept: list[str] = []
+        used = 2 + 512  # the brackets, and room for the marker
+        for i, command in enumerate(values):
+            size = utf16_size(json.dumps(command, ensure_ascii=False)) + 4
+            masked = redact(command) != command
+            if masked or used + size > limit:
+                why = "one holds text that looks like a secret" if masked else "too long to store"
+                kept.append(
+                    f"{TRUNCATION_MARK} {len(values) - i} of {len(values)} command(s) left out, "
+                    f"{why}; the scan or analyze output shows them whole]"
+                )
+                self.cut = True
+                break
+            kept.append(command)
+            used += size
+        return kept
+
     def ids(self, values: tuple[str, ...]) -> str:
         out, cut = fit_json_list(values, MAX_STRING_BYTES)
         self.cut |= cut
@@ -85,7 +109,7 @@ def _remediation_json(fit: _Fitter, rem: Remediation) -> str:
     return json.dumps(
         {
             "summary": fit.text(rem.summary, _TITLE_BYTES),
-            "commands": json.loads(fit.lines(rem.commands, 24 * 1024)),
+            "commands": fit.commands(rem.commands, 24 * 1024),
             "notes": json.loads(fit.lines(rem.notes, 24 * 1024)),
         },
         ensure_ascii=False,
