@@ -34,6 +34,7 @@ from enum import StrEnum
 from typing import Any
 
 from shared.errors import InputError
+from shared.redaction import redact
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -175,10 +176,11 @@ class ProbeRequest:
         request_id: str | None = None,
     ) -> ProbeRequest:
         """A first attempt; `request_id` defaults to a new uuid4 (give a derived one to make
-        a request that a redelivery would repeat recognisable)."""
+        a request that a redelivery would repeat recognisable). `reason` may quote an ARM
+        error: it is redacted, made printable and cut to 200 characters."""
         request = cls(
             kind, request_id or str(uuid.uuid4()), scan_id, subscription.lower(), cluster_id,
-            node_resource_group, vmss, instance_id, printable(reason)[:200], 1,
+            node_resource_group, vmss, instance_id, printable(redact(reason))[:200], 1,
             now.astimezone(UTC),
         )  # fmt: skip
         request.validate()

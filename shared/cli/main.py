@@ -12,12 +12,14 @@ import json
 import logging
 import os
 import sys
+import traceback
 from collections.abc import Sequence
 
 from shared import __version__
 from shared.cli import scan
 from shared.cli.common import CommandResult, ExitCode
 from shared.errors import TunnelwatchError
+from shared.redaction import install_log_redaction, redact, redact_json
 
 __all__ = ["ANALYZERS", "build_parser", "main"]
 
@@ -62,17 +64,25 @@ def _only(argv: Sequence[str]) -> str | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="tunnelwatch: %(levelname)s: %(message)s")
+    install_log_redaction()  # every log line, ours and the SDKs', masks credentials
     args_list = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(_only(args_list)).parse_args(args_list)
+    # Everything printed below goes through redact(): ARM error text can quote tokens, SAS
+    # signatures and keys, and those must not reach a terminal, a CI log or a --json file.
     try:
         result: CommandResult = args.handler(args)
     except TunnelwatchError as exc:
-        print(f"tunnelwatch: error: {exc}", file=sys.stderr)
+        print(redact(f"tunnelwatch: error: {exc}"), file=sys.stderr)
         return int(ExitCode.USAGE)
+    except Exception:
+        # A fault of ours or of a dependency: the traceback still goes to stderr with exit 1,
+        # as the interpreter would print it, but redacted.
+        sys.stderr.write(redact(traceback.format_exc()))
+        return 1
     if getattr(args, "json", False):
-        text = json.dumps(result.document, indent=2) + "\n"
+        text = json.dumps(redact_json(result.document), indent=2) + "\n"
     else:
-        text = result.text if result.text.endswith("\n") else result.text + "\n"
+        text = redact(result.text if result.text.endswith("\n") else result.text + "\n")
     try:
         sys.stdout.write(text)
         sys.stdout.flush()

@@ -33,7 +33,6 @@ from shared.adapters.tables.limits import (
     fit_json_list,
     fit_json_mapping,
     fit_text,
-    redact,
     transactions,
     utf16_size,
 )
@@ -41,6 +40,7 @@ from shared.adapters.tables.model import RunStatus, ScanRun
 from shared.adapters.tables.plan import plan_cluster_write
 from shared.analysis.findings import Cause, Finding, Kind, Remediation, Severity, Subject
 from shared.errors import InputError
+from shared.redaction import redact
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 CLUSTER = (

@@ -1,9 +1,9 @@
 """Converting stored records to and from Table entities (plain dicts), within the limits.
 
 Pure: no SDK import. Writing fits every text into the entity limits (limits.py) and masks
-credentials; reading checks every property and raises `InputError` naming the table, the
-entity's keys and the property when a row is malformed (edited by hand, or written by a
-future version), never anything else.
+credentials (shared.redaction); reading checks every property and raises `InputError` naming
+the table, the entity's keys and the property when a row is malformed (edited by hand, or
+written by a future version), never anything else.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from shared.adapters.tables.limits import (
     fit_json_list,
     fit_json_mapping,
     fit_text,
-    redact,
     utf16_size,
 )
 from shared.adapters.tables.model import (
@@ -35,6 +34,7 @@ from shared.adapters.tables.model import (
 )
 from shared.analysis.findings import Cause, Finding, Kind, Origin, Remediation, Severity, Subject
 from shared.errors import InputError
+from shared.redaction import redact
 
 __all__ = [
     "finding_properties",

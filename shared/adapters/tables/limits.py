@@ -1,4 +1,4 @@
-"""Fitting text into Table storage's entity limits, and keeping secrets out of it.
+"""Fitting text into Table storage's entity limits.
 
 Limits (Azure Table storage): a string property holds up to 64 KiB (counted as UTF-16), an
 entity up to 1 MiB and 252 custom properties, a batch under 4 MiB. Text that does not fit
@@ -10,9 +10,11 @@ valid JSON after cutting (whole items are dropped, and a marker item is appended
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+# Re-exported for older imports; shared.redaction owns it and every exit uses that one.
+from shared.redaction import redact
 
 __all__ = [
     "MAX_BATCH_BYTES",
@@ -32,27 +34,6 @@ __all__ = [
 MAX_STRING_BYTES = 64 * 1024
 MAX_PROPERTIES = 252
 TRUNCATION_MARK = "[truncated by tunnelwatch:"
-
-# Things that must never be stored even if a check or an error message carries them:
-# storage keys and SAS signatures, bearer tokens, passwords in URLs or key=value pairs.
-_SECRETS = (
-    re.compile(
-        r"(?i)\b(AccountKey|SharedAccessKey|SharedAccessSignature|sig|client_secret|"
-        r"password|pwd|secret|access_token|refresh_token|code)=([^;&\s'\"]+)"
-    ),
-    re.compile(r"(?i)\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]{8,}"),
-    # Bounded repeats: evidence lines can be long, and unbounded ones backtrack
-    # quadratically on a long run of word characters.
-    re.compile(r"(?i)\b([a-z][a-z0-9+.-]{0,15}://)[^/\s:@]{1,256}:[^/\s@]{1,256}@"),
-)
-_REPLACEMENTS = (r"\1=***", r"\1 ***", r"\1***@")
-
-
-def redact(text: str) -> str:
-    """`text` with credentials masked (keys, SAS signatures, tokens, URL passwords)."""
-    for pattern, replacement in zip(_SECRETS, _REPLACEMENTS, strict=True):
-        text = pattern.sub(replacement, text)
-    return text
 
 
 def utf16_size(text: str) -> int:
