@@ -1,7 +1,8 @@
 """The probe timer: every PROBE_SCHEDULE (default hourly), queue a triage per node pool.
 
 Decode (nothing for a timer) -> one job (shared.jobs.probe_cycle.run_probe_cycle) -> log.
-PROBE_BUDGET 0 (what Bicep sets while enableNodeProbes is false) queues nothing.
+PROBE_BUDGET 0 (what Bicep sets while enableNodeProbes is false) queues nothing. The finding
+store receives the COVERAGE findings of pools whose probe request a name made impossible.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import azure.functions as func
 
 from shared.adapters.clients import ArmClients, build_clients, default_credential
 from shared.adapters.queues import ProbeQueue
+from shared.adapters.tables import FindingStore
 from shared.config import Settings
 from shared.inventory.model import Estate
 from shared.jobs.probe_cycle import CycleOutcome, run_probe_cycle
@@ -24,11 +26,14 @@ log = logging.getLogger(__name__)
 bp = func.Blueprint()  # type: ignore[no-untyped-call]
 
 
-def production_deps(
-    settings: Settings, environ: Mapping[str, str]
-) -> tuple[Callable[[str], Estate], ProbeQueue]:
-    _, queue = storage_clients(environ, settings.storage_connection, settings.probe_queue)
+CycleDeps = tuple[Callable[[str], Estate], ProbeQueue, FindingStore]
+
+
+def production_deps(settings: Settings, environ: Mapping[str, str]) -> CycleDeps:
+    tables, queue = storage_clients(environ, settings.storage_connection, settings.probe_queue)
     queue.ensure()
+    store = FindingStore(tables, prefix=settings.table_prefix)
+    store.ensure_tables()
     credential = default_credential(settings.arm_endpoint)
 
     def clients_for(subscription: str) -> ArmClients:
@@ -37,23 +42,22 @@ def production_deps(
             ca_bundle=settings.arm_ca_bundle or None,
         )  # fmt: skip
 
-    return cached_inventory(clients_for, lambda: datetime.now(UTC), 0), queue
+    return cached_inventory(clients_for, lambda: datetime.now(UTC), 0), queue, store
 
 
-make_deps: Callable[[Settings, Mapping[str, str]], tuple[Callable[[str], Estate], ProbeQueue]] = (
-    production_deps
-)
+make_deps: Callable[[Settings, Mapping[str, str]], CycleDeps] = production_deps
 
 
 def probe_cycle_once(environ: Mapping[str, str], now: datetime | None = None) -> CycleOutcome:
     settings = Settings.from_env(environ)
-    inventory, queue = make_deps(settings, environ)
+    inventory, queue, store = make_deps(settings, environ)
     return run_probe_cycle(
         settings.subscriptions,
         inventory=inventory,
         queue=queue,
         budget=settings.probe_budget,
         now=now or datetime.now(UTC),
+        store=store,
     )
 
 

@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import TypeVar
 
 from shared.analysis.findings import Finding, Kind
+from shared.checks.probe_outcomes import refused_request_finding
 from shared.errors import InputError
 from shared.inventory.model import AgentPool, Cluster, Estate, Instance, PowerState
 from shared.probe.params import MAX_TARGETS, validate_probe_parameters
@@ -27,12 +28,14 @@ from shared.probe_requests import ProbeKind, ProbeRequest
 
 __all__ = [
     "PlannedRun",
+    "Refused",
     "Resolved",
     "cycle_requests",
     "deep_follow_ups",
     "plan_runs",
     "resolve_request",
     "scope_of",
+    "triage_request",
 ]
 
 API_PORT = 443
@@ -56,6 +59,44 @@ class PlannedRun:
     parameters: tuple[tuple[str, str], ...]
     peers: Mapping[str, str]
     tests_api: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """A probe that could not be requested (a name outside the request's rules): the
+    COVERAGE finding that says so, to be stored in the pool's triage scope."""
+
+    cluster: Cluster
+    pool: AgentPool
+    finding: Finding
+    why: str
+
+    @property
+    def scope(self) -> str:
+        return f"probe:triage:{self.pool.name}"
+
+
+def triage_request(
+    cluster: Cluster, pool: AgentPool, instance: Instance, *, scan_id: str, reason: str,
+    now: datetime,
+) -> ProbeRequest | Refused:  # fmt: skip
+    """The TRIAGE request of one pool, or the finding that says why there is none: one
+    unusual name stops the probes of its own pool, never the others'."""
+    try:
+        return ProbeRequest.new(
+            ProbeKind.TRIAGE,
+            scan_id=scan_id,
+            subscription=cluster.subscription,
+            cluster_id=cluster.id,
+            node_resource_group=cluster.node_resource_group,
+            vmss=pool.vmss_name or "",
+            instance_id=instance.instance_id,
+            reason=reason,
+            now=now,
+        )
+    except InputError as exc:
+        why = f"no probe request for pool {pool.name}: {exc.message}"
+        return Refused(cluster, pool, refused_request_finding(cluster, pool, why, now), why)
 
 
 def scope_of(kind: ProbeKind, pool: AgentPool, instance: Instance) -> str:
@@ -103,15 +144,16 @@ def triage_share(budget: int) -> int:
 
 def cycle_requests(
     estates: Sequence[Estate], *, cycle_id: str, budget: int, now: datetime, reason: str
-) -> tuple[list[ProbeRequest], list[str]]:
+) -> tuple[list[ProbeRequest], list[str], list[Refused]]:
     """A triage per probeable pool, at most `triage_share(budget)`; (requests, what was left
-    out and why).
+    out and why, the pools whose request a name made impossible).
 
     When the budget is smaller than the pools, the starting point rotates with the cycle id,
     so every pool gets its turn over successive cycles instead of the first ones every time.
     """
-    candidates: list[tuple[Cluster, AgentPool, Instance]] = []
+    candidates: list[tuple[Cluster, AgentPool, ProbeRequest]] = []
     skipped: list[str] = []
+    refused: list[Refused] = []
     for estate in estates:
         for cluster in sorted(estate.clusters, key=lambda c: c.id.lower()):
             if cluster.power_state.lower() == "stopped":
@@ -125,7 +167,14 @@ def cycle_requests(
                 if why:
                     skipped.append(f"{cluster.id}: {why}")
                     continue
-                candidates.append((cluster, pool, running[0]))
+                request = triage_request(
+                    cluster, pool, running[0], scan_id=cycle_id, reason=reason, now=now
+                )
+                if isinstance(request, Refused):
+                    refused.append(request)
+                    skipped.append(f"{cluster.id}: {request.why}")
+                else:
+                    candidates.append((cluster, pool, request))
     share = triage_share(budget)
     if len(candidates) > share:
         rotated = _rotated(candidates, cycle_id)
@@ -135,21 +184,7 @@ def cycle_requests(
             for c, p, _ in rotated[share:]
         ]
         candidates = rotated[:share]
-    requests = [
-        ProbeRequest.new(
-            ProbeKind.TRIAGE,
-            scan_id=cycle_id,
-            subscription=cluster.subscription,
-            cluster_id=cluster.id,
-            node_resource_group=cluster.node_resource_group,
-            vmss=pool.vmss_name or "",
-            instance_id=instance.instance_id,
-            reason=reason,
-            now=now,
-        )
-        for cluster, pool, instance in candidates
-    ]
-    return requests, skipped
+    return [request for _, _, request in candidates], skipped, refused
 
 
 def resolve_request(
@@ -315,20 +350,24 @@ def deep_follow_ups(
         if len(requests) >= limit:
             left.append(f"{name}: over the limit of {limit} deep probes per triage")
             continue
-        request = ProbeRequest.new(
-            ProbeKind.DEEP,
-            scan_id=triage.scan_id,
-            subscription=triage.subscription,
-            cluster_id=triage.cluster_id,
-            node_resource_group=resolved.cluster.node_resource_group,
-            vmss=pool.vmss_name or "",
-            instance_id=inst.instance_id,
-            reason=f"{why}"[:200],
-            now=now,
-            # One deep probe per node and cycle, however many triages found it unreachable;
-            # the same id again on redelivery, which the ledger then recognises.
-            request_id=str(uuid.uuid5(_NAMESPACE, f"{triage.scan_id}:{name}:{why[:8]}")),
-        )
+        try:
+            request = ProbeRequest.new(
+                ProbeKind.DEEP,
+                scan_id=triage.scan_id,
+                subscription=triage.subscription,
+                cluster_id=triage.cluster_id,
+                node_resource_group=resolved.cluster.node_resource_group,
+                vmss=pool.vmss_name or "",
+                instance_id=inst.instance_id,
+                reason=f"{why}"[:200],
+                now=now,
+                # One deep probe per node and cycle, however many triages found it
+                # unreachable; the same id again on redelivery, which the ledger recognises.
+                request_id=str(uuid.uuid5(_NAMESPACE, f"{triage.scan_id}:{name}:{why[:8]}")),
+            )
+        except InputError as exc:  # a name of another pool: that node only is not probed
+            left.append(f"{name}: no deep probe request: {exc.message}"[:300])
+            continue
         requests.append(request)
     return requests, left
 

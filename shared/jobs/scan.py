@@ -51,8 +51,9 @@ from shared.checks.paths import PathChecker
 from shared.checks.snat import SnatTarget, snat_capacity_of, snat_findings, snat_target
 from shared.errors import InputError
 from shared.inventory.model import Cluster, Estate
-from shared.jobs.probe_plan import triage_share
-from shared.probe_requests import ProbeKind, ProbeRequest
+from shared.jobs.probe_cycle import record_refused
+from shared.jobs.probe_plan import Refused, triage_request, triage_share
+from shared.probe_requests import ProbeRequest
 
 __all__ = ["ClusterOutcome", "ScanDeps", "ScanOptions", "ScanOutcome", "run_scan"]
 
@@ -175,7 +176,7 @@ def run_scan(options: ScanOptions, deps: ScanDeps) -> ScanOutcome:
         deps.store.save_run(run)
     # After the write: only then are this scan's flips known. A queue failure here loses the
     # immediate probe only; the probe timer's next cycle triages every pool anyway.
-    requests = _probe_requests(outcomes, options, run_id, finished, opened)
+    requests = _probe_requests(outcomes, options, run_id, finished, opened, deps.store)
     if deps.queue is not None and requests:
         deps.queue.send_all(requests)
     return ScanOutcome(run, outcomes, requests, calls, time.perf_counter() - t0)
@@ -396,6 +397,7 @@ def _probe_requests(
     run_id: str,
     now: datetime,
     opened: Mapping[str, list[Finding]] | None,
+    store: FindingStore | None = None,
 ) -> list[ProbeRequest]:
     """A triage probe per Linux scale-set pool of each cluster where this scan OPENED a
     suspect finding (new, or reopened), on one running node of the pool, within the probe
@@ -403,8 +405,11 @@ def _probe_requests(
     and each run command is root on a node and blocks the owners' own run commands, so
     persisting problems wait for the probe timer's cycle. Without storage (`opened` None:
     nothing to compare against) every suspect finding counts. Clusters or pools tagged
-    tunnelwatch-probe=off are never probed."""
+    tunnelwatch-probe=off are never probed. A pool whose request a name makes impossible gets
+    a COVERAGE finding (stored in its triage scope, and shown with the cluster's findings);
+    the other pools and clusters are requested as usual."""
     requests: list[ProbeRequest] = []
+    refused: list[Refused] = []
     for o in outcomes:
         if opened is None:
             suspect = [f for f in o.findings if f.kind in _SUSPECT]
@@ -412,26 +417,24 @@ def _probe_requests(
             suspect = opened.get(o.cluster.id, [])
         if not suspect or o.cluster.probe_opt_out:
             continue
-        reason = f"scan opened {len(suspect)} finding(s): {suspect[0].title}"[:200]
+        reason = f"scan opened {len(suspect)} finding(s): {suspect[0].title}"
         for pool in o.cluster.pools:
             if len(requests) >= triage_share(options.probe_budget):
-                return requests
+                break
             if pool.probe_opt_out or pool.os_type.lower() != "linux" or not pool.vmss_name:
                 continue
             running = [i for i in pool.instances if i.power_state.value == "running"]
             if not running:
                 continue
-            requests.append(
-                ProbeRequest.new(
-                    ProbeKind.TRIAGE,
-                    scan_id=run_id,
-                    subscription=o.cluster.subscription,
-                    cluster_id=o.cluster.id,
-                    node_resource_group=o.cluster.node_resource_group,
-                    vmss=pool.vmss_name,
-                    instance_id=running[0].instance_id,
-                    reason="".join(ch if " " <= ch <= "~" else "?" for ch in reason),
-                    now=now,
-                )
+            request = triage_request(
+                o.cluster, pool, running[0], scan_id=run_id, reason=reason, now=now
             )
+            if isinstance(request, Refused):
+                refused.append(request)
+                o.findings.append(request.finding)
+                o.notes.append(request.why)
+            else:
+                requests.append(request)
+    if store is not None and refused:
+        record_refused(store, refused, run_id=run_id, now=now)
     return requests

@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 import trustme
 
@@ -225,12 +225,15 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         split = urlsplit(self.path)
+        # The SDK percent-encodes each name in the path (rg-café, rg-batch(prod)); ARM reads
+        # the decoded names, and so does the simulator.
+        path = unquote(split.path)
         query = dict(parse_qsl(split.query, keep_blank_values=True))
-        route = resolve(method, split.path, sim.estate)
+        route = resolve(method, path, sim.estate)
         if route.kind == "lro" and query.get("monitor", "").lower() == "true":
             route = dataclasses.replace(route, operation="runCommand.result")
-        status, payload, headers = self._answer(sim, method, split.path, query, body, route)
-        sim.count(method, split.path, route.operation, status)
+        status, payload, headers = self._answer(sim, method, path, query, body, route)
+        sim.count(method, path, route.operation, status)
         delay = sim.faults.delay_for(route.operation)
         if delay > 0:
             time.sleep(delay)

@@ -84,7 +84,8 @@ class World:
     def cycle_deps(self, settings: Settings, environ: Mapping[str, str]):  # type: ignore[no-untyped-def]
         queue = ProbeQueue.from_connection_string(self.conn, settings.probe_queue)
         queue.ensure()
-        return self.probe_deps(settings, environ).inventory, queue
+        deps = self.probe_deps(settings, environ)
+        return deps.inventory, queue, deps.store
 
 
 def _drain(world: World) -> None:

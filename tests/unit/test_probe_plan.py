@@ -69,20 +69,22 @@ def test_cycle_is_one_triage_per_probeable_pool_and_never_more_than_the_budget()
         for i in range(4)
     ]  # fmt: skip
     clusters.append(_cluster("off", _pool("system", 2), **{"tunnelwatch-probe": "off"}))
-    requests, skipped = cycle_requests(
+    requests, skipped, _ = cycle_requests(
         [_estate(*clusters)], cycle_id="c", budget=100, now=NOW, reason="r"
     )
     assert len(requests) == 8  # 4 clusters x 2 Linux pools; not 4 x 10 nodes
     assert sum("Windows" in s for s in skipped) == 4 and any("probe=off" in s for s in skipped)
-    few, left = cycle_requests([_estate(*clusters)], cycle_id="c", budget=3, now=NOW, reason="r")
+    few, left, _ = cycle_requests([_estate(*clusters)], cycle_id="c", budget=3, now=NOW, reason="r")
     assert len(few) == 3 and sum("budget" in s for s in left) == 5
     # A quarter of a larger budget is kept for the deep probes and retries triages lead to.
-    most, rest = cycle_requests([_estate(*clusters)], cycle_id="c", budget=8, now=NOW, reason="r")
+    most, rest, _ = cycle_requests(
+        [_estate(*clusters)], cycle_id="c", budget=8, now=NOW, reason="r"
+    )
     assert len(most) == 6 and sum("(6 for triages)" in s for s in rest) == 2
     # Another cycle starts elsewhere: over enough cycles every pool gets its turn.
     seen = set()
     for n in range(20):
-        got, _ = cycle_requests(
+        got, _, _ = cycle_requests(
             [_estate(*clusters)], cycle_id=f"cycle-{n}", budget=3, now=NOW, reason="r"
         )
         seen |= {(r.cluster_id, r.vmss) for r in got}
@@ -194,3 +196,59 @@ def test_a_writer_resolves_only_the_findings_of_its_own_scope() -> None:
     assert [f.fingerprint for f in probe.flips] == [node.fingerprint]
     with pytest.raises(ValueError, match="scope"):
         ClusterScan(cluster.id, Coverage.COMPLETE, (), scope="bad scope/with slash")
+
+
+def _in_group(name: str, rg: str, node_rg: str, *pools: AgentPool) -> Cluster:
+    cluster = _cluster(name, *pools)
+    return replace(
+        cluster, id=cluster.id.replace("/rg/", f"/{rg}/"), resource_group=rg,
+        node_resource_group=node_rg,
+    )  # fmt: skip
+
+
+def test_one_unusual_name_refuses_its_own_pool_only() -> None:
+    # Before (issue 15, defect 3): rg-café raised InputError out of cycle_requests, and the
+    # cycle queued nothing for any cluster.
+    cafe = _in_group("c-cafe", "rg-café", "MC_rg-café_c-cafe_eastus", _pool("system", 2))
+    batch = _in_group("c-batch", "rg-batch(prod)", "MC_rg-batch(prod)_c_eastus", _pool("sys", 2))
+    plain = _cluster("c-plain", _pool("system", 2))
+    crafted = _in_group("c-bad", "rg-bad", "MC_rg;reboot", _pool("system", 2))
+    newline = replace(_pool("user", 2, base=10), vmss_name="aks-user-1-vmss\n")
+    mixed = _cluster("c-mixed", _pool("system", 2, base=20), newline)
+    requests, skipped, refused = cycle_requests(
+        [_estate(cafe, batch, plain, crafted, mixed)], cycle_id="c", budget=100, now=NOW,
+        reason="r",
+    )  # fmt: skip
+    assert sorted((r.cluster_id.rsplit("/", 1)[1], r.vmss) for r in requests) == [
+        ("c-batch", "aks-sys-12345678-vmss"),
+        ("c-cafe", "aks-system-12345678-vmss"),
+        ("c-mixed", "aks-system-12345678-vmss"),
+        ("c-plain", "aks-system-12345678-vmss"),
+    ]
+    assert {r.node_resource_group for r in requests} >= {"MC_rg-café_c-cafe_eastus"}
+    assert [(r.cluster.name, r.pool.name, r.scope) for r in refused] == [
+        ("c-bad", "system", "probe:triage:system"),
+        ("c-mixed", "user", "probe:triage:user"),
+    ]
+    for r in refused:
+        assert r.finding.kind is Kind.COVERAGE and r.finding.check == "node.probe.request"
+        assert r.finding.subject.cluster == r.cluster.id
+        assert "\n" not in r.finding.evidence[0]
+        assert any(r.why in s for s in skipped)
+    assert "node_resource_group" in refused[0].why and "vmss" in refused[1].why
+
+
+def test_a_deep_probe_a_name_refuses_is_left_out_with_the_reason() -> None:
+    system = _pool("system", 2)
+    odd = replace(_pool("user", 2, base=10), vmss_name="aks;user")
+    cluster = _cluster("c1", system, odd)
+    triage = _request(cluster, system)
+    resolved = Resolved(cluster, system, system.instances[0])
+    blocked = [
+        Finding("node.kubelet", None, Kind.PROBLEM, Severity.CRITICAL,
+                Subject(SUB, cluster.id, p.name, i.computer_name, i.private_ips[0]), "t")
+        for p in (system, odd) for i in p.instances[-1:]
+    ]  # fmt: skip
+    requests, left = deep_follow_ups(triage, resolved, blocked, [], limit=10, now=NOW)
+    assert [r.vmss for r in requests] == [system.vmss_name]
+    assert any("no deep probe request" in s and "vmss" in s for s in left)
