@@ -25,11 +25,14 @@ from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 
 from shared.adapters.tables.limits import fit_text
 
-__all__ = ["LedgerEntry", "ProbeLedger", "ProbeStatus"]
+__all__ = ["REFUSED_PARTITION", "LedgerEntry", "ProbeLedger", "ProbeStatus"]
 
 log = logging.getLogger(__name__)
 
 BUDGET_ROW = "~budget"  # the cycle's run-command counter; sorts after every uuid row
+# Messages that were not probe requests at all (no scan id to file them under): one row each,
+# RowKey = <time>-<queue>-<sha256 prefix of the message>, status REFUSED, kind = the queue.
+REFUSED_PARTITION = "~refused"
 
 
 class ProbeStatus(StrEnum):

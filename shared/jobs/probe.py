@@ -4,7 +4,10 @@ One code path for the queue-triggered function and the tests. Everything outside
 inventory, run command, Table Storage, the queues, the clock) comes in through ProbeDeps.
 
 For each message, in this order, and nothing reaches a node before the last check passed:
-1. decode and validate the message (ProbeRequest.from_json); a bad one is refused and logged;
+1. decode and validate the message (ProbeRequest.from_json); a bad one (not JSON, a field
+   outside its rule, a wrong type, too big) is dropped: logged with its size, digest and a short
+   redacted excerpt, and recorded in the ledger's `~refused` partition; never raised, which
+   would only make the host deliver it again (maxDequeueCount) and then poison it;
 2. the ledger: a request already handled (final outcome, or a retry already queued for this
    attempt) is dropped: a queue delivers at least once, results are written once;
 3. look every identifier up in the inventory (subscription we watch, cluster, node resource
@@ -27,6 +30,7 @@ anything.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 import uuid
@@ -36,7 +40,7 @@ from datetime import datetime, timedelta
 
 from azure.core.exceptions import AzureError
 
-from shared.adapters.probe_ledger import LedgerEntry, ProbeLedger, ProbeStatus
+from shared.adapters.probe_ledger import REFUSED_PARTITION, LedgerEntry, ProbeLedger, ProbeStatus
 from shared.adapters.queues import ProbeQueue
 from shared.adapters.runcommand import Failure, RunCommandRunner, RunOutcome
 from shared.adapters.tables import ClusterScan, Coverage, FindingState, FindingStore
@@ -56,7 +60,8 @@ from shared.jobs.probe_plan import (
 )
 from shared.probe import script_text
 from shared.probe.output import parse_probe_output, target_results
-from shared.probe_requests import MAX_ATTEMPTS, ProbeKind, ProbeRequest
+from shared.probe_requests import MAX_ATTEMPTS, ProbeKind, ProbeRequest, excerpt, printable
+from shared.redaction import redact
 
 __all__ = ["ProbeDeps", "ProbeOptions", "ProbeResult", "handle_poison", "handle_probe_message"]
 
@@ -100,7 +105,8 @@ class ProbeDeps:
 
 @dataclass(frozen=True, slots=True)
 class ProbeResult:
-    status: ProbeStatus | None  # None: a message we could not even read (refused, no ledger)
+    # None: a message we could not even read (dropped; recorded under the ledger's ~refused)
+    status: ProbeStatus | None
     detail: str
     run_commands: int = 0
     findings: tuple[Finding, ...] = ()
@@ -116,8 +122,7 @@ def handle_probe_message(
     try:
         request = ProbeRequest.from_json(text, "probe-requests message")
     except InputError as exc:
-        log.warning("refused a probe message: %s", exc)
-        return ProbeResult(None, f"refused: {exc}")
+        return _drop_unreadable(text, exc, deps, message_id, "probe-requests")
     seen = deps.ledger.get(request.scan_id, request.request_id)
     if seen is not None and (
         seen.status.final or (seen.status is ProbeStatus.RETRY and seen.attempt >= request.attempt)
@@ -431,8 +436,7 @@ def handle_poison(text: str, options: ProbeOptions, deps: ProbeDeps) -> ProbeRes
     try:
         request = ProbeRequest.from_json(text, "probe-requests-poison message")
     except InputError as exc:
-        log.warning("dropped an unreadable poison message: %s", exc)
-        return ProbeResult(None, f"refused: {exc}")
+        return _drop_unreadable(text, exc, deps, "", "probe-requests-poison")
     seen = deps.ledger.get(request.scan_id, request.request_id)
     if seen is not None and seen.status.final and seen.status is not ProbeStatus.POISONED:
         # A stale or second copy of a request that ended: nothing is missing.
@@ -487,6 +491,34 @@ def _poison_later(
     deps.poison.send(request, delay_seconds=options.max_delay_seconds // 4)
     log.warning("poison probe %s put back for later: %s", request.request_id, why)
     return ProbeResult(None, f"poison put back for later: {why}", follow_ups=(request,))
+
+
+def _drop_unreadable(
+    text: str, exc: InputError, deps: ProbeDeps, message_id: str, queue: str
+) -> ProbeResult:
+    """A message that is not a probe request: logged and recorded, then dropped (returned,
+    never raised). What is kept of it: its size, a digest that tells copies apart, and a
+    short, escaped, redacted excerpt; the reason names the field and what is wrong."""
+    digest = hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()[:16]
+    start = redact(excerpt(text[:200], 120))
+    why = redact(str(exc))[:600]
+    detail = f"refused: {why}"
+    msg_id = printable(message_id)[:100]  # the host's id of the message, not its content
+    log.warning(
+        "dropped an unreadable %s message %s (%d characters, sha256 %s, starts %s): %s",
+        queue, msg_id or "-", len(text), digest, start, why,
+    )  # fmt: skip
+    now = deps.clock()
+    entry = LedgerEntry(
+        REFUSED_PARTITION, f"{now:%Y%m%dT%H%M%S%fZ}-{queue}-{digest}", ProbeStatus.REFUSED, 0,
+        queue, "", "", f"{detail}; {len(text)} characters, sha256 {digest}, starts {start}", 0,
+        now, msg_id,
+    )  # fmt: skip
+    try:
+        deps.ledger.put(entry)
+    except Exception:  # the record is a courtesy: the message is dropped all the same
+        log.exception("could not record the dropped %s message %s", queue, digest)
+    return ProbeResult(None, detail)
 
 
 def _deep_nodes(scopes: set[str]) -> list[str]:

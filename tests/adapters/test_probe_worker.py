@@ -8,6 +8,8 @@ script on namespace nodes runs in tests/e2e/test_node_lab_e2e.py.
 
 from __future__ import annotations
 
+import json
+import logging
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
@@ -20,7 +22,7 @@ from azure.data.tables import TableServiceClient
 from azure.mgmt.compute import ComputeManagementClient
 
 from shared.adapters.clients import ArmClients, build_clients
-from shared.adapters.probe_ledger import LedgerEntry, ProbeLedger, ProbeStatus
+from shared.adapters.probe_ledger import REFUSED_PARTITION, LedgerEntry, ProbeLedger, ProbeStatus
 from shared.adapters.queues import ProbeQueue
 from shared.adapters.tables import ClusterScan, Coverage, FindingState, FindingStore
 from shared.analysis.findings import Cause, Kind
@@ -525,8 +527,6 @@ def test_forged_messages_are_refused_before_any_run_command(
     rig: Rig, field_name: str, value: str
 ) -> None:
     doc = rig.request(HEALTHY, "system").to_json()
-    import json
-
     forged = json.loads(doc)
     forged[field_name] = value
     result = rig.handle(json.dumps(forged))
@@ -580,3 +580,80 @@ def test_production_wiring_creates_what_the_worker_writes_to(azurite: str) -> No
     assert "prodwire-poison" in queues
     tables = {t.name for t in TableServiceClient.from_connection_string(azurite).list_tables()}
     assert "prodwireprobes" in tables and deps.ledger.table_name == "prodwireprobes"
+
+
+def _doc(rig: Rig) -> dict[str, object]:
+    return json.loads(rig.request(HEALTHY, "system").to_json())  # type: ignore[no-any-return]
+
+
+def _bad_messages(rig: Rig) -> list[tuple[str, str]]:
+    """(label, text) of messages that are not probe requests (issue 15, defect 6)."""
+    out: list[tuple[str, str]] = []
+    for field_name in (
+        "request_id", "scan_id", "cluster_id", "node_resource_group", "vmss", "instance_id",
+        "reason",
+    ):  # fmt: skip
+        doc = _doc(rig)
+        doc[field_name] = f"{doc[field_name]}\n"
+        out.append((f"{field_name} + newline", json.dumps(doc)))
+    for key, value in (
+        ("v", True), ("v", 1.0), ("attempt", 1.0), ("attempt", True), ("instance_id", 0),
+        ("scan_id", None), ("vmss", ["aks"]), ("kind", {"triage": 1}),
+    ):  # fmt: skip
+        doc = _doc(rig)
+        doc[key] = value
+        out.append((f"{key}={value!r}", json.dumps(doc)))
+    extra = _doc(rig) | {"script": "reboot"}
+    missing = _doc(rig)
+    missing.pop("vmss")
+    # First in the text and quoted by the error: both the excerpt and the reason must mask it.
+    secret = {"vmss": "AccountKey=c2VjcmV0LWtleS1ub3QtZm9yLWxvZ3M="} | _doc(rig)
+    secret["vmss"] = "AccountKey=c2VjcmV0LWtleS1ub3QtZm9yLWxvZ3M="
+    out += [
+        ("extra key", json.dumps(extra)),
+        ("missing key", json.dumps(missing)),
+        ("secret in a field", json.dumps(secret)),
+        ("not JSON", "{'v': 1"),
+        ("empty", ""),
+        ("a JSON list", "[1, 2]"),
+        ("huge", json.dumps(_doc(rig) | {"reason": "A" * 60_000})),
+        ("deep", "[" * 2000 + "]" * 2000),
+    ]
+    return out
+
+
+def test_unreadable_messages_are_dropped_with_a_record_and_never_raise(rig: Rig) -> None:
+    # Before: a newline in scan_id or request_id escaped as a Table Storage 400 (the host then
+    # retries 5 times and poisons the message), "v": true ran a probe, and other bad messages
+    # were only logged.
+    messages = _bad_messages(rig)
+    for label, text in messages:
+        result = rig.handle(text, message_id=f"msg-{label}")
+        assert result.status is None and result.detail.startswith("refused"), (label, result)
+        poison = handle_poison(text, rig.options, rig.deps)
+        assert poison.status is None and poison.detail.startswith("refused"), (label, poison)
+    assert rig.sim.run_command_requests == []
+    assert rig.queue.take() == [] and rig.poison.take() == []
+    rows = list(rig.ledger.entries(REFUSED_PARTITION))
+    assert len(rows) == 2 * len(messages)
+    assert {r.status for r in rows} == {ProbeStatus.REFUSED}
+    assert {r.kind for r in rows} == {"probe-requests", "probe-requests-poison"}
+    for row in rows:
+        assert len(row.detail) < 1500 and "\n" not in row.detail
+        assert "c2VjcmV0LWtleS1ub3QtZm9yLWxvZ3M" not in row.detail
+    # Nothing was filed under a scan, and nothing else was stored.
+    assert list(rig.ledger.entries("probe-test")) == []
+    assert rig.store.current_findings(HEALTHY) == []
+
+
+def test_a_dropped_message_is_logged_with_an_excerpt_only(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    text = json.dumps({"vmss": "password=hunter2hunter2" + "B" * 3000} | _doc(rig) | {"v": True})
+    text = text.replace(_doc(rig)["vmss"], "password=hunter2hunter2" + "B" * 3000)  # type: ignore[arg-type]
+    with caplog.at_level(logging.WARNING, logger="shared.jobs.probe"):
+        rig.handle(text)
+    (record,) = [r for r in caplog.records if "dropped" in r.getMessage()]
+    line = record.getMessage()
+    assert "v: schema version True" in line
+    assert len(line) < 1000 and "\n" not in line and "hunter2hunter2" not in line
