@@ -24,6 +24,7 @@ from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, Re
 from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 
 from shared.adapters.tables.limits import fit_text
+from shared.redaction import redact
 
 __all__ = ["REFUSED_PARTITION", "LedgerEntry", "ProbeLedger", "ProbeStatus"]
 
@@ -192,7 +193,7 @@ def _duplicate(seen: LedgerEntry, wanted: LedgerEntry, lease: timedelta) -> bool
 
 
 def _entity(entry: LedgerEntry) -> dict[str, Any]:
-    detail, _ = fit_text(entry.detail, 8_000)
+    detail, _ = fit_text(redact(entry.detail), 8_000)  # run-command errors quote ARM text
     return {
         "PartitionKey": entry.scan_id,
         "RowKey": entry.request_id,
