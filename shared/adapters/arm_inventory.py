@@ -9,10 +9,10 @@ Cost (the scan runs every few minutes on subscriptions of any size):
 Nothing per node and no per-cluster GETs.
 
 Failures: if the cluster list itself fails there is no estate and the error propagates. Any
-other failed list, and any failed scale-set call, becomes one line in `Estate.errors` naming
-the cluster (and pool), and everything else is still returned. References that the lists do
-not contain (a subnet, NSG or NAT gateway in another subscription) are recorded the same way,
-so a check can say "unknown" instead of assuming the resource is absent.
+other failed list becomes a subscription-wide ReadError (every cluster lacks that input), a
+failed scale-set call one naming its cluster and pool, and everything else is still returned.
+References that the lists do not contain (a subnet, NSG or NAT gateway in another subscription)
+are recorded the same way, so a check can say "not read" instead of assuming it is absent.
 """
 
 from __future__ import annotations
@@ -49,6 +49,8 @@ from shared.inventory.model import (
     Instance,
     NatGateway,
     NsgDocument,
+    Read,
+    ReadError,
     Subnet,
     id_key,
 )
@@ -76,7 +78,7 @@ def describe_error(exc: BaseException) -> str:
 
 
 def _read_list(
-    what: str, call: Callable[[], Iterable[Any]], errors: list[str], subscription: str
+    what: Read, call: Callable[[], Iterable[Any]], errors: list[ReadError], subscription: str
 ) -> tuple[list[Doc], bool]:
     """Iterate a list call to the end; a failure is recorded and what was read is kept."""
     items: list[Doc] = []
@@ -84,15 +86,15 @@ def _read_list(
         for item in call():
             items.append(as_doc(item))
     except AzureError as exc:
-        line = f"subscription {subscription}: {what} failed: {describe_error(exc)}"
+        line = f"subscription {subscription}: {what.value} failed: {describe_error(exc)}"
         log.warning(
             "subscription %s: %s failed after %d items: %s",
             subscription,
-            what,
+            what.value,
             len(items),
             describe_error(exc),
         )
-        errors.append(line)
+        errors.append(ReadError(what, line))
         return items, False
     return items, True
 
@@ -100,7 +102,7 @@ def _read_list(
 @dataclass(frozen=True, slots=True)
 class _ScaleSetRead:
     instances: tuple[Instance, ...]
-    errors: tuple[str, ...]
+    errors: tuple[ReadError, ...]
 
 
 def _read_scale_set(
@@ -108,7 +110,7 @@ def _read_scale_set(
 ) -> _ScaleSetRead:
     """The per-scale-set calls: instances (with power state), then NICs if there are any."""
     where = f"cluster {cluster_id}: pool {pool}: scale set {ss.id}"
-    errors: list[str] = []
+    errors: list[ReadError] = []
     try:
         vms = [
             as_doc(vm)
@@ -120,7 +122,8 @@ def _read_scale_set(
         log.warning(
             "cluster %s: pool %s: instance list failed: %s", cluster_id, pool, describe_error(exc)
         )
-        return _ScaleSetRead((), (f"{where}: instance list failed: {describe_error(exc)}",))
+        line = f"{where}: instance list failed: {describe_error(exc)}"
+        return _ScaleSetRead((), (ReadError(Read.INSTANCES, line, cluster_id, pool),))
     nics: list[Doc] | None = None
     if vms:  # an empty pool has no NICs: save the call
         try:
@@ -135,7 +138,8 @@ def _read_scale_set(
             log.warning(
                 "cluster %s: pool %s: NIC list failed: %s", cluster_id, pool, describe_error(exc)
             )
-            errors.append(f"{where}: NIC list failed (no private IPs): {describe_error(exc)}")
+            line = f"{where}: NIC list failed (no private IPs): {describe_error(exc)}"
+            errors.append(ReadError(Read.POOL_NICS, line, cluster_id, pool))
     instances = map_instances(vms, nics)
     log.debug("cluster %s: pool %s: %d instances", cluster_id, pool, len(instances))
     return _ScaleSetRead(instances, tuple(errors))
@@ -150,7 +154,10 @@ class _Job:
 
 
 def _match_scale_sets(
-    cluster_docs: list[Doc], scale_sets: list[ScaleSetInfo], scale_sets_ok: bool, errors: list[str]
+    cluster_docs: list[Doc],
+    scale_sets: list[ScaleSetInfo],
+    scale_sets_ok: bool,
+    errors: list[ReadError],
 ) -> dict[tuple[str, str], ScaleSetInfo]:
     """(cluster id key, pool name) -> its scale set, by node resource group and pool tag."""
     index: dict[tuple[str, str], list[ScaleSetInfo]] = {}
@@ -172,22 +179,26 @@ def _match_scale_sets(
                 )
                 continue
             if not scale_sets_ok:
-                continue  # the failed scale-set list is already one error line
+                continue  # the failed list is one subscription-wide error: every pool lacks it
             where = f"cluster {cluster_id}: pool {pool}"
+
+            def unmatched(line: str, cluster_id: str = cluster_id, pool: str = pool) -> None:
+                errors.append(ReadError(Read.POOL_SCALE_SET, line, cluster_id, pool))
+
             if not node_rg:
-                errors.append(f"{where}: the cluster names no node resource group")
+                unmatched(f"{where}: the cluster names no node resource group")
                 continue
             candidates = index.get((node_rg, pool.lower()), [])
             if len(candidates) == 1:
                 matched[(id_key(cluster_id), pool)] = candidates[0]
             elif not candidates:
-                errors.append(
+                unmatched(
                     f"{where}: no scale set tagged aks-managed-poolName={pool} in node "
                     f"resource group {node_rg}"
                 )
             else:
                 names = ", ".join(sorted(c.name for c in candidates))
-                errors.append(f"{where}: several scale sets claim this pool ({names}); none used")
+                unmatched(f"{where}: several scale sets claim this pool ({names}); none used")
     return matched
 
 
@@ -218,9 +229,9 @@ def _dangling(
     subnets: dict[str, Subnet],
     nsgs: dict[str, NsgDocument],
     nats: dict[str, NatGateway],
-) -> list[str]:
+) -> list[ReadError]:
     """References the subscription-wide lists did not return (other subscription, no access)."""
-    out: list[str] = []
+    out: dict[str, Read] = {}
     wanted: list[tuple[str, str | None]] = [("API server subnet", cluster.api_server_subnet_id)]
     for pool in cluster.pools:
         wanted += [
@@ -228,21 +239,28 @@ def _dangling(
             (f"pool {pool.name} pod subnet", pool.pod_subnet_id),
         ]
         if pool.nic_nsg_id and id_key(pool.nic_nsg_id) not in nsgs:
-            out.append(f"pool {pool.name} NIC NSG {pool.nic_nsg_id} not found")
+            out.setdefault(
+                f"pool {pool.name} NIC NSG {pool.nic_nsg_id} not found", Read.NETWORK_REFERENCE
+            )
     for label, subnet_id in wanted:
         if subnet_id is None:
             continue
         subnet = subnets.get(id_key(subnet_id))
         if subnet is None:
-            out.append(f"{label} {subnet_id} not found")
+            out.setdefault(f"{label} {subnet_id} not found", Read.NETWORK_REFERENCE)
             continue
         if subnet.nsg_id and id_key(subnet.nsg_id) not in nsgs:
-            out.append(f"{label}: its NSG {subnet.nsg_id} not found")
+            out.setdefault(f"{label}: its NSG {subnet.nsg_id} not found", Read.NETWORK_REFERENCE)
         if subnet.nat_gateway_id and id_key(subnet.nat_gateway_id) not in nats:
-            out.append(f"{label}: its NAT gateway {subnet.nat_gateway_id} not found")
+            line = f"{label}: its NAT gateway {subnet.nat_gateway_id} not found"
+            out.setdefault(line, Read.NAT_REFERENCE)
     return [
-        f"cluster {cluster.id}: {line} in subscription {cluster.subscription}'s lists"
-        for line in dict.fromkeys(out)
+        ReadError(
+            read,
+            f"cluster {cluster.id}: {line} in subscription {cluster.subscription}'s lists",
+            cluster.id,
+        )
+        for line, read in out.items()
     ]
 
 
@@ -261,29 +279,25 @@ def read_estate(
         subscription,
         now.isoformat() if now else "not given",
     )
-    errors: list[str] = []
+    errors: list[ReadError] = []
     # No clusters, no estate: this failure is the caller's to record for the subscription.
     cluster_docs = [as_doc(c) for c in clients.container.managed_clusters.list()]
     compute, network = clients.compute, clients.network
 
-    def listed(what: str, call: Callable[[], Iterable[Any]]) -> tuple[list[Doc], bool]:
+    def listed(what: Read, call: Callable[[], Iterable[Any]]) -> tuple[list[Doc], bool]:
         return _read_list(what, call, errors, subscription)
 
-    ss_docs, ss_ok = listed(
-        "virtualMachineScaleSets list", compute.virtual_machine_scale_sets.list_all
-    )
-    vnet_docs, _ = listed("virtualNetworks list", network.virtual_networks.list_all)
-    nsg_docs, _ = listed("networkSecurityGroups list", network.network_security_groups.list_all)
-    lb_docs, _ = listed("loadBalancers list", network.load_balancers.list_all)
-    nat_docs, _ = listed("natGateways list", network.nat_gateways.list_all)
+    ss_docs, ss_ok = listed(Read.SCALE_SETS, compute.virtual_machine_scale_sets.list_all)
+    vnet_docs, _ = listed(Read.VNETS, network.virtual_networks.list_all)
+    nsg_docs, _ = listed(Read.NSGS, network.network_security_groups.list_all)
+    lb_docs, _ = listed(Read.LOAD_BALANCERS, network.load_balancers.list_all)
+    nat_docs, _ = listed(Read.NAT_GATEWAYS, network.nat_gateways.list_all)
 
     # Private clusters only: the API server's private endpoint address is on a NIC in the node
     # resource group; one more subscription-wide list, made only when a private cluster exists.
     private = [d for d in cluster_docs if _is_private(d)]
     pe_ips = (
-        _private_endpoint_ips(
-            listed("networkInterfaces list", network.network_interfaces.list_all)[0]
-        )
+        _private_endpoint_ips(listed(Read.NICS, network.network_interfaces.list_all)[0])
         if private
         else {}
     )
@@ -327,10 +341,11 @@ def read_estate(
             ips = pe_ips.get(cluster.node_resource_group.lower(), ())
             cluster = replace(cluster, api_server_private_ips=ips)
             if not ips:
-                errors.append(
+                line = (
                     f"cluster {cluster.id}: no kube-apiserver private endpoint address found in "
                     f"node resource group {cluster.node_resource_group}"
                 )
+                errors.append(ReadError(Read.PRIVATE_ENDPOINT, line, cluster.id))
         errors.extend(_dangling(cluster, subnets, nsg_index, nat_index))
         log.info(
             "cluster %s: %d pools, %d instances",

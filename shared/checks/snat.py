@@ -18,9 +18,16 @@ from shared.analysis.snat import ResourceKind, evaluate, parse_metrics, snat_cap
 from shared.analysis.snat.capacity import Capacity
 from shared.analysis.snat.remedies import capacity_findings, findings
 from shared.errors import InputError
-from shared.inventory.model import Cluster, Estate, LoadBalancer, NatGateway, id_key
+from shared.inventory.model import Cluster, Estate, LoadBalancer, NatGateway, Read, id_key
 
-__all__ = ["SnatTarget", "snat_capacity_of", "snat_findings", "snat_target", "surge_nodes"]
+__all__ = [
+    "SnatTarget",
+    "snat_capacity_of",
+    "snat_findings",
+    "snat_inputs",
+    "snat_target",
+    "surge_nodes",
+]
 
 OUTBOUND_LB_NAME = "kubernetes"
 DEFAULT_SURGE = "10%"  # AKS's default maxSurge for new node pools (older pools: 1 node)
@@ -32,6 +39,24 @@ class SnatTarget:
     nat_gateway: bool
     load_balancer: LoadBalancer | None = None
     nat: NatGateway | None = None
+
+
+def snat_inputs(cluster: Cluster) -> frozenset[Read]:
+    """The ARM reads this cluster's SNAT check needs; empty where SNAT does not apply (the
+    check then runs and finds nothing). With one of them missing, or the resource not found
+    in them, the check did not run: its open findings are held, never resolved."""
+    if cluster.private_cluster or cluster.vnet_integration:
+        return frozenset()
+    kind = cluster.outbound_type.lower()
+    if kind == "loadbalancer":
+        return frozenset({Read.LOAD_BALANCERS})
+    if kind == "managednatgateway":
+        return frozenset({Read.NAT_GATEWAYS})
+    if kind == "userassignednatgateway":
+        return frozenset(
+            {Read.NAT_GATEWAYS, Read.VNETS, Read.NETWORK_REFERENCE, Read.NAT_REFERENCE}
+        )
+    return frozenset()
 
 
 def snat_target(estate: Estate, cluster: Cluster) -> SnatTarget | str:

@@ -21,6 +21,8 @@ __all__ = [
     "NsgDocument",
     "OutboundRule",
     "PowerState",
+    "Read",
+    "ReadError",
     "Subnet",
     "VirtualNetwork",
     "id_key",
@@ -197,6 +199,41 @@ class NatGateway:
     subnet_ids: tuple[str, ...]
 
 
+class Read(StrEnum):
+    """An input of the scan that ARM may fail to give: what a ReadError says was not read."""
+
+    SCALE_SETS = "virtualMachineScaleSets list"
+    VNETS = "virtualNetworks list"
+    NSGS = "networkSecurityGroups list"
+    LOAD_BALANCERS = "loadBalancers list"
+    NAT_GATEWAYS = "natGateways list"
+    NICS = "networkInterfaces list"  # private clusters: the API server's private endpoint
+    POOL_SCALE_SET = "pool scale set"  # which scale set is a pool's (none, or several)
+    INSTANCES = "scale set instances"
+    POOL_NICS = "scale set NICs"
+    NETWORK_REFERENCE = "subnet or NSG reference"  # named by the cluster, not in the lists
+    NAT_REFERENCE = "NAT gateway reference"
+    PRIVATE_ENDPOINT = "API server private endpoint"
+
+
+@dataclass(frozen=True, slots=True)
+class ReadError:
+    """One input that could not be read: of the whole subscription (no cluster) or of one
+    cluster (and pool). Checks decide from `read` and `cluster_id` what they cannot judge;
+    `message` is for people."""
+
+    read: Read
+    message: str
+    cluster_id: str = ""  # empty: a subscription-wide list, every cluster lacks it
+    pool: str = ""
+
+    def concerns(self, cluster_id: str) -> bool:
+        return not self.cluster_id or id_key(self.cluster_id) == id_key(cluster_id)
+
+    def __str__(self) -> str:
+        return self.message
+
+
 @dataclass(frozen=True, slots=True)
 class Estate:
     """Everything one scan read from one subscription."""
@@ -207,7 +244,7 @@ class Estate:
     nsgs: tuple[NsgDocument, ...]
     load_balancers: tuple[LoadBalancer, ...]
     nat_gateways: tuple[NatGateway, ...]
-    errors: tuple[str, ...] = ()  # per-cluster or per-scale-set failures, one line each
+    errors: tuple[ReadError, ...] = ()  # inputs that could not be read, one each
 
     _subnets: dict[str, tuple[VirtualNetwork, Subnet]] = field(
         init=False, repr=False, compare=False, default_factory=dict
@@ -223,6 +260,10 @@ class Estate:
                 self._subnets[id_key(subnet.id)] = (vnet, subnet)
         for nsg in self.nsgs:
             self._nsgs[id_key(nsg.id)] = nsg
+
+    def missing(self, cluster_id: str) -> frozenset[Read]:
+        """The inputs this cluster's checks lack: subscription-wide failures and its own."""
+        return frozenset(e.read for e in self.errors if e.concerns(cluster_id))
 
     def subnet(self, subnet_id: str | None) -> tuple[VirtualNetwork, Subnet] | None:
         return None if subnet_id is None else self._subnets.get(id_key(subnet_id))

@@ -8,6 +8,12 @@ A cluster is a unit of failure: an exception while checking one cluster makes th
 scan FAILED (its open findings are held, not resolved) and the others go on. A failed cluster
 list fails the subscription, recorded in the run's errors.
 
+Coverage is per check family and per cluster, derived from which ARM reads succeeded (the
+estate's ReadErrors), never from error text: a check whose input could not be read is not run,
+and a check that did not run resolves nothing (its open findings are held). The NSG paths
+("nsg") need the VNet, NSG and scale-set lists and the cluster's own references; SNAT ("snat")
+needs its load balancer or NAT gateway and their metrics.
+
 SNAT metrics are read for all clusters of a subscription at once, before any cluster is judged:
 batched through the metrics data plane (metrics:getBatch, 50 resources a call) when ScanDeps
 gives a batch client for the region, per resource through ARM otherwise or as the fallback. A
@@ -48,9 +54,15 @@ from shared.analysis.findings import Cause, Finding, Kind, Origin, Severity, Sub
 from shared.analysis.nsg import ServiceTags, load_service_tags
 from shared.analysis.snat.remedies import capacity_findings
 from shared.checks.paths import PathChecker
-from shared.checks.snat import SnatTarget, snat_capacity_of, snat_findings, snat_target
+from shared.checks.snat import (
+    SnatTarget,
+    snat_capacity_of,
+    snat_findings,
+    snat_inputs,
+    snat_target,
+)
 from shared.errors import InputError
-from shared.inventory.model import Cluster, Estate
+from shared.inventory.model import Cluster, Estate, Read
 from shared.jobs.probe_cycle import record_refused
 from shared.jobs.probe_plan import Refused, triage_request, triage_share
 from shared.probe_requests import ProbeRequest
@@ -59,6 +71,21 @@ __all__ = ["ClusterOutcome", "ScanDeps", "ScanOptions", "ScanOutcome", "run_scan
 
 log = logging.getLogger(__name__)
 _SUSPECT = (Kind.PROBLEM, Kind.INCONCLUSIVE)  # what makes a cluster worth a node probe
+NSG, SNAT = "nsg", "snat"  # the scan's check families: prefixes of their findings' check ids
+POOLS = "pools"  # the node inventory (probes): no finding of its own, only coverage
+# What the NSG path check reads: without one of these it is not run.
+_NSG_INPUTS = frozenset(
+    {
+        Read.SCALE_SETS,  # NIC NSGs and ASGs come from the scale sets' network profiles
+        Read.VNETS,
+        Read.NSGS,
+        Read.NICS,
+        Read.POOL_SCALE_SET,
+        Read.NETWORK_REFERENCE,
+        Read.PRIVATE_ENDPOINT,
+    }
+)
+_POOL_INPUTS = frozenset({Read.INSTANCES, Read.POOL_NICS})
 Resolver = Callable[[str], tuple[str, ...]]
 
 
@@ -98,6 +125,21 @@ class ClusterOutcome:
     findings: list[Finding]
     notes: list[str] = field(default_factory=list)  # skips and partial-coverage reasons
     flows_evaluated: int = 0
+    # check families that did not run (or not wholly) -> why; their open findings are held
+    not_run: dict[str, str] = field(default_factory=dict)
+    stopped: bool = False  # nothing to check: held, but not a gap in the scan
+
+    def hold(self, family: str, reason: str) -> None:
+        """`family` did not run for this cluster: say why, and resolve none of its findings."""
+        self.not_run.setdefault(family, reason)
+        self.notes.append(reason)
+        if self.coverage is Coverage.COMPLETE:
+            self.coverage = Coverage.PARTIAL
+
+    @property
+    def degraded(self) -> bool:
+        """A gap in what this scan saw (a stopped cluster is not one)."""
+        return self.coverage is not Coverage.COMPLETE and not self.stopped
 
 
 @dataclass
@@ -130,7 +172,7 @@ def run_scan(options: ScanOptions, deps: ScanDeps) -> ScanOutcome:
             log.error("subscription %s: cluster list failed: %s", subscription, exc)
             estate = None
         if estate is not None:
-            errors.extend(e for e in estate.errors if not e.startswith("cluster "))
+            errors.extend(str(e) for e in estate.errors if not e.cluster_id)
             scanned, notes = _scan_estate(estate, clients, monitor, options, deps)
             outcomes += scanned
             errors += notes
@@ -143,7 +185,7 @@ def run_scan(options: ScanOptions, deps: ScanDeps) -> ScanOutcome:
         RunStatus.FAILED
         if errors and not outcomes
         else RunStatus.PARTIAL
-        if errors or failed
+        if errors or any(o.degraded for o in outcomes)
         else RunStatus.COMPLETE
     )
     run = ScanRun(
@@ -168,6 +210,7 @@ def run_scan(options: ScanOptions, deps: ScanDeps) -> ScanOutcome:
                 ClusterScan(
                     o.cluster.id, o.coverage, tuple(o.findings),
                     subscription=o.cluster.subscription, reason=reason,
+                    not_run=tuple(sorted(o.not_run)) if o.coverage is Coverage.PARTIAL else (),
                 ),
                 run_id=run_id,
                 now=finished,
@@ -274,18 +317,26 @@ def _scan_cluster(
     deps: ScanDeps,
     now: datetime,
 ) -> ClusterOutcome:
-    notes = [e for e in estate.errors if e.lower().startswith(f"cluster {cluster.id.lower()}")]
-    outcome = ClusterOutcome(cluster, Coverage.PARTIAL if notes else Coverage.COMPLETE, [], notes)
+    own = [e for e in estate.errors if e.cluster_id and e.concerns(cluster.id)]
+    outcome = ClusterOutcome(cluster, Coverage.COMPLETE, [], [str(e) for e in own])
     if cluster.power_state.lower() == "stopped":
-        outcome.notes.append("cluster is stopped: nothing to check")
+        outcome.stopped = True
+        outcome.hold(NSG, "cluster is stopped: nothing to check (open findings are kept)")
+        outcome.hold(SNAT, "cluster is stopped: SNAT not checked")
         return outcome
+    missing = estate.missing(cluster.id)
+    if missing & _POOL_INPUTS:
+        outcome.hold(POOLS, "node inventory incomplete: " + _reads(missing & _POOL_INPUTS))
     try:
-        api_ips = _api_server_ips(estate, cluster, deps.resolver)
-        paths = checker.check(cluster, api_ips)
-        outcome.findings += paths.findings
-        outcome.flows_evaluated = paths.flows_evaluated
-        if isinstance(target, str):
-            outcome.notes.append(f"SNAT not checked: {target}")
+        _nsg_paths(estate, cluster, checker, missing, deps, outcome)
+        snat_missing = missing & snat_inputs(cluster)
+        if snat_missing:
+            outcome.hold(SNAT, f"SNAT not checked: {_reads(snat_missing)} could not be read")
+        elif isinstance(target, str):
+            if snat_inputs(cluster):  # it should exist: not found is not "nothing to check"
+                outcome.hold(SNAT, f"SNAT not checked: {target}")
+            else:
+                outcome.notes.append(f"SNAT not checked: {target}")
         else:
             outcome.findings += _snat(cluster, target, snat, options, now, outcome)
     except (AzureError, InputError) as exc:
@@ -293,6 +344,34 @@ def _scan_cluster(
         outcome.coverage = Coverage.FAILED
         outcome.notes.append(f"scan failed: {exc}")
     return outcome
+
+
+def _nsg_paths(
+    estate: Estate,
+    cluster: Cluster,
+    checker: PathChecker,
+    missing: frozenset[Read],
+    deps: ScanDeps,
+    outcome: ClusterOutcome,
+) -> None:
+    """Cause 1 and egress (cause 4): run only on complete inputs; held where part is unknown."""
+    needed = _NSG_INPUTS | ({Read.LOAD_BALANCERS} if cluster.vnet_integration else set())
+    if missing & needed:
+        outcome.hold(NSG, f"NSG paths not checked: {_reads(missing & needed)} could not be read")
+        return
+    api_ips = _api_server_ips(estate, cluster, deps.resolver)
+    paths = checker.check(cluster, api_ips)
+    outcome.findings += paths.findings
+    outcome.flows_evaluated = paths.flows_evaluated
+    if checker.service_tags is None:
+        # rules naming a service tag are undecided this time: what they decided stays open
+        outcome.hold(NSG, "service tags unavailable: NSG findings are held, not resolved")
+    if not api_ips and any(p.os_type.lower() == "linux" for p in cluster.pools):
+        outcome.hold(NSG, "API server address unknown: egress findings are held, not resolved")
+
+
+def _reads(reads: frozenset[Read]) -> str:
+    return ", ".join(sorted(r.value for r in reads))
 
 
 def _snat(
@@ -308,6 +387,7 @@ def _snat(
         reason = snat.error(target.resource_id)
         log.warning("cluster %s: SNAT not judged: %s", cluster.id, reason)
         outcome.notes.append(f"SNAT not judged: {reason}")
+        outcome.not_run.setdefault(SNAT, f"SNAT not judged: {reason}")
         if outcome.coverage is Coverage.COMPLETE:
             outcome.coverage = Coverage.PARTIAL  # open SNAT findings are held, not resolved
         return _snat_unread(cluster, target, reason)
@@ -379,14 +459,14 @@ def _service_tags(
     cached = deps.tag_cache.get(key)
     if cached and now - cached[0] < timedelta(hours=options.service_tags_cache_hours):
         return cached[1]
-    tags: ServiceTags | None
     try:
         doc: dict[str, Any] = as_doc(clients.network.service_tags.list(location))
         tags = load_service_tags(doc, f"service tags {location}")
     except (AzureError, InputError) as exc:
-        # Without tags, rules naming them are undecided (never guessed): findings say so.
+        # Without tags, rules naming them are undecided (never guessed): findings say so, and
+        # the NSG findings are held. Not cached: the next scan asks again.
         log.warning("service tags for %s unavailable: %s", location, exc)
-        tags = None
+        return None
     deps.tag_cache[key] = (now, tags)
     return tags
 

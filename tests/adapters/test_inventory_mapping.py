@@ -33,7 +33,7 @@ from shared.adapters.inventory import (
     power_state_of,
 )
 from shared.analysis.nsg import parse_nsg
-from shared.inventory.model import PowerState
+from shared.inventory.model import PowerState, Read
 
 SUB = "55555555-5555-5555-5555-555555555555"
 P = f"/subscriptions/{SUB}/resourceGroups"
@@ -401,8 +401,12 @@ def test_ambiguous_and_missing_scale_sets_are_errors() -> None:
     estate = read_estate(fake, SUB)  # type: ignore[arg-type]
     np1, np2 = estate.clusters[0].pools
     assert np1.vmss_id is None and np2.vmss_id is None
-    assert any("pool np1: several scale sets" in e and CLUSTER_ID in e for e in estate.errors)
-    assert any("pool np2: no scale set tagged aks-managed-poolName=np2" in e for e in estate.errors)
+    lines = [str(e) for e in estate.errors]
+    assert any("pool np1: several scale sets" in e and CLUSTER_ID in e for e in lines)
+    assert any("pool np2: no scale set tagged aks-managed-poolName=np2" in e for e in lines)
+    assert {(e.read, e.pool) for e in estate.errors} == {
+        (Read.POOL_SCALE_SET, "np1"), (Read.POOL_SCALE_SET, "np2"),
+    }  # fmt: skip
     assert not [c for c in fake.calls if c.startswith(("vms:", "nics:"))]
 
 
@@ -411,8 +415,10 @@ def test_dangling_references_are_named() -> None:
     fake = _Fake({"clusters": [_cluster_doc(["np1"], subnet=foreign)], "vmss": [_vmss_doc()],
                   "vnets": [_VNET]})  # fmt: skip
     estate = read_estate(fake, SUB)  # type: ignore[arg-type]
-    assert any(f"pool np1 node subnet {foreign} not found" in e for e in estate.errors)
-    assert any("NIC NSG" in e and NSG_ID in e for e in estate.errors)  # no NSG list entry
+    lines = [str(e) for e in estate.errors]
+    assert any(f"pool np1 node subnet {foreign} not found" in e for e in lines)
+    assert any("NIC NSG" in e and NSG_ID in e for e in lines)  # no NSG list entry
+    assert {e.read for e in estate.errors} == {Read.NETWORK_REFERENCE}
 
 
 def test_list_failing_midway_keeps_what_was_read() -> None:
@@ -422,8 +428,9 @@ def test_list_failing_midway_keeps_what_was_read() -> None:
                   "vnets": [_VNET, err], "nsgs": [_NSG]})  # fmt: skip
     estate = read_estate(fake, SUB)  # type: ignore[arg-type]
     assert len(estate.vnets) == 1
-    assert any(e.startswith(f"subscription {SUB}: virtualNetworks list failed: HTTP 503")
+    assert any(str(e).startswith(f"subscription {SUB}: virtualNetworks list failed: HTTP 503")
                for e in estate.errors)  # fmt: skip
+    assert estate.missing(CLUSTER_ID) == {Read.VNETS}
 
 
 def test_scale_set_list_failure_is_one_line_not_one_per_pool() -> None:
@@ -432,9 +439,10 @@ def test_scale_set_list_failure_is_one_line_not_one_per_pool() -> None:
     fake = _Fake({"clusters": [_cluster_doc(["np1", "np2"])], "vmss": [err],
                   "vnets": [_VNET], "nsgs": [_NSG]})  # fmt: skip
     estate = read_estate(fake, SUB)  # type: ignore[arg-type]
-    assert estate.errors == (
+    assert [str(e) for e in estate.errors] == [
         f"subscription {SUB}: virtualMachineScaleSets list failed: HTTP 403: denied",
-    )
+    ]
+    assert estate.errors[0].read is Read.SCALE_SETS and not estate.errors[0].cluster_id
 
 
 def test_describe_error_other_exceptions() -> None:

@@ -19,7 +19,7 @@ from azure.core.exceptions import HttpResponseError
 from shared.adapters.arm_inventory import read_estate
 from shared.adapters.clients import ArmClients, RetrySettings, build_clients
 from shared.analysis.nsg import parse_nsg
-from shared.inventory.model import Cluster, Estate, PowerState, same_id
+from shared.inventory.model import Cluster, Estate, PowerState, Read, same_id
 from tests.armsim import (
     ArmSimulator,
     Failure,
@@ -308,8 +308,10 @@ def test_retry_after_beyond_the_bound_fails_that_scale_set_only() -> None:
     # three scale sets of aks-byo, each asked once, none waited for
     assert counts.throttled == {"GET rg:virtualMachineScaleSets/{}/virtualMachines": 3}
     assert len(estate.errors) == 3
-    assert all("cluster " in e and "/managedClusters/aks-byo" in e and "HTTP 429" in e
-               for e in estate.errors)  # fmt: skip
+    assert all("cluster " in str(e) and "/managedClusters/aks-byo" in str(e)
+               and "HTTP 429" in str(e) for e in estate.errors)  # fmt: skip
+    assert {e.read for e in estate.errors} == {Read.INSTANCES}
+    assert all(e.cluster_id == _cluster(estate, "aks-byo").id for e in estate.errors)
     assert _cluster(estate, "aks-plain").pools[0].instances
 
 
@@ -340,12 +342,14 @@ def test_one_failing_cluster_does_not_hide_the_others() -> None:
     # the NIC list failed: instances and power state stay, addresses are unknown
     assert [i.power_state for i in plain.instances] == [PowerState.RUNNING] * 2
     assert all(i.private_ips == () for i in plain.instances)
-    plain_errors = [e for e in estate.errors if "aks-plain" in e]
+    plain_errors = [str(e) for e in estate.errors if "aks-plain" in str(e)]
     assert len(plain_errors) == 1 and "NIC list failed" in plain_errors[0]
     assert "HTTP 500" in plain_errors[0]
-    byo_errors = [e for e in estate.errors if "/aks-byo" in e]
+    byo_errors = [e for e in estate.errors if "/aks-byo" in str(e)]
     assert len(byo_errors) == 3
-    assert all("AuthorizationFailed" in e for e in byo_errors)
+    assert all("AuthorizationFailed" in str(e) for e in byo_errors)
+    assert estate.missing(_cluster(estate, "aks-plain").id) == {Read.POOL_NICS}
+    assert estate.missing(_cluster(estate, "aks-priv").id) == frozenset()
 
 
 def test_cluster_list_failure_propagates() -> None:
@@ -365,10 +369,12 @@ def test_a_failed_subscription_list_is_recorded() -> None:
     with ArmSimulator(build_estate(parse_scenario(SHAPES, source="shapes")), faults=faults) as sim:
         estate = read_estate(_clients(sim), SUB)
     assert estate.nat_gateways == ()
-    assert any(e.startswith(f"subscription {SUB}: natGateways list failed: HTTP 403")
+    assert any(str(e).startswith(f"subscription {SUB}: natGateways list failed: HTTP 403")
                for e in estate.errors)  # fmt: skip
+    # a subscription-wide failure: every cluster lacks the list
+    assert all(Read.NAT_GATEWAYS in estate.missing(c.id) for c in estate.clusters)
     # the node subnet's NAT gateway is now a dangling reference: said, not assumed absent
-    assert any("/aks-byo" in e and "NAT gateway" in e for e in estate.errors)
+    assert any("/aks-byo" in str(e) and "NAT gateway" in str(e) for e in estate.errors)
     assert len(estate.clusters) == 3
 
 

@@ -126,7 +126,9 @@ def test_one_failing_cluster_does_not_hide_the_others(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     faults = Faults(
-        failures=[Failure(operation="virtualMachineScaleSetVMs.list", path_contains="MC_rg-shop")],
+        failures=[
+            Failure(operation="virtualMachineScaleSetVMs.list", path_contains="rg-shop-nodes")
+        ],
         throttles=[Throttle(operation="managedClusters.list", first=1, retry_after=1)],
     )
     with ArmSimulator(load_estate(SCENARIOS / "demo.json"), faults=faults) as sim:

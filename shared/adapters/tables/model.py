@@ -83,12 +83,30 @@ class ClusterScan:
     # Only findings of the same scope are resolved or held by this write; the others are
     # another writer's and are left as they are.
     scope: str = SCAN_SCOPE
+    # A PARTIAL scan that knows which of its checks did not run (their inputs could not be
+    # read): the check families, as check-id prefixes ("nsg", "snat"). Open findings of those
+    # checks are held; the others are resolved as after a complete scan. Empty: every open
+    # finding of the scope is held (nothing says which checks ran).
+    not_run: tuple[str, ...] = ()
+
+    def holds(self, check: str) -> bool:
+        """Whether an open finding of `check` that this write does not report stays open."""
+        if self.coverage is Coverage.COMPLETE:
+            return False
+        if self.coverage is Coverage.FAILED or not self.not_run:
+            return True
+        return any(check == p or check.startswith(f"{p}.") for p in self.not_run)
 
     def __post_init__(self) -> None:
         if not self.cluster_id.strip():
             raise ValueError("ClusterScan.cluster_id must not be empty")
         if not _SCOPE.fullmatch(self.scope):
             raise ValueError(f"ClusterScan of {self.cluster_id}: bad scope {self.scope!r}")
+        if self.not_run and self.coverage is not Coverage.PARTIAL:
+            raise ValueError(
+                f"ClusterScan of {self.cluster_id}: not_run is for a partial scan, "
+                f"not a {self.coverage} one"
+            )
         if self.coverage is not Coverage.COMPLETE and not self.reason.strip():
             raise ValueError(
                 f"ClusterScan of {self.cluster_id}: a {self.coverage} scan needs a reason"

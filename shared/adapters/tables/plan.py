@@ -6,9 +6,10 @@ for each table and the state flips. The rules:
 - reported and unknown -> NEW; reported and resolved -> REOPENED (first_seen is kept, so a
   flapping problem shows how long it has really existed); reported and open -> no flip,
   last_seen moves on;
-- open and not reported -> RESOLVED, but only after a COMPLETE scan of the cluster. After a
-  partial or failed scan nothing is resolved: a CLOSE_HELD history row records why and which
-  findings were kept open (a scan that could not look must not report "fixed").
+- open and not reported -> RESOLVED, but only by a scan that ran the finding's check: a
+  COMPLETE scan, or a PARTIAL one whose `not_run` does not name that check. Otherwise it is
+  held: a CLOSE_HELD history row records why and which findings were kept open (a scan that
+  could not look must not report "fixed").
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ from shared.adapters.tables.keys import (
 )
 from shared.adapters.tables.model import (
     ClusterScan,
-    Coverage,
     Event,
     FindingState,
     HistoryEvent,
@@ -123,23 +123,22 @@ def plan_cluster_write(
         for fp, s in sorted(existing.items())
         if s.state is FindingState.OPEN and fp not in reported and s.scope == scan.scope
     ]
-    held: tuple[str, ...] = ()
+    held = tuple(s.fingerprint for s in missing if scan.holds(s.finding.check))
     resolved: list[StoredFinding] = []
-    if scan.coverage is Coverage.COMPLETE:
-        for prev in missing:
-            # last_seen stays: it is when the problem was last actually observed.
-            stored = replace(prev, state=FindingState.RESOLVED, resolved_at=now, run_id=run_id)
-            resolved.append(stored)
-            flips.append(
-                HistoryEvent(
-                    now, scan.cluster_id, Event.RESOLVED, run_id, prev.fingerprint, prev.finding
-                )
+    for prev in missing:
+        if prev.fingerprint in held:
+            continue
+        # last_seen stays: it is when the problem was last actually observed.
+        stored = replace(prev, state=FindingState.RESOLVED, resolved_at=now, run_id=run_id)
+        resolved.append(stored)
+        flips.append(
+            HistoryEvent(
+                now, scan.cluster_id, Event.RESOLVED, run_id, prev.fingerprint, prev.finding
             )
-    else:
-        held = tuple(s.fingerprint for s in missing)
+        )
 
     history = [history_properties(pk, history_row_key(f.at, f.fingerprint), f) for f in flips]
-    if scan.coverage is not Coverage.COMPLETE:
+    if held:  # nothing kept open, nothing to explain (a stopped cluster with nothing open)
         note = HistoryEvent(
             now,
             scan.cluster_id,
