@@ -21,6 +21,7 @@ from shared.config import Settings
 from shared.inventory.model import Estate
 from shared.jobs.probe_cycle import CycleOutcome, run_probe_cycle
 from shared.jobs.wiring import cached_inventory, storage_clients
+from shared.redaction import redacted_exceptions
 
 log = logging.getLogger(__name__)
 bp = func.Blueprint()  # type: ignore[no-untyped-call]
@@ -67,6 +68,7 @@ def probe_cycle_once(environ: Mapping[str, str], now: datetime | None = None) ->
 def probe_timer(timer: func.TimerRequest) -> None:
     if timer.past_due:
         log.warning("probe timer is past due: running now")
-    outcome = probe_cycle_once(os.environ)
+    with redacted_exceptions():  # the worker hands an exception's text to the host
+        outcome = probe_cycle_once(os.environ)
     for error in outcome.errors:
         log.error("probe cycle %s: %s", outcome.cycle_id, error)

@@ -28,6 +28,7 @@ from shared.jobs.probe import (
     handle_probe_message,
 )
 from shared.jobs.wiring import probe_deps, storage_clients
+from shared.redaction import redacted_exceptions
 
 log = logging.getLogger(__name__)
 bp = func.Blueprint()  # type: ignore[no-untyped-call]
@@ -84,7 +85,8 @@ def _text(msg: func.QueueMessage) -> str:
 
 @bp.queue_trigger(arg_name="msg", queue_name="%PROBE_QUEUE%", connection="AzureWebJobsStorage")
 def probe_worker(msg: func.QueueMessage) -> None:
-    result = probe_once(_text(msg), os.environ, message_id=msg.id or "")
+    with redacted_exceptions():  # the worker hands an exception's text to the host
+        result = probe_once(_text(msg), os.environ, message_id=msg.id or "")
     log.info(
         "probe message %s (dequeue %s): %s, %d run commands",
         msg.id, msg.dequeue_count, result.detail, result.run_commands,
@@ -95,5 +97,6 @@ def probe_worker(msg: func.QueueMessage) -> None:
     arg_name="msg", queue_name="%PROBE_QUEUE%-poison", connection="AzureWebJobsStorage"
 )
 def probe_poison(msg: func.QueueMessage) -> None:
-    result = probe_once(_text(msg), os.environ, poison=True)
+    with redacted_exceptions():
+        result = probe_once(_text(msg), os.environ, poison=True)
     log.warning("poison probe message %s: %s", msg.id, result.detail)

@@ -1,8 +1,9 @@
 """Masking credentials in text: the one `redact()` every exit of the product goes through.
 
 Exits: log records (`install_log_redaction`, once per process, in function_app.py and the
-CLI's main), the CLI's stderr and its output (text and --json), Table Storage rows and queue
-messages. Pure: no I/O, no azure import.
+CLI's main), exceptions leaving a Functions trigger (`redacted_exceptions`: the worker sends
+their text to the host, not through logging), the CLI's stderr and its output (text and
+--json), Table Storage rows and queue messages. Pure: no I/O, no azure import.
 
 Masked (the value becomes `***`, the name or host before it stays, so a reader still sees
 what kind of secret was there):
@@ -31,10 +32,19 @@ import base64
 import binascii
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["MASK", "install_log_redaction", "redact", "redact_json", "redact_record"]
+__all__ = [
+    "MASK",
+    "RedactedError",
+    "install_log_redaction",
+    "redact",
+    "redact_json",
+    "redact_record",
+    "redacted_exceptions",
+]
 
 MASK = "***"
 
@@ -175,3 +185,23 @@ def install_log_redaction() -> None:
 
     factory.tunnelwatch_redacts = True  # type: ignore[attr-defined]
     logging.setLogRecordFactory(factory)
+
+
+class RedactedError(Exception):
+    """Raised in place of an exception whose text held a credential (the text, redacted)."""
+
+
+@contextmanager
+def redacted_exceptions() -> Iterator[None]:
+    """An exception leaving this block keeps its text only if redaction leaves it unchanged;
+    otherwise a RedactedError with the redacted text takes its place, not chained to the
+    original (a printed traceback would show the original's text). The host still sees a
+    failure, so its retries and poison queue work as before."""
+    try:
+        yield
+    except Exception as exc:
+        text = f"{type(exc).__name__}: {exc}"
+        masked = redact(text)
+        if masked == text:
+            raise
+        raise RedactedError(masked) from None

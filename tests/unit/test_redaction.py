@@ -8,12 +8,22 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from azure.functions.timer import TimerRequest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.redaction import MASK, install_log_redaction, redact, redact_json
+from functions import probe_timer, scan_timer
+from shared.redaction import (
+    MASK,
+    RedactedError,
+    install_log_redaction,
+    redact,
+    redact_json,
+    redacted_exceptions,
+)
 from tests.redaction_samples import ORDINARY, SECRETS, Sample, secrets_in
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -170,3 +180,34 @@ def test_function_app_installs_log_redaction() -> None:
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("functions.scan_timer scan r1: ") == len(SECRETS)
     assert secrets_in(proc.stdout + proc.stderr) == []
+
+
+def test_exceptions_leaving_a_block_are_redacted() -> None:
+    with pytest.raises(RedactedError) as info, redacted_exceptions():
+        raise ValueError(f"storage said: {SECRETS[4].text}")
+    assert secrets_in(str(info.value)) == []
+    assert str(info.value).startswith("ValueError: storage said:")
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+    plain = KeyError("no secret here")
+    with pytest.raises(KeyError) as kept, redacted_exceptions():
+        raise plain
+    assert kept.value is plain  # nothing to mask: the original, with its traceback
+
+
+@pytest.mark.parametrize("trigger", ["scan_timer", "probe_timer"])
+def test_trigger_failures_reach_the_host_redacted(
+    trigger: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The Functions worker sends a raised exception's text to the host (and App Insights)
+    # without going through logging.
+    def failing(*_: object) -> Any:
+        raise RuntimeError(f"cannot reach storage: {SECRETS[0].text} {SECRETS[6].text}")
+
+    module = scan_timer if trigger == "scan_timer" else probe_timer
+    monkeypatch.setattr(module, "make_deps", failing)
+    monkeypatch.setenv("TUNNELWATCH_SUBSCRIPTIONS", "11111111-1111-1111-1111-111111111111")
+    monkeypatch.setenv("AzureWebJobsStorage", "UseDevelopmentStorage=true")
+    with pytest.raises(RedactedError) as info:
+        getattr(module, trigger)(TimerRequest(past_due=False))
+    assert "cannot reach storage" in str(info.value)
+    assert secrets_in(str(info.value)) == []
