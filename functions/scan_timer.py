@@ -16,6 +16,7 @@ import azure.functions as func
 from shared.adapters.clients import default_credential
 from shared.adapters.tables import FindingStore
 from shared.config import Settings
+from shared.errors import StorageError
 from shared.jobs.scan import ScanDeps, ScanOptions, ScanOutcome, run_scan
 from shared.jobs.wiring import dns_resolver, scan_deps, storage_clients
 from shared.redaction import redacted_exceptions
@@ -27,8 +28,12 @@ bp = func.Blueprint()  # type: ignore[no-untyped-call]
 def production_deps(settings: Settings, environ: Mapping[str, str]) -> ScanDeps:
     tables, queue = storage_clients(environ, settings.storage_connection, settings.probe_queue)
     store = FindingStore(tables, prefix=settings.table_prefix)
-    store.ensure_tables()
-    queue.ensure()
+    try:
+        store.ensure_tables()
+        queue.ensure()
+    except StorageError as exc:
+        # Scan anyway: the run's first write fails too and ends it FAILED with the reason.
+        log.error("storage not ready: %s", exc)
     return scan_deps(
         default_credential(settings.arm_endpoint),
         arm_endpoint=settings.arm_endpoint,
@@ -72,3 +77,5 @@ def scan_timer(timer: func.TimerRequest) -> None:
     )  # fmt: skip
     for error in run.errors:
         log.error("scan %s: %s", run.run_id, error)
+    if outcome.storage_error:
+        log.error("scan %s: findings not recorded: %s", run.run_id, outcome.storage_error)

@@ -47,7 +47,11 @@ __all__ = [
 ]
 
 FORMAT_VERSION = 1
-_MAX_BLOB_BYTES = 16 * 1024 * 1024  # a decompressed blob larger than this is refused (gzip bomb)
+# A decompressed blob larger than this is refused (a gzip bomb, or a node stalling the worker
+# with megabytes to parse): the whole output is at most 4,096 bytes, and gzip's best ratio
+# (about 1:1000) cannot make more than ~4 MB of it. The refusal is an error of the report,
+# hence an inconclusive finding, never a crash.
+_MAX_BLOB_BYTES = 4 * 1024 * 1024
 _ZERO_TIME = "0001-01-01T00:00:00Z"  # crictl's finishedAt of a container that has not exited
 _MARKER = re.compile(r"^TWPROBE (?P<v>\d{1,4}) (?P<what>BEGIN|END) (?P<arg>\S{1,16})$")
 _FIELDS = {  # key -> (min, max) number of fields after the key

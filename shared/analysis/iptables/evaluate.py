@@ -516,7 +516,8 @@ def evaluate_input(
     if not rulesets:
         raise ValueError("no ruleset given")
     applicable = [rs for rs in rulesets if rs.family in (None, packet.family)]
-    skipped = tuple(rs.source for rs in rulesets if rs not in applicable)
+    # By family, not `rs not in applicable`: that compared whole rulesets, pair by pair.
+    skipped = tuple(rs.source for rs in rulesets if rs.family not in (None, packet.family))
     if not applicable:
         rs = rulesets[0]
         kind = "ip6tables (IPv6)" if rs.family == 6 else "iptables (IPv4)"

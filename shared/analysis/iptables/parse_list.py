@@ -23,8 +23,8 @@ __all__ = ["parse_list"]
 
 _HEADER = re.compile(r"Chain (\S+) \((?:policy (ACCEPT|DROP)\b[^)]*|\d+ references?)\)\Z")
 _OPT = frozenset(("--", "-f", "!f", "!-"))
-_COMMENT = re.compile(r"/\* (.*?) \*/")
-_V6 = re.compile(r"\s!?[0-9a-fA-F:]*::?[0-9a-fA-F:]*/\d+\s")
+# A colon before any other colon-or-hex character: `[0-9a-fA-F:]*::?` backtracked on long runs.
+_V6 = re.compile(r"\s!?[0-9a-fA-F]*:[0-9a-fA-F:]*/\d+\s")
 _V4 = re.compile(r"\s!?\d+\.\d+\.\d+\.\d+(?:/\d+)?\s")
 _PROTO_MODULES = ("tcp", "udp", "sctp", "udplite", "dccp")
 _PROTO_NAMES = {"1": "icmp", "6": "tcp", "17": "udp", "58": "ipv6-icmp", "132": "sctp"}
@@ -217,8 +217,7 @@ def _rule_words(line: str, number: int, lead: int) -> tuple[list[str], bool]:
     goto = rest.startswith("[goto]")
     if goto:
         rest = rest[len("[goto]") :].strip()
-    comments = _COMMENT.findall(rest)
-    rest = _COMMENT.sub(" ", rest)
+    comments, rest = _comments(rest)
     extra = split_words(rest)
     extra, target_words = _target_options(target, extra)
     words += _translate(extra)
@@ -230,6 +229,25 @@ def _rule_words(line: str, number: int, lead: int) -> tuple[list[str], bool]:
     if target:
         words += ["-g" if goto else "-j", target, *target_words]
     return words, hidden
+
+
+def _comments(rest: str) -> tuple[list[str], str]:
+    """The `/* ... */` comments of a listed rule, and the rule with each replaced by a space.
+
+    With str.find: a lazy regular expression scanned to the end of the line from every
+    unclosed "/* " (quadratic on a crafted line)."""
+    comments: list[str] = []
+    parts: list[str] = []
+    i = 0
+    while (start := rest.find("/* ", i)) >= 0:
+        end = rest.find(" */", start + 3)
+        if end < 0:
+            break
+        comments.append(rest[start + 3 : end])
+        parts += [rest[i:start], " "]
+        i = end + 3
+    parts.append(rest[i:])
+    return comments, "".join(parts)
 
 
 def _target_options(target: str, words: list[str]) -> tuple[list[str], list[str]]:

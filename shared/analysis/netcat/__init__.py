@@ -34,6 +34,7 @@ from shared.analysis.findings import (
     Subject,
 )
 from shared.analysis.netcat.lines import (
+    MAX_LINE,
     Line,
     LineKind,
     Status,
@@ -165,11 +166,13 @@ def parse(text: str, source: str) -> tuple[Attempt, ...]:
             reason = f"exit status {exit_code} without a recognisable message"
         attempts.append(Attempt(frame.target, status, tool, frame.line, frame.line_number, reason))
 
-    def add(line: Line, raw: str, number: int) -> None:
+    def add(line: Line, raw: str, number: int, *, unread: bool = False) -> None:
         attempt = Attempt(
             line.target, line.status, line.tool, raw, number, line.reason, line.address
         )
-        if frame is not None and _belongs(frame, attempt):
+        # A line too long to read stays a result of its own: attached to a frame, a later
+        # "succeeded" of that target would outvote it, and what it said is unknown.
+        if frame is not None and not unread and _belongs(frame, attempt):
             t = line.target
             address = line.address or (t.host if t.host and t.host != frame.target.host else None)
             attempt = replace(attempt, target=frame.target, address=address)
@@ -185,6 +188,10 @@ def parse(text: str, source: str) -> tuple[Attempt, ...]:
     for number, captured in enumerate(text.splitlines(), start=1):
         line = read_line(captured, source, number)
         if line is None:
+            continue
+        if len(captured) > MAX_LINE:  # read_line did not read it: keep an excerpt as evidence
+            flush_pending()
+            add(line, f"{captured[:120]}... ({len(captured):,} characters)", number, unread=True)
             continue
         raw = captured.strip()
         if line.kind is LineKind.PENDING:

@@ -18,6 +18,7 @@ from enum import StrEnum
 from shared.errors import InputError, excerpt
 
 __all__ = [
+    "MAX_LINE",
     "Line",
     "LineKind",
     "Status",
@@ -157,7 +158,6 @@ _NCAT_FAIL = re.compile(
     r"Network is unreachable|Host is unreachable|Permission denied|Operation not permitted)\.?$",
     re.IGNORECASE,
 )
-_NCAT_QUIT = re.compile(r"Ncat: (?P<err>.+?)\.? QUITTING\.?$")
 _BUSYBOX_FAIL = re.compile(r"nc: can't connect to remote host \((?P<host>[^)\s]*)\): (?P<err>.+)$")
 _BUSYBOX_OK = re.compile(r"^(?P<host>\S+) \((?P<hp>[^()\s]+)\) open$")
 _BUSYBOX_TIMEOUT = re.compile(r"^nc: timed out$")
@@ -167,18 +167,19 @@ _BASH_DEVTCP = re.compile(
     r"(?:^|[\s/])-?bash: (?:line \d+: )?/dev/(?P<proto>tcp|udp)/(?P<host>[^/\s]+)/"
     r"(?P<port>[^:\s]+): (?P<err>.+)$"
 )
-_BASH_RESOLVE = re.compile(
-    r"(?:^|[\s/])-?bash: (?:line \d+: )?(?P<host>[^/\s:]+): (?P<err>.*(?:name resolution|"
-    r"Name or service not known|No address associated).*)$",
-    re.IGNORECASE,
-)
+# The error must name a resolution failure; that is checked on the group (a `.*(...).*` inside
+# the pattern backtracks from every "bash:" of a crafted line: quadratic).
+_BASH_RESOLVE = re.compile(r"(?:^|[\s/])-?bash: (?:line \d+: )?(?P<host>[^/\s:]+): (?P<err>.*)$")
+_RESOLVE_ERRORS = ("name resolution", "name or service not known", "no address associated")
 _GO_DIAL = re.compile(
     r"dial (?P<proto>tcp|udp)[46]? (?P<hp>\S+): (?:connect: )?(?P<err>i/o timeout|"
     r"connection refused|no route to host|network is unreachable|connection timed out)",
     re.IGNORECASE,
 )
-_FRAME = re.compile(r"^\s*target=(?P<rest>.*?)\s*$")
-_EXIT = re.compile(r"^\s*(?P<target>[^\s=]+:[^\s=]+)\s+exit=(?P<code>\S*)\s*$")
+# Longer than any line the tools print (a host name is at most 253 characters): such a line is
+# not read at all but reported (see `netcat.parse`), which also bounds the work per line.
+MAX_LINE = 1024
+_QUIT = " QUITTING"
 
 
 def _frame(text: str, source: str, number: int) -> Line:
@@ -212,18 +213,48 @@ def _exit_code(value: str, source: str, number: int) -> int:
     return int(value)
 
 
+def _exit_line(text: str) -> tuple[str, str] | None:
+    """(target, code) of `<host>:<port> exit=<code>`: two words, the first with a colon inside
+    and no '=' (str methods: the regular expression this replaces backtracked on "a:a:a...")."""
+    words = text.split()
+    if len(words) != 2 or not words[1].startswith("exit="):
+        return None
+    target = words[0]
+    if "=" in target or ":" not in target[1:-1]:
+        return None
+    return target, words[1][len("exit=") :]
+
+
+def _ncat_quit(text: str) -> str | None:
+    """The error of ncat's "Ncat: <err>. QUITTING." line, None when it is not one."""
+    body = text.removesuffix(".")
+    start = text.find("Ncat: ")
+    if start < 0 or not body.endswith(_QUIT):
+        return None
+    err = body[start + len("Ncat: ") : len(body) - len(_QUIT)]
+    return err.removesuffix(".") or err or None
+
+
 def read_line(text: str, source: str, number: int) -> Line | None:
     """What this line says, or None when it is not connection-test output."""
     text = text.rstrip("\r\n\t ")
-    if m := _FRAME.match(text):
-        return _frame(m["rest"], source, number)
-    if (m := _EXIT.match(text)) and not text.lstrip().startswith(("nc:", "Ncat:")):
-        target = parse_target(m["target"])
+    if len(text) > MAX_LINE:
+        return Line(
+            LineKind.RESULT,
+            Target(None, None),
+            reason=f"a line of {len(text):,} characters (no tool prints more than {MAX_LINE}): "
+            "not read",
+        )
+    stripped = text.lstrip()
+    if stripped.startswith("target="):
+        return _frame(stripped[len("target=") :], source, number)
+    if (ends := _exit_line(text)) and not stripped.startswith(("nc:", "Ncat:")):
+        target = parse_target(ends[0])
         if target is None:
             raise InputError(
-                source, f"framing line: {excerpt(m['target'])} is not <host>:<port>", line=number
+                source, f"framing line: {excerpt(ends[0])} is not <host>:<port>", line=number
             )
-        return Line(LineKind.EXIT, target, exit_code=_exit_code(m["code"], source, number))
+        return Line(LineKind.EXIT, target, exit_code=_exit_code(ends[1], source, number))
     if m := _OPENBSD_OK.search(text):
         return _ok(m["host"], m["port"], m["proto"], Tool.OPENBSD_NC, m["addr"])
     if m := _MACOS_OK.search(text):
@@ -246,8 +277,8 @@ def read_line(text: str, source: str, number: int) -> Line | None:
         return Line(LineKind.RESULT, target, Status.OPEN, Tool.NCAT)
     if m := _NCAT_FAIL.search(text):
         return _fail(Target(None, None), m["err"], Tool.NCAT, None)
-    if m := _NCAT_QUIT.search(text):
-        return Line(LineKind.RESULT, Target(None, None), Status.UNKNOWN, Tool.NCAT, m["err"])
+    if (err := _ncat_quit(text)) is not None:
+        return Line(LineKind.RESULT, Target(None, None), Status.UNKNOWN, Tool.NCAT, err)
     if m := _BUSYBOX_FAIL.search(text):
         return _fail(Target(m["host"], None), m["err"], Tool.BUSYBOX_NC, None)
     if m := _BUSYBOX_OK.match(text.strip()):
@@ -276,7 +307,7 @@ def read_line(text: str, source: str, number: int) -> Line | None:
     if m := _BASH_CONNECT.search(text):
         status = classify_error(m["err"])
         return Line(LineKind.PENDING, Target(None, None), status, Tool.BASH, m["err"])
-    if m := _BASH_RESOLVE.search(text):
+    if (m := _BASH_RESOLVE.search(text)) and any(e in m["err"].lower() for e in _RESOLVE_ERRORS):
         return Line(
             LineKind.PENDING,
             Target(m["host"], None),

@@ -191,7 +191,7 @@ def parse_metrics(text_or_doc: str | Any, source: str) -> MetricsDoc:
     except RecursionError:
         raise InputError(source, "JSON nested too deeply") from None
     series: list[Series] = []
-    resources: list[str] = []
+    resources: dict[str, None] = {}
     names: list[str] = []
     for body, rid, path in bodies:
         _check_interval(body, path, source)
@@ -207,8 +207,8 @@ def parse_metrics(text_or_doc: str | Any, source: str) -> MetricsDoc:
             names.append(name)
             mid = metric.get("id")
             resource = rid or (_resource_of(mid) if isinstance(mid, str) else "")
-            if resource and resource not in resources:
-                resources.append(resource)
+            if resource:
+                resources.setdefault(resource, None)  # a dict: ordered, and no list scan
             timeseries = metric.get("timeseries") or []
             if not isinstance(timeseries, list):
                 raise InputError(source, f"{where}.timeseries: expected a list")
