@@ -24,7 +24,7 @@ from azure.storage.queue import BinaryBase64DecodePolicy, QueueClient, TextBase6
 
 from shared.adapters.clients import RetrySettings
 from shared.adapters.queues import ProbeQueue
-from shared.adapters.tables import ClusterScan, FindingStore, RecordResult, ScanRun
+from shared.adapters.tables import ClusterScan, FindingStore, RecordResult, RunStatus, ScanRun
 from shared.jobs.scan import ScanDeps, ScanOptions, ScanOutcome, run_scan
 from shared.jobs.wiring import scan_deps, static_resolver
 from tests.armsim import ArmSimulator, Faults
@@ -165,10 +165,15 @@ class ScanRig:
     def seed_baseline(self, store: FindingStore) -> None:
         """Copy what one clean scan stored (scanned once per rig) into `store`'s tables."""
         if self._golden is None:
-            gold, queue = self.fresh()
-            phase = self.scan(gold, queue, T0)
+            for _ in range(3):  # a busy machine may time a read out: the baseline must be whole
+                gold, queue = self.fresh()
+                phase = self.scan(gold, queue, T0)
+                if phase.outcome is not None and phase.outcome.run.status is RunStatus.COMPLETE:
+                    break
             if phase.error is not None or phase.outcome is None:  # the rig itself is broken
                 raise RuntimeError(f"clean baseline scan failed: {phase.error!r}")
+            if phase.outcome.run.status is not RunStatus.COMPLETE:
+                raise RuntimeError(f"clean baseline scan incomplete: {phase.outcome.run.errors}")
             self.api_server_names = sorted(
                 {
                     n
