@@ -705,11 +705,28 @@ tw_nft() {
     [[ -n "$doc" ]] && tw_deep ruleset nftables "$(printf '{"nftables": [%s]}' "$doc" | tw_pack)"
 }
 
+# `ufw status verbose` as a pending ufw record; the service reads it as whole, so a status
+# that failed or timed out (partial output) is an error, never a short listing. The output is
+# kept byte for byte (its closing blank line too): the status follows it in the same capture.
+tw_ufw() {
+    local out rc
+    out="$(timeout -k 2 15 ufw status verbose 2>&1; printf '\n%s' "$?")"
+    rc="${out##*$'\n'}"
+    out="${out%$'\n'*}"
+    if ((rc == 124 || rc == 137)); then
+        tw_rec error ufw "ufw status verbose timed out after 15 s; ufw is not reported"
+    elif ((rc != 0)); then
+        tw_rec error ufw "ufw status verbose failed with status $rc: $(tw_clean "${out%%$'\n'*}")"
+    else
+        tw_deep ufw - "$(printf '%s' "$out" | tw_pack)"
+    fi
+}
+
 if [[ "$tw_mode" == deep ]]; then
     if ! tw_have ufw; then
         tw_rec ufw absent
     elif tw_time 15; then
-        tw_deep ufw - "$(timeout -k 2 15 ufw status verbose 2>&1 | tw_pack)"
+        tw_ufw
     else
         tw_rec error ufw "time budget spent; ufw status not read"
     fi

@@ -407,6 +407,54 @@ def test_a_ruleset_dump_that_fails_is_an_error_never_an_empty_ruleset(
     ]
 
 
+# The top of a `ufw status verbose` of default allow: a DENY of 10250 would follow.
+_UFW_HEAD = (
+    "Status: active\nLogging: on (low)\n"
+    "Default: allow (incoming), allow (outgoing), disabled (routed)\nNew profiles: skip\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("ending", "message"),
+    [
+        ("exec sleep 60", "timed out after 15 s"),  # killed by the script's timeout
+        ("echo 'ERROR: problem running iptables' >&2; exit 1", "failed with status 1: Status"),
+    ],
+    ids=["timeout", "failure"],
+)
+def test_a_ufw_status_that_fails_or_times_out_is_an_error_never_a_short_listing(
+    netns_ok: None, tmp_path: Path, ending: str, message: str
+) -> None:
+    """Issue 15, defect 7: the partial output of a ufw that timed out was packed as the
+    status (whole to the service: "default allow", no rules, so allowed)."""
+    require_tools("unshare", "ufw", "gzip", "base64")
+    (tmp_path / "ufw").write_text(f"#!/bin/sh\nprintf '{_UFW_HEAD}'\n{ending}\n")
+    (tmp_path / "ufw").chmod(0o755)
+    with Lab() as lab:
+        node = lab.add_host([NODE])
+        out = _run_private(node, DEEP_NO_TARGETS + script_text(), fake_sbin=tmp_path)
+    report = parse_probe_output(out, "ufw-cut")
+    assert report.complete and report.ufw_status is None
+    (error,) = [e for e in report.errors if e.subject == "ufw"]
+    assert message in error.message, error.message
+    found = [f for f in _findings(out, {OPEN_PEER: "peer"}) if f.cause is Cause.UFW]
+    assert [(f.check, f.kind) for f in found] == [("node.ufw", Kind.INCONCLUSIVE)]
+
+
+def test_a_whole_ufw_status_is_packed_byte_for_byte(netns_ok: None, tmp_path: Path) -> None:
+    require_tools("unshare", "ufw", "gzip", "base64")
+    status = _UFW_HEAD + "\nTo Action From\n-- ------ ----\n10250 DENY IN Anywhere\n\n"
+    (tmp_path / "ufw").write_text(f"#!/bin/sh\nprintf '{status}'\n")
+    (tmp_path / "ufw").chmod(0o755)
+    with Lab() as lab:
+        node = lab.add_host([NODE])
+        out = _run_private(node, DEEP_NO_TARGETS + script_text(), fake_sbin=tmp_path)
+    report = parse_probe_output(out, "ufw-whole")
+    assert report.ufw_status == status and not [e for e in report.errors if e.subject == "ufw"]
+    found = [f for f in _findings(out, {OPEN_PEER: "peer"}) if f.cause is Cause.UFW]
+    assert [f.kind for f in found] == [Kind.PROBLEM]
+
+
 def test_chains_iptables_nft_cannot_show_are_read_natively(netns_ok: None) -> None:
     require_tools("unshare", "nft", "iptables-nft-restore")
     with Lab() as lab:

@@ -230,8 +230,11 @@ def _run_config(node: UfwHost, peer: Host, cfg: Config, tally: Tally) -> None:
     seen = peer.connect(cfg.probes, timeout=0.5)
     with tally.lock:
         tally.observed.update(seen)
+    # Whole captures: ufw's exit status was checked, as the node probe does (a bare capture
+    # of a ufw without rules cannot show it ended: tests/netns/test_ufw_truncation.py).
     statuses = {
-        name: parse_status(text, f"config{cfg.index}-{name}") for name, text in texts.items()
+        name: parse_status(text, f"config{cfg.index}-{name}", whole=True)
+        for name, text in texts.items()
     }
     _check_numbers(statuses["verbose"], statuses["numbered"], cfg, tally)
     fix_target: tuple[dict[str, object], str] | None = None

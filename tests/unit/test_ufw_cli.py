@@ -57,7 +57,9 @@ def test_limit_exit_0(capture: Path, capsys: pytest.CaptureFixture[str]) -> None
 def test_unknown_exit_3_and_default_argument(
     capture: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    capture.write_text("Status: active\n\nTo Action From\n-- ------ ----\n22/tcp ALLOW Anywhere\n")
+    capture.write_text(
+        "Status: active\n\nTo Action From\n-- ------ ----\n22/tcp ALLOW Anywhere\n\n"
+    )
     assert main(["analyze", "ufw", str(capture), "--src", "10.0.0.1", "--json"]) == 3
     doc = json.loads(capsys.readouterr().out)
     assert doc["verdict"] == "unknown" and doc["default_incoming"] is None

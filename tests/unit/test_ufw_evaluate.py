@@ -27,7 +27,7 @@ def verbose(rules: str, default: str = "deny") -> str:
         "Status: active\nLogging: on (low)\n"
         f"Default: {default} (incoming), allow (outgoing), disabled (routed)\n"
         "New profiles: skip\n\nTo                         Action      From\n"
-        "--                         ------      ----\n" + rules
+        "--                         ------      ----\n" + rules + "\n"  # ufw ends it so
     )
 
 
@@ -132,7 +132,7 @@ def test_source_port_rules_are_undecided() -> None:
 
 
 def test_apps_known_unknown_and_verbose() -> None:
-    plain = "Status: active\n\nTo Action From\n-- ------ ----\nOpenSSH ALLOW Anywhere\n"
+    plain = "Status: active\n\nTo Action From\n-- ------ ----\nOpenSSH ALLOW Anywhere\n\n"
     assert decide(plain, src=ip("10.0.0.1"), default_incoming=Policy.DENY) is Verdict.DENY
     assert decide(plain, port=22, src=ip("10.0.0.1")) is Verdict.ALLOW
     unknown = plain.replace("OpenSSH", "Kubelet")
@@ -144,7 +144,7 @@ def test_apps_known_unknown_and_verbose() -> None:
 
 
 def test_plain_capture_without_default_needs_it() -> None:
-    text = "Status: active\n\nTo Action From\n-- ------ ----\n22/tcp ALLOW Anywhere\n"
+    text = "Status: active\n\nTo Action From\n-- ------ ----\n22/tcp ALLOW Anywhere\n\n"
     v = evaluate(parse_status(text, "t"), src=ip("10.0.0.1"))
     assert v.verdict is Verdict.UNKNOWN and "--default-incoming" in v.reason
     assert decide(text, src=ip("10.0.0.1"), default_incoming=Policy.REJECT) is Verdict.REJECT
@@ -269,3 +269,51 @@ def test_unknown_is_inconclusive_and_limit_is_a_warning() -> None:
     [g] = findings_for(evaluate(parse_status(limit, "t"), src=ip("10.0.0.9")), SUBJECT)
     assert (g.kind, g.severity) == (Kind.PROBLEM, Severity.WARNING)
     assert g.remediation is not None and g.remediation.commands[0].startswith("ufw insert 1 ")
+
+
+def test_cut_capture_decides_only_by_a_rule_it_shows() -> None:
+    """Issue 15, defect 7: a capture that may end early never answers by the default."""
+    whole = verbose("22/tcp ALLOW IN Anywhere\n10250 DENY IN Anywhere\n", default="allow")
+    cut = whole.removesuffix("10250 DENY IN Anywhere\n\n")
+    v = evaluate(parse_status(cut, "t"), src=ip("10.0.0.1"))
+    assert v.verdict is Verdict.UNKNOWN
+    assert v.reason.startswith("capture incomplete: ufw ends its rule listing with a blank line")
+    # Cut inside the DENY line: the line has no newline and is not read.
+    v = evaluate(parse_status(cut + "10250 DENY IN Any", "t"), src=ip("10.0.0.1"))
+    assert v.verdict is Verdict.UNKNOWN and "(line 9) has no newline" in v.reason
+    # The DENY line whole decides whatever follows (first match); the blank line ends it.
+    assert decide(cut + "10250 DENY IN Anywhere\n", src=ip("10.0.0.1")) is Verdict.DENY
+    assert decide(whole, src=ip("10.0.0.9")) is Verdict.DENY
+    assert decide(whole.replace("10250 DENY", "10251 DENY"), src=ip("10.0.0.1")) is Verdict.ALLOW
+
+
+def test_cut_capture_what_proves_a_family_ended() -> None:
+    v4 = "10250/tcp ALLOW IN 10.0.0.0/8\n"
+    v6 = "10250/tcp (v6) ALLOW IN Anywhere (v6)\n"
+    text = verbose(v4 + v6).removesuffix("\n")  # cut before the closing blank line
+    # IPv6 rules are printed after the IPv4 ones: one shows the IPv4 rules ended.
+    assert decide(text, src=ip("192.168.0.1")) is Verdict.DENY
+    assert decide(text, src=ip("2001:db8::1")) is Verdict.ALLOW  # by the rule it shows
+    v = evaluate(parse_status(verbose(v6.replace("ALLOW", "DENY")).removesuffix("\n"), "t"),
+                 src=ip("2001:db8::1"), port=22)  # fmt: skip
+    assert v.verdict is Verdict.UNKNOWN and v.reason.startswith("capture incomplete:")
+    # OUT and routed rules come after every IN rule in plain and verbose listings.
+    out = verbose(v4 + "\n53 ALLOW OUT Anywhere\n").removesuffix("\n")
+    assert decide(out, src=ip("2001:db8::1")) is Verdict.DENY
+    # ... but not in a numbered listing, which prints ufw's own order.
+    numbered = (
+        "Status: active\n\n     To Action From\n     -- ------ ----\n"
+        "[ 1] 53 ALLOW OUT Anywhere (out)\n"
+    )
+    v = evaluate(parse_status(numbered, "n"), src=ip("10.0.0.1"), default_incoming=Policy.DENY)
+    assert v.verdict is Verdict.UNKNOWN and "capture incomplete" in v.reason
+
+
+def test_no_rule_table_is_whole_only_when_its_producer_says_so() -> None:
+    text = verbose("", default="allow").split("\nTo ")[0] + "\n"  # ufw prints no table
+    v = evaluate(parse_status(text, "t"), src=ip("10.0.0.1"))
+    assert v.verdict is Verdict.UNKNOWN and "it has no rule table" in v.reason
+    assert evaluate(parse_status(text, "t", whole=True), src=ip("10.0.0.1")).verdict is (
+        Verdict.ALLOW
+    )
+    assert decide("Status: inactive", src=ip("10.0.0.1")) is Verdict.ALLOW  # no newline: whole

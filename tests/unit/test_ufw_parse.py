@@ -18,7 +18,8 @@ from shared.analysis.ufw import (
 from shared.errors import InputError
 
 # Captured from ufw 0.36.2 in a lab namespace (ufw's trailing padding is put back by
-# test_padding_and_indentation_do_not_matter).
+# test_padding_and_indentation_do_not_matter). ufw ends its listing with a blank line: a
+# capture without it may have been cut (see test_cut_capture_* in test_ufw_evaluate.py).
 PLAIN = """\
 Status: active
 
@@ -51,6 +52,7 @@ Anywhere (v6)              ALLOW       53/udp (v6)
 10250/tcp (v6)             DENY OUT    Anywhere (v6)              (log)
 
 10.9.0.0/16 80/tcp on eth1 ALLOW FWD   Anywhere on eth0
+
 """
 
 VERBOSE = """\
@@ -72,6 +74,7 @@ Anywhere (v6)              ALLOW IN    2001:db8:2::/48
 5000:5010/tcp (Multi Proto (v6)) ALLOW IN    Anywhere (v6)
 5005/udp (Multi Proto (v6)) ALLOW IN    Anywhere (v6)
 10250/tcp                  REJECT IN   2001:db8::/32
+
 """
 
 NUMBERED = """\
@@ -94,6 +97,7 @@ Status: active
 [13] 22/tcp (v6)                ALLOW IN    Anywhere (v6)
 [14] 10250/tcp (v6)             DENY OUT    Anywhere (v6)              (log, out)
 [15] 10250/tcp                  REJECT IN   2001:db8::/32
+
 """
 
 # Hand-made: what copies, terminals and Windows do to a capture.
@@ -132,7 +136,7 @@ def test_plain_capture_rules_in_order_with_directions() -> None:
 
 def test_padding_and_indentation_do_not_matter() -> None:
     for text in (PLAIN, VERBOSE, NUMBERED):
-        padded = "\n".join(f"  {ln:<90}" for ln in text.splitlines())
+        padded = "".join(f"  {ln:<90}\n" for ln in text.splitlines())
         assert parse_status(padded, "x").rules == parse_status(text, "x").rules
 
 

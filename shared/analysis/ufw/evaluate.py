@@ -37,9 +37,10 @@ from shared.analysis.ufw.model import (
 )
 from shared.errors import InputError
 
-__all__ = ["IPAddress", "UfwVerdict", "Undecided", "Verdict", "evaluate"]
+__all__ = ["INCOMPLETE", "IPAddress", "UfwVerdict", "Undecided", "Verdict", "evaluate"]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+INCOMPLETE = "capture incomplete"
 
 
 class Verdict(StrEnum):
@@ -196,7 +197,8 @@ def evaluate(
     results: list[tuple[int, _Outcome, tuple[UfwRule, ...]]] = []
     for fam in families:
         rules = [r for r in status.rules if r.direction is Direction.IN and r.v6 == (fam == 6)]
-        results.append((fam, _walk(rules, flow, policy), _shadowing(rules, flow)))
+        cut = status.cut(fam == 6)
+        results.append((fam, _walk(rules, flow, policy, cut), _shadowing(rules, flow)))
 
     outcome = results[0][1]
     if len(results) == 2:
@@ -230,22 +232,24 @@ def evaluate(
     )
 
 
-def _walk(rules: list[UfwRule], flow: _Flow, policy: Policy | None) -> _Outcome:
-    """First match over rules, computed from the end so each rule sees what follows it."""
+def _walk(rules: list[UfwRule], flow: _Flow, policy: Policy | None, cut: str) -> _Outcome:
+    """First match over rules, computed from the end so each rule sees what follows it.
+
+    When the capture may lack rules after the last one shown (`cut`), what follows it is
+    unknown, not the default policy: only a rule shown that matches decides (first match)."""
+    missing = [Undecided(None, f"{INCOMPLETE}: {cut}")] if cut else []
     if policy is None:
-        out = _Outcome(
-            Verdict.UNKNOWN,
-            None,
-            (
-                Undecided(
-                    None,
-                    "the default incoming policy is not in this capture (plain `ufw status` "
-                    "omits it): capture `ufw status verbose` or pass --default-incoming",
-                ),
-            ),
+        missing.append(
+            Undecided(
+                None,
+                "the default incoming policy is not in this capture (plain `ufw status` "
+                "omits it): capture `ufw status verbose` or pass --default-incoming",
+            )
         )
-    else:
+    if policy is not None and not missing:
         out = _Outcome(Verdict(policy.value), None, ())
+    else:
+        out = _Outcome(Verdict.UNKNOWN, None, tuple(missing))
     for rule in reversed(rules):
         match = _match(rule, flow)
         if match is False:
@@ -336,10 +340,16 @@ def _reason(
 ) -> str:
     verdict, rule = outcome.verdict, outcome.rule
     if verdict is Verdict.UNKNOWN:
-        return "undecided: " + "; ".join(
-            (f"rule at line {u.rule.line} ({u.rule.text}): " if u.rule else "") + u.reason
-            for u in outcome.undecided
+        parts = list(
+            dict.fromkeys(
+                (f"rule at line {u.rule.line} ({u.rule.text}): " if u.rule else "") + u.reason
+                for u in outcome.undecided
+            )
         )
+        cut = [p for p in parts if p.startswith(INCOMPLETE)]
+        if cut:  # what the capture lacks first: it is what to fix
+            return "; ".join(cut + [p for p in parts if p not in cut])
+        return "undecided: " + "; ".join(parts)
     doing = {
         Verdict.ALLOW: "allows",
         Verdict.DENY: "drops",

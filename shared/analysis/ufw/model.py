@@ -133,6 +133,14 @@ class UfwStatus:
     default_line: int | None = None
     reason: str = ""  # why the state is not-installed / unreadable, in ufw's own words
     warnings: tuple[str, ...] = ()
+    # Why the IN rules of IPv4 (`cut4`) and of IPv6 (`cut6`) may go on past what the capture
+    # shows (a cut capture); "" when it proves they ended, or its producer proved it whole.
+    # A flow no rule shown decides is then unknown: the default policy may not come next.
+    cut4: str = ""
+    cut6: str = ""
+
+    def cut(self, v6: bool) -> str:
+        return self.cut6 if v6 else self.cut4
 
     @property
     def active(self) -> bool:

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from shared.analysis.ufw.model import (
     Action,
@@ -67,6 +67,7 @@ _NOT_INSTALLED = re.compile(
     r"|/ufw:\s*No such file or directory",
     re.IGNORECASE,
 )
+_UNDERLINE = ["--", "------", "----"]  # the line under `To Action From`
 _MAX_PORT = 65535
 _IFNAMSIZ = 15
 
@@ -77,12 +78,20 @@ class _Line:
     text: str  # stripped
 
 
-def parse_status(text: str, source: str) -> UfwStatus:
-    """Parse one capture. Raises InputError (and nothing else) on text it cannot read."""
+def parse_status(text: str, source: str, *, whole: bool = False) -> UfwStatus:
+    """Parse one capture. Raises InputError (and nothing else) on text it cannot read.
+
+    `whole`: the producer proved the capture whole (the node probe checks ufw's exit status);
+    otherwise the capture may have been cut, and the rules it cannot show ended are marked
+    (UfwStatus.cut4/cut6, see _cut_reasons).
+    """
     lines = [
         _Line(i, raw.strip())
         for i, raw in enumerate(text.removeprefix("\ufeff").split("\n"), start=1)
     ]
+    # A last line without a newline may be cut mid-line (a rule before its From side's
+    # prefix length ends, `10.0.0.0/1` of `10.0.0.0/16`): after the Status line it is not read.
+    partial = lines[-1] if lines[-1].text and not whole else None
     content = [ln for ln in lines if ln.text]
     if not content:
         raise InputError(
@@ -110,10 +119,16 @@ def parse_status(text: str, source: str) -> UfwStatus:
             "a second 'Status:' line: two captures in one input?",
             line=status_lines[1].number,
         )
-    return _parse_body(content, status_lines[0], source)
+    status = _parse_body(content, status_lines[0], source, partial)
+    if whole or not status.active:
+        return status
+    cut4, cut6 = _cut_reasons(lines, status, partial)
+    return replace(status, cut4=cut4, cut6=cut6)
 
 
-def _parse_body(content: list[_Line], status: _Line, source: str) -> UfwStatus:
+def _parse_body(
+    content: list[_Line], status: _Line, source: str, partial: _Line | None
+) -> UfwStatus:
     word = status.text.partition(":")[2].strip()
     if word.lower() not in {"active", "inactive"}:
         raise InputError(source, f"unknown status {excerpt(word)}", line=status.number)
@@ -131,7 +146,7 @@ def _parse_body(content: list[_Line], status: _Line, source: str) -> UfwStatus:
     verbose = False
     raw_rules: list[tuple[int | None, UfwRule]] = []
     for ln in content:
-        if ln.number <= status.number:
+        if ln.number <= status.number or ln is partial:
             continue
         t = ln.text
         if t.startswith("WARN:"):
@@ -177,6 +192,48 @@ def _parse_body(content: list[_Line], status: _Line, source: str) -> UfwStatus:
         default_line=default_line,
         warnings=tuple(warnings),
     )
+
+
+def _cut_reasons(lines: list[_Line], status: UfwStatus, partial: _Line | None) -> tuple[str, str]:
+    """Why the IN rules of IPv4 and of IPv6 may go on past the capture ("" when it shows
+    they ended).
+
+    ufw prints its rules under a `To Action From` header and its `--` underline, and ends
+    the listing with a blank line; with no rules it prints no table at all, and nothing marks
+    the end. Plain and verbose listings print every IN rule first, IPv4 before IPv6, then a
+    blank line and the OUT rules, then the routed ones; a numbered listing prints ufw's own
+    order, every IPv4 rule (in, out, routed) before every IPv6 rule. So a family's IN rules
+    ended when a blank line follows the header, or a rule printed after them: an IPv6 rule
+    for IPv4, and in plain and verbose listings an OUT or routed rule.
+    """
+    header = next((ln.number for ln in lines if ln.text.split() == _UNDERLINE), None)
+    if header is None:
+        no_table = (
+            "it has no rule table: ufw prints none when there are no rules, but a capture "
+            "cut before the table looks the same"
+        )
+        return no_table, no_table
+    # The last element is what follows the final newline, not a blank line.
+    ended = any(not ln.text and header < ln.number < len(lines) for ln in lines)
+    sections = status.format is not StatusFormat.NUMBERED
+    later = sections and any(r.direction is not Direction.IN for r in status.rules)
+    v6_rules = any(r.v6 and (r.direction is Direction.IN or not sections) for r in status.rules)
+    unread = (
+        f"; its last line (line {partial.number}) has no newline and was not read"
+        if partial is not None
+        else ""
+    )
+    after = ", nor an OUT or routed rule (printed after the IN rules)" if sections else ""
+
+    def why(family: str, more: str) -> str:
+        return (
+            f"ufw ends its rule listing with a blank line, and none follows the {family} "
+            f"rules shown{more}{after}: more of them may follow{unread}"
+        )
+
+    cut6 = "" if ended or later else why("IPv6", "")
+    cut4 = "" if ended or later or v6_rules else why("IPv4", ", nor an IPv6 rule")
+    return cut4, cut6
 
 
 def _parse_default(ln: _Line, source: str) -> Policy:

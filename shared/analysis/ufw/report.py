@@ -22,7 +22,7 @@ from shared.analysis.findings import (
     Subject,
 )
 from shared.analysis.shell import Placeholder, command, placeholder
-from shared.analysis.ufw.evaluate import UfwVerdict, Verdict
+from shared.analysis.ufw.evaluate import INCOMPLETE, UfwVerdict, Verdict
 from shared.analysis.ufw.model import Action, UfwRule
 
 __all__ = ["CHECK", "NODE_SUBNET_PLACEHOLDER", "findings_for"]
@@ -61,7 +61,12 @@ def findings_for(
                 title=f"Could not decide whether UFW lets {verdict.flow_text()} through",
                 evidence=tuple(evidence),
                 remediation=Remediation(
-                    "Capture `ufw status verbose` as root and give the flow's source address, "
+                    (
+                        "Capture the whole output (to a file: ufw ends it with a blank line) of "
+                        if verdict.reason.startswith(INCOMPLETE)
+                        else "Capture "
+                    )
+                    + "`ufw status verbose` as root and give the flow's source address, "
                     "destination address and interface, so every rule can be decided.",
                     commands=(command("sudo", "ufw", "status", "verbose"),),
                 ),

@@ -112,6 +112,23 @@ def error_finding(e: ProbeError, where: Where) -> Finding:
     """What the script could not do or report, and records we could not decode: undecided."""
     if e.too_large is not None:
         return _too_large(e, e.too_large, where)
+    if e.subject == "ufw":  # ufw failed, timed out or was not read: cause 2 is not decided
+        dump, analyze = _READ_BY_HAND["ufw"]
+        return Finding(
+            check="node.ufw",
+            cause=Cause.UFW,
+            kind=Kind.INCONCLUSIVE,
+            severity=Severity.WARNING,
+            subject=where.subject,
+            title="the ufw status could not be read: ufw not decided",
+            evidence=(f"{e.subject}: {e.message}",),
+            remediation=Remediation(
+                f"Run the deep probe again; if it repeats, capture `{dump}` on the node as root "
+                f"and check it with {analyze}."
+            ),
+            key="error:ufw",
+            origin=Origin.TUNNELWATCH,
+        )
     backend = e.subject.removeprefix("ruleset ") if e.subject.startswith("ruleset ") else ""
     what = "native nftables" if backend == NFTABLES else f"{backend} iptables"
     return Finding(
@@ -255,7 +272,9 @@ def ufw_findings(
     if report.ufw_status is None:
         return []  # ufw absent (it blocks nothing), its blob corrupt or too large (an error)
     try:
-        status = ufw.parse_status(report.ufw_status, f"{where.subject.node} ufw status")
+        # The script proved the capture whole (ufw's exit status, a complete gzip stream):
+        # a listing without rules is one, not a capture cut before its table.
+        status = ufw.parse_status(report.ufw_status, f"{where.subject.node} ufw status", whole=True)
     except InputError as exc:
         return [undecided(where, "node.ufw", Cause.UFW, f"ufw status unreadable: {exc}", "ufw")]
     per_source: list[tuple[IPAddr, Finding]] = []
