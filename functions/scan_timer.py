@@ -28,12 +28,12 @@ bp = func.Blueprint()  # type: ignore[no-untyped-call]
 def production_deps(settings: Settings, environ: Mapping[str, str]) -> ScanDeps:
     tables, queue = storage_clients(environ, settings.storage_connection, settings.probe_queue)
     store = FindingStore(tables, prefix=settings.table_prefix)
-    try:
-        store.ensure_tables()
-        queue.ensure()
-    except StorageError as exc:
-        # Scan anyway: the run's first write fails too and ends it FAILED with the reason.
-        log.error("storage not ready: %s", exc)
+    for ensure in (store.ensure_tables, queue.ensure):
+        try:
+            ensure()
+        except StorageError as exc:
+            # Scan anyway: the run's first write fails too and ends it FAILED with the reason.
+            log.error("storage not ready: %s", exc)
     return scan_deps(
         default_credential(settings.arm_endpoint),
         arm_endpoint=settings.arm_endpoint,

@@ -3,6 +3,7 @@
     TunnelwatchError
      +-- InputError    a file, argument or message we were given is malformed
      +-- ConfigError   settings are missing or invalid (every problem listed at once)
+     +-- StorageError  Table or Queue storage could not be written or read (after retries)
 
 A broken cluster is not an exception: it is a Finding. These are for input we cannot read.
 """
@@ -49,3 +50,13 @@ class ConfigError(TunnelwatchError):
     def __init__(self, problems: list[str]) -> None:
         self.problems = tuple(problems)
         super().__init__("invalid settings:\n  " + "\n  ".join(problems))
+
+
+class StorageError(TunnelwatchError):
+    """Table or Queue storage failed after the retries that are safe; `operation` says what
+    was being done. The message carries the service's status and code, never a key or URL."""
+
+    def __init__(self, operation: str, message: str) -> None:
+        self.operation = operation
+        self.message = message
+        super().__init__(f"storage: {operation}: {message}")

@@ -13,14 +13,15 @@ import logging
 from collections.abc import Callable, Iterable, Iterator
 
 from azure.core.credentials import TokenCredential
-from azure.core.exceptions import ResourceExistsError
+from azure.core.exceptions import AzureError, ResourceExistsError
 from azure.storage.queue import (
     BinaryBase64DecodePolicy,
     QueueClient,
     TextBase64EncodePolicy,
 )
 
-from shared.errors import InputError
+from shared.adapters.arm_inventory import describe_error
+from shared.errors import InputError, StorageError
 from shared.probe_requests import ProbeRequest
 
 __all__ = ["ProbeQueue"]
@@ -76,13 +77,21 @@ class ProbeQueue:
         return str(self._client.queue_name)
 
     def ensure(self) -> None:
-        with contextlib.suppress(ResourceExistsError):
-            self._client.create_queue()
+        try:
+            with contextlib.suppress(ResourceExistsError):
+                self._client.create_queue()
+        except AzureError as exc:
+            raise StorageError(f"create queue {self.name}", describe_error(exc)) from None
 
     def send(self, request: ProbeRequest, *, delay_seconds: int = 0) -> None:
+        """One message; StorageError when the queue service fails (after the SDK's retries:
+        a duplicate message is harmless, the ledger drops a second copy of a request)."""
         body = request.to_json()  # validates first: nothing malformed leaves this process
         delay = max(0, min(delay_seconds, MAX_DELAY_SECONDS))
-        self._client.send_message(body, visibility_timeout=delay or None)
+        try:
+            self._client.send_message(body, visibility_timeout=delay or None)
+        except AzureError as exc:
+            raise StorageError(f"queue to {self.name}", describe_error(exc)) from None
         log.info(
             "queued %s probe of %s/%s (cluster %s, attempt %d, delay %ds)",
             request.kind.value, request.vmss, request.instance_id, request.cluster_id,

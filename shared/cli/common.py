@@ -39,6 +39,8 @@ class ExitCode(IntEnum):
     PROBLEM = 1  # blocked / problem found
     USAGE = 2  # bad input or usage
     INCONCLUSIVE = 3  # could not decide
+    STORAGE = 4  # `scan --record`: the scan ran, but Table/Queue storage failed (see stderr)
+    INTERNAL = 5  # a fault of tunnelwatch or of a library (the traceback is on stderr)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +48,7 @@ class CommandResult:
     exit_code: ExitCode
     document: dict[str, Any]  # printed with --json
     text: str  # printed otherwise
+    message: str = ""  # an error to print on stderr, whatever stdout gets
 
 
 Handler = Callable[[argparse.Namespace], CommandResult]

@@ -41,7 +41,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         prog="tunnelwatch",
         description="Find what blocks the AKS tunnel (node port 10250, egress to the API server).",
         epilog="exit codes: 0 allowed / no problem, 1 blocked / problem, 2 bad input or usage, "
-        "3 inconclusive",
+        "3 inconclusive, 4 storage failed (scan --record), 5 internal error",
     )
     parser.add_argument("--version", action="version", version=f"tunnelwatch {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -78,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # A fault of ours or of a dependency: the traceback still goes to stderr with exit 1,
         # as the interpreter would print it, but redacted.
         sys.stderr.write(redact(traceback.format_exc()))
-        return 1
+        return int(ExitCode.INTERNAL)
     if getattr(args, "json", False):
         text = json.dumps(redact_json(result.document), indent=2) + "\n"
     else:
@@ -91,6 +91,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # the interpreter's final flush does not complain again.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
+    if result.message:
+        print(redact(f"tunnelwatch: error: {result.message}"), file=sys.stderr)
     return int(result.exit_code)
 
 

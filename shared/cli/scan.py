@@ -20,7 +20,8 @@ from typing import Any
 from shared.analysis.findings import Finding, Kind
 from shared.cli.common import CommandResult, ExitCode, add_json_flag
 from shared.config import SETTINGS
-from shared.errors import InputError
+from shared.errors import InputError, StorageError
+from shared.redaction import redact
 
 __all__ = ["register"]
 
@@ -111,10 +112,20 @@ def _handle(args: argparse.Namespace) -> CommandResult:
         conn = args.storage_connection_string or os.environ.get("AzureWebJobsStorage", "")  # noqa: SIM112 (the host's name)
         if not conn:
             raise InputError("--record", "needs --storage-connection-string or AzureWebJobsStorage")
-        tables, queue = storage_clients({"S": conn}, "S", settings.probe_queue)
+        name = (
+            "--storage-connection-string"
+            if args.storage_connection_string
+            else "AzureWebJobsStorage"
+        )
+        tables, queue = storage_clients({name: conn}, name, settings.probe_queue)
         store = FindingStore(tables, prefix=settings.table_prefix)
-        store.ensure_tables()
-        queue.ensure()
+        for ensure in (store.ensure_tables, queue.ensure):
+            try:
+                ensure()
+            except StorageError as exc:
+                # Scan anyway: its findings are still printed; its first write fails and
+                # says so (exit 4).
+                print(redact(f"tunnelwatch: warning: {exc}"), file=sys.stderr)
     progress = None if args.quiet or args.json else _progress
     deps = scan_deps(
         credential, arm_endpoint=settings.arm_endpoint, ca_bundle=args.ca_bundle,
@@ -134,6 +145,12 @@ def _handle(args: argparse.Namespace) -> CommandResult:
         sys.stderr.write("\n")
     findings = outcome.findings
     kinds = Counter(f.kind for f in findings)
+    if outcome.storage_error:
+        message = (
+            f"{outcome.storage_error}; the scan ran and its findings are printed, but they "
+            "were not all recorded (exit 4)"
+        )
+        return CommandResult(ExitCode.STORAGE, _document(outcome), _text(outcome), message)
     if kinds[Kind.PROBLEM]:
         code = ExitCode.PROBLEM
     elif findings or outcome.run.errors or outcome.run.clusters_failed:
@@ -165,6 +182,7 @@ def _document(outcome: Any) -> dict[str, Any]:
             "arm_calls": run.arm_calls,
             "arm_calls_by_operation": dict(run.arm_calls_by_operation),
             "errors": list(run.errors),
+            "storage_error": outcome.storage_error or None,
             "seconds": round(outcome.seconds, 3),
         },
         "clusters": [

@@ -23,6 +23,7 @@ the other clusters are not affected, and fallbacks are recorded in the run's err
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 import uuid
@@ -30,7 +31,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from azure.core.exceptions import AzureError
 from azure.mgmt.monitor import MonitorManagementClient
@@ -47,6 +48,7 @@ from shared.adapters.tables import (
     Event,
     FindingStore,
     HistoryEvent,
+    RecordResult,
     RunStatus,
     ScanRun,
 )
@@ -61,7 +63,7 @@ from shared.checks.snat import (
     snat_inputs,
     snat_target,
 )
-from shared.errors import InputError
+from shared.errors import InputError, StorageError
 from shared.inventory.model import Cluster, Estate, Read
 from shared.jobs.probe_cycle import record_refused
 from shared.jobs.probe_plan import Refused, triage_request, triage_share
@@ -70,6 +72,7 @@ from shared.probe_requests import ProbeRequest
 __all__ = ["ClusterOutcome", "ScanDeps", "ScanOptions", "ScanOutcome", "run_scan"]
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 _SUSPECT = (Kind.PROBLEM, Kind.INCONCLUSIVE)  # what makes a cluster worth a node probe
 NSG, SNAT = "nsg", "snat"  # the scan's check families: prefixes of their findings' check ids
 POOLS = "pools"  # the node inventory (probes): no finding of its own, only coverage
@@ -149,6 +152,7 @@ class ScanOutcome:
     probe_requests: list[ProbeRequest]
     arm_calls: Counter[str]
     seconds: float
+    storage_error: str = ""  # set when recording failed: the run is FAILED, findings are kept
 
     @property
     def findings(self) -> list[Finding]:
@@ -159,6 +163,10 @@ def run_scan(options: ScanOptions, deps: ScanDeps) -> ScanOutcome:
     started = deps.clock()
     t0 = time.perf_counter()
     run_id = f"scan-{started:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+    storage = _Storage(deps.store, run_id)
+    storage.write(
+        lambda s: s.save_run(ScanRun(run_id, started, subscriptions=options.subscriptions))
+    )
     outcomes: list[ClusterOutcome] = []
     errors: list[str] = []
     calls: Counter[str] = Counter()
@@ -179,11 +187,33 @@ def run_scan(options: ScanOptions, deps: ScanDeps) -> ScanOutcome:
         # The monitor client shares the ARM clients' counter (built with it in wiring.py).
         calls.update(clients.counter.snapshot().requests)
     finished = deps.clock()
+    opened: dict[str, list[Finding]] | None = None
+    if deps.store is not None:
+        opened = {}
+        for o in outcomes:
+            recorded = storage.write(functools.partial(_record, o=o, run_id=run_id, now=finished))
+            # Not recorded (storage failed): nothing to compare with, every suspect counts.
+            opened[o.cluster.id] = (
+                _opened(recorded.flips)
+                if recorded
+                else [f for f in o.findings if f.kind in _SUSPECT]
+            )
+    # After the write: only then are this scan's flips known. A queue failure here loses the
+    # immediate probe only; the probe timer's next cycle triages every pool anyway.
+    requests = _probe_requests(outcomes, options, run_id, finished, opened, storage)
+    if deps.queue is not None and requests:
+        try:
+            deps.queue.send_all(requests)
+        except StorageError as exc:
+            log.error("scan %s: probe requests not queued: %s", run_id, exc)
+            errors.append(f"probe requests not queued: {exc}")
+    if storage.error is not None:
+        errors.append(f"{storage.error} (nothing more was recorded by this run)")
     failed = tuple(o.cluster.id for o in outcomes if o.coverage is Coverage.FAILED)
     counts = Counter(f"{f.kind.value}:{f.cause or '-'}" for o in outcomes for f in o.findings)
     status = (
         RunStatus.FAILED
-        if errors and not outcomes
+        if (errors and not outcomes) or storage.error is not None
         else RunStatus.PARTIAL
         if errors or any(o.degraded for o in outcomes)
         else RunStatus.COMPLETE
@@ -201,28 +231,45 @@ def run_scan(options: ScanOptions, deps: ScanDeps) -> ScanOutcome:
         finding_counts=dict(counts),
         errors=tuple(errors),
     )
-    opened: dict[str, list[Finding]] | None = None
-    if deps.store is not None:
-        opened = {}
-        for o in outcomes:
-            reason = "; ".join(o.notes) if o.coverage is not Coverage.COMPLETE else ""
-            recorded = deps.store.record_cluster(
-                ClusterScan(
-                    o.cluster.id, o.coverage, tuple(o.findings),
-                    subscription=o.cluster.subscription, reason=reason,
-                    not_run=tuple(sorted(o.not_run)) if o.coverage is Coverage.PARTIAL else (),
-                ),
-                run_id=run_id,
-                now=finished,
-            )  # fmt: skip
-            opened[o.cluster.id] = _opened(recorded.flips)
-        deps.store.save_run(run)
-    # After the write: only then are this scan's flips known. A queue failure here loses the
-    # immediate probe only; the probe timer's next cycle triages every pool anyway.
-    requests = _probe_requests(outcomes, options, run_id, finished, opened, deps.store)
-    if deps.queue is not None and requests:
-        deps.queue.send_all(requests)
-    return ScanOutcome(run, outcomes, requests, calls, time.perf_counter() - t0)
+    storage.write(lambda s: s.save_run(run))
+    return ScanOutcome(
+        run, outcomes, requests, calls, time.perf_counter() - t0,
+        storage_error=str(storage.error) if storage.error is not None else "",
+    )  # fmt: skip
+
+
+def _record(store: FindingStore, *, o: ClusterOutcome, run_id: str, now: datetime) -> RecordResult:
+    reason = "; ".join(o.notes) if o.coverage is not Coverage.COMPLETE else ""
+    return store.record_cluster(
+        ClusterScan(
+            o.cluster.id, o.coverage, tuple(o.findings),
+            subscription=o.cluster.subscription, reason=reason,
+            not_run=tuple(sorted(o.not_run)) if o.coverage is Coverage.PARTIAL else (),
+        ),
+        run_id=run_id,
+        now=now,
+    )  # fmt: skip
+
+
+@dataclass
+class _Storage:
+    """The run's writes: after the first StorageError nothing more is written (the store has
+    already retried what was safe), and the run ends FAILED with that error; the scan's
+    findings are still returned, printed and turned into probe requests."""
+
+    store: FindingStore | None
+    run_id: str
+    error: StorageError | None = None
+
+    def write(self, call: Callable[[FindingStore], _T]) -> _T | None:
+        if self.store is None or self.error is not None:
+            return None
+        try:
+            return call(self.store)
+        except StorageError as exc:
+            log.error("scan %s: %s; nothing more is recorded by this run", self.run_id, exc)
+            self.error = exc
+            return None
 
 
 def _opened(flips: Iterable[HistoryEvent]) -> list[Finding]:
@@ -477,7 +524,7 @@ def _probe_requests(
     run_id: str,
     now: datetime,
     opened: Mapping[str, list[Finding]] | None,
-    store: FindingStore | None = None,
+    storage: _Storage | None = None,
 ) -> list[ProbeRequest]:
     """A triage probe per Linux scale-set pool of each cluster where this scan OPENED a
     suspect finding (new, or reopened), on one running node of the pool, within the probe
@@ -515,6 +562,6 @@ def _probe_requests(
                 o.notes.append(request.why)
             else:
                 requests.append(request)
-    if store is not None and refused:
-        record_refused(store, refused, run_id=run_id, now=now)
+    if storage is not None and refused:
+        storage.write(lambda s: record_refused(s, refused, run_id=run_id, now=now))
     return requests

@@ -18,6 +18,7 @@ import socket
 import threading
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 from azure.core.credentials import TokenCredential
 from azure.data.tables import TableServiceClient
@@ -74,6 +75,18 @@ def static_resolver(overrides: Mapping[str, str], fallback: Resolver | None) -> 
     return resolve
 
 
+def _check_endpoints(name: str, conn: str) -> None:
+    """The SDK only parses a connection string's endpoints on the first request, where a bad
+    one fails as a network error: say so now, naming the key (never the string: it holds the
+    account key)."""
+    for part in conn.split(";"):
+        key, _, value = part.partition("=")
+        if key.strip().endswith("Endpoint") and value.strip():
+            url = urlsplit(value.strip())
+            if url.scheme not in ("http", "https") or not url.hostname or " " in value.strip():
+                raise ConfigError([f"{name}: {key.strip()} is not an http(s) URL"])
+
+
 def storage_clients(
     environ: Mapping[str, str], prefix: str, queue_name: str
 ) -> tuple[TableServiceClient, ProbeQueue]:
@@ -83,10 +96,21 @@ def storage_clients(
     """
     conn = environ.get(prefix, "").strip()
     if conn:
-        return (
-            TableServiceClient.from_connection_string(conn),
-            ProbeQueue.from_connection_string(conn, queue_name),
-        )
+        _check_endpoints(prefix, conn)
+        try:
+            return (
+                TableServiceClient.from_connection_string(conn),
+                ProbeQueue.from_connection_string(conn, queue_name),
+            )
+        except ValueError:
+            # The SDK's message may quote the string, and the string holds the account key.
+            raise ConfigError(
+                [
+                    f"{prefix}: not a storage connection string (expected "
+                    "DefaultEndpointsProtocol=https;AccountName=...;AccountKey=...;... or "
+                    "UseDevelopmentStorage=true)"
+                ]
+            ) from None
     table_uri = environ.get(f"{prefix}__tableServiceUri", "").strip()
     queue_uri = environ.get(f"{prefix}__queueServiceUri", "").strip()
     if not table_uri or not queue_uri:

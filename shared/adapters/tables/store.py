@@ -9,17 +9,32 @@ table. The findings table is what the next scan compares against, so if a write 
 short the next scan sees the old state and repeats the flip (a duplicate history row at
 worst) instead of losing it. One writer per cluster at a time is assumed (the scan timer
 runs as a singleton); concurrent writers would need ETag conditions.
+
+Failures: every public method retries what is safe to repeat (all writes are upserts with
+keys fixed by the content, and record_cluster re-plans from the stored state, which it writes
+last), on connection errors and 408/429/5xx answers: azure-core does not retry a `$batch`
+POST itself. What still fails raises StorageError (the project's own, never an SDK type),
+whose message carries the status and code, not the account or its key.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
+from azure.core.exceptions import (
+    AzureError,
+    HttpResponseError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
 from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 
+from shared.adapters.arm_inventory import describe_error
 from shared.adapters.tables.entities import (
     history_from_entity,
     run_from_entity,
@@ -47,12 +62,47 @@ from shared.adapters.tables.model import (
     StoredFinding,
 )
 from shared.adapters.tables.plan import plan_cluster_write
+from shared.errors import StorageError
 
 __all__ = ["PAGE_SIZE", "FindingStore"]
 
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 1000  # the service's maximum page; continuation tokens bring the rest
+_TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+T = TypeVar("T")
+
+
+def transient(exc: AzureError) -> bool:
+    """A failure that may pass on a second try: no connection, no answer, busy or 5xx."""
+    if isinstance(exc, ServiceRequestError | ServiceResponseError):
+        return True
+    return isinstance(exc, HttpResponseError) and exc.status_code in _TRANSIENT_STATUS
+
+
+def retrying(
+    operation: str,
+    call: Callable[[], T],
+    *,
+    attempts: int,
+    backoff: float,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """`call()`, again after transient failures (it must be safe to repeat); StorageError
+    when it still fails or fails otherwise."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return call()
+        except AzureError as exc:
+            if attempt < attempts and transient(exc):
+                log.warning(
+                    "storage: %s failed (attempt %d of %d), trying again: %s",
+                    operation, attempt, attempts, describe_error(exc),
+                )  # fmt: skip
+                sleep(backoff * 2 ** (attempt - 1))
+                continue
+            raise StorageError(operation, describe_error(exc)) from None
+    raise AssertionError("unreachable")  # the loop returns or raises
 
 
 class FindingStore:
@@ -64,23 +114,39 @@ class FindingStore:
         *,
         prefix: str = "tunnelwatch",
         page_size: int = PAGE_SIZE,
+        attempts: int = 2,  # azure-core already retries each request but a $batch inside
+        backoff: float = 1.0,
     ) -> None:
         if not 1 <= page_size <= PAGE_SIZE:
             raise ValueError(f"page_size must be 1-{PAGE_SIZE}, got {page_size}")
+        if attempts < 1 or backoff < 0:
+            raise ValueError("attempts must be 1 or more and backoff not negative")
         self.names = TableNames(prefix)
         self._service = service
         self._page_size = page_size
         self._clients: dict[str, TableClient] = {}
+        self._attempts = attempts
+        self._backoff = backoff
+
+    def _retrying(self, operation: str, call: Callable[[], T]) -> T:
+        return retrying(operation, call, attempts=self._attempts, backoff=self._backoff)
 
     def ensure_tables(self) -> None:
         """Create the four tables if they do not exist (idempotent)."""
         for name in self.names.all():
-            self._service.create_table_if_not_exists(name)
+            create = functools.partial(self._service.create_table_if_not_exists, name)
+            self._retrying(f"create table {name}", create)
 
     # ---- writing -------------------------------------------------------------------
 
     def record_cluster(self, scan: ClusterScan, *, run_id: str, now: datetime) -> RecordResult:
         """Store one cluster's scan result; returns the flips (new, resolved, reopened)."""
+        return self._retrying(
+            f"record cluster {scan.cluster_id}",
+            lambda: self._record_cluster(scan, run_id=run_id, now=now),
+        )
+
+    def _record_cluster(self, scan: ClusterScan, *, run_id: str, now: datetime) -> RecordResult:
         existing = {s.fingerprint: s for s in self.current_findings(scan.cluster_id)}
         plan = plan_cluster_write(scan, existing, run_id=run_id, now=now)
         count = self._upsert(self.names.history, plan.history)
@@ -129,7 +195,11 @@ class FindingStore:
     def save_run(self, run: ScanRun) -> None:
         """Write a scan run (at start, and again when it finishes: same keys, replaced)."""
         entity = run_properties(month_key(run.started), run_row_key(run.started, run.run_id), run)
-        self._table(self.names.runs).upsert_entity(entity, mode=UpdateMode.REPLACE)
+        table = self._table(self.names.runs)
+        self._retrying(
+            f"save run {run.run_id}",
+            lambda: table.upsert_entity(entity, mode=UpdateMode.REPLACE),
+        )
 
     # ---- reading -------------------------------------------------------------------
 
@@ -137,24 +207,34 @@ class FindingStore:
         self, cluster_id: str, *, state: FindingState | None = None
     ) -> list[StoredFinding]:
         q = cluster_query(self.names, cluster_id, state)
-        return [stored_from_entity(q.table, e) for e in self.query(q)]
+        return self._retrying(
+            f"read findings of {cluster_id}",
+            lambda: [stored_from_entity(q.table, e) for e in self.query(q)],
+        )
 
     def open_findings(
         self, *, subscription: str | None = None, cluster_id: str | None = None
     ) -> list[StoredFinding]:
         """Open findings of everything, of one subscription, or of one of its clusters."""
         q = open_query(self.names, subscription, cluster_id)
-        return [stored_from_entity(q.table, e) for e in self.query(q)]
+        return self._retrying(
+            "read open findings", lambda: [stored_from_entity(q.table, e) for e in self.query(q)]
+        )
 
     def history(self, cluster_id: str, start: datetime, end: datetime) -> list[HistoryEvent]:
         """A cluster's history rows in [start, end), oldest first."""
         q = history_query(self.names, cluster_id, start, end)
-        return [history_from_entity(q.table, e) for e in self.query(q)]
+        return self._retrying(
+            f"read history of {cluster_id}",
+            lambda: [history_from_entity(q.table, e) for e in self.query(q)],
+        )
 
     def runs_between(self, start: datetime, end: datetime) -> list[ScanRun]:
         """Scan runs started in [start, end), oldest first."""
         q = runs_query(self.names, start, end)
-        return [run_from_entity(q.table, e) for e in self.query(q)]
+        return self._retrying(
+            "read scan runs", lambda: [run_from_entity(q.table, e) for e in self.query(q)]
+        )
 
     def query(self, q: TableQuery) -> Iterator[Mapping[str, Any]]:
         """Run a parameterized query, following continuation page by page."""
