@@ -6,7 +6,13 @@ import importlib
 import sys
 import time
 
-MODULES = ("bench.bench_iptables", "bench.bench_nsg", "bench.bench_scan", "bench.bench_probes")
+MODULES = (
+    "bench.bench_iptables",
+    "bench.bench_nsg",
+    "bench.bench_scan",
+    "bench.bench_probes",
+    "bench.bench_parser_bounds",
+)
 
 
 def main() -> int:

@@ -452,18 +452,18 @@ def _parse_side(words: list[str], name: str, ln: _Line, source: str) -> Side:
     if spec is None:
         app_name = " ".join(rest)
         if _APP_NAME.fullmatch(app_name) is None:
-            raise bad(f"{app_name!r} is neither ports nor an application name")
+            raise bad(f"{excerpt(app_name)} is neither ports nor an application name")
         return Side(text, network, app=app_name, iface=iface, v6_marker=v6_marker)
     ports = _parse_ports(spec.group(1))
     if ports is None:
-        raise bad(f"{spec.group(1)!r} are not ports")
+        raise bad(f"{excerpt(spec.group(1))} are not ports")
     protocol = spec.group(2)
     rest.pop(0)
     app: str | None = None
     if rest:
         verbose_app = _VERBOSE_APP.fullmatch(" ".join(rest))
         if verbose_app is None or _APP_NAME.fullmatch(verbose_app.group(1)) is None:
-            raise bad(f"unexpected {' '.join(rest)!r} after the ports")
+            raise bad(f"unexpected {excerpt(' '.join(rest))} after the ports")
         app = verbose_app.group(1)
         v6_marker = v6_marker or verbose_app.group(2) is not None
     if protocol not in {None, "tcp", "udp"}:
