@@ -14,7 +14,14 @@ import argparse
 from typing import Any
 
 from shared.analysis.findings import Subject
-from shared.analysis.nftables import evaluate_input, findings_for, parse_ruleset
+from shared.analysis.nftables import (
+    NftVerdict,
+    Verdict,
+    evaluate_input,
+    findings_for,
+    parse_ruleset,
+)
+from shared.analysis.nftables.cut import CaptureIncomplete
 from shared.cli.analyze_iptables import flow_packet, headline, verdict_result
 from shared.cli.common import (
     CommandResult,
@@ -45,7 +52,10 @@ def register(kinds: Any) -> None:
 def handle(args: argparse.Namespace) -> CommandResult:
     packet = flow_packet(args, "tcp")
     name, text = read_input(args.file)
-    verdict = evaluate_input(parse_ruleset(text, name), packet)
+    try:
+        verdict = evaluate_input(parse_ruleset(text, name), packet)
+    except CaptureIncomplete as exc:  # cut JSON: what it lacks may decide (exit 3, not 2)
+        verdict = NftVerdict(Verdict.UNKNOWN, name, reason=exc.message, packet=packet)
     return verdict_result(verdict, findings_for(verdict, Subject(resource=name)), _text)
 
 

@@ -16,6 +16,7 @@ import json
 from dataclasses import replace
 from typing import Any
 
+from shared.analysis.nftables.cut import CaptureIncomplete, json_cut, looks_like_nft
 from shared.analysis.nftables.model import (
     Cond,
     Const,
@@ -435,6 +436,13 @@ def parse_ruleset(text: str, source: str = "<input>") -> NftRuleset:
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
+        lacking = json_cut(text) if looks_like_nft(text) else None
+        if lacking is not None:  # a cut capture: inconclusive, not unreadable
+            raise CaptureIncomplete(
+                source,
+                f"capture incomplete: {lacking}; the tables and rules after the cut "
+                "are unknown (capture the whole `nft -j list ruleset` output to a file)",
+            ) from None
         raise InputError(source, f"not JSON: {exc.msg}", line=exc.lineno) from None
     except (ValueError, RecursionError) as exc:
         raise InputError(source, f"not JSON: {exc}") from None
