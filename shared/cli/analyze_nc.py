@@ -15,8 +15,11 @@ recognises OpenBSD nc, macOS nc, nmap ncat, busybox nc, bash /dev/tcp and Go 'di
 Framing lines give a target to tools that do not name it, and let an exit status speak:
   target=10.224.0.5:10250          before an attempt
   10.224.0.5:10250 exit=124        after it (124 = killed by timeout -> timeout, 0 -> open)
-exit codes: 0 every target open, 1 a target refused/timed out/unreachable, 2 unreadable input,
-3 nothing recognisable or some targets unknown"""
+A capture cannot show that no target follows its last one (nor that its last line, without a
+newline, was not cut): every target open is exit 0 only with --expect N, the number of targets
+tried, matching the capture; otherwise it is inconclusive (exit 3).
+exit codes: 0 every target open (--expect N of them), 1 a target refused/timed out/unreachable,
+2 unreadable input, 3 nothing recognisable, some targets unknown, or maybe more targets"""
 
 
 def register(kinds: Any) -> None:
@@ -29,13 +32,19 @@ def register(kinds: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("file", metavar="FILE", help="captured output, or - for stdin")
+    p.add_argument(
+        "--expect",
+        type=_count,
+        metavar="N",
+        help="the number of targets the test tried: needed to answer 'every target open'",
+    )
     add_json_flag(p)
     p.set_defaults(handler=handle)
 
 
 def handle(args: argparse.Namespace) -> CommandResult:
     source, text = read_input(args.file)
-    report = netcat.analyze(text, source)
+    report = netcat.analyze(text, source, expect=args.expect)
     found = netcat.findings(report)
     verdict = report.verdict
     if verdict is None:
@@ -48,6 +57,7 @@ def handle(args: argparse.Namespace) -> CommandResult:
         "source": source,
         "results": [r.to_json() for r in report.results],
         "counts": report.counts,
+        "incomplete": report.cut or None,
         "findings": [f.to_json() for f in found],
     }
     lines = []
@@ -63,6 +73,8 @@ def handle(args: argparse.Namespace) -> CommandResult:
     counts = ", ".join(f"{n} {s}" for s, n in report.counts.items() if n)
     if counts:
         lines.append(f"-- {len(report.results)} target(s): {counts}")
+    if report.cut and verdict is None:
+        lines.append(f"capture incomplete: {report.cut}")
     for f in found:
         if f.remediation is not None and f.severity.value == "critical":
             lines.append(f"next: {f.remediation.summary}")
@@ -70,3 +82,9 @@ def handle(args: argparse.Namespace) -> CommandResult:
             lines.extend(f"  note: {n}" for n in f.remediation.notes)
             break
     return CommandResult(code, document, "\n".join(lines))
+
+
+def _count(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 100_000:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of targets (1-100000)")
+    return int(text)

@@ -340,9 +340,17 @@ def _records(
     tools = _tools(values.get("tools"))
     if crictl is None and "tools" in values:
         crictl = "crictl" in tools  # crictl ran and found no tunnel container, or is missing
-    targets = netcat.analyze("\n".join(nc_lines), f"{source} (10250)") if nc_lines else None
-    api = netcat.analyze("\n".join(api_lines), f"{source} (api)") if api_lines else None
-    tunnel = netcat.analyze("\n".join(tunnel_lines), f"{source} (9000)") if tunnel_lines else None
+
+    # The lines are whole records of a whole output (END counted them); which targets a
+    # report must hold is decided with the `reach` counts (target_results), not here.
+    def read(lines: list[str], what: str) -> netcat.NetcatReport | None:
+        return netcat.analyze("\n".join(lines), f"{source} ({what})", whole=True) if lines else None
+
+    targets, api, tunnel = (
+        read(nc_lines, "10250"),
+        read(api_lines, "api"),
+        read(tunnel_lines, "9000"),
+    )
     return ProbeReport(
         complete=True,
         version=FORMAT_VERSION,

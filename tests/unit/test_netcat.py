@@ -163,7 +163,17 @@ def test_bad_input_names_the_line(text: str, line: int) -> None:
 
 
 def test_verdicts() -> None:
-    assert netcat.analyze("Connection to a 1 port [tcp/*] succeeded!\n", "t").verdict is Status.OPEN
+    one = "Connection to a 1 port [tcp/*] succeeded!\n"
+    assert netcat.analyze(one, "t", expect=1).verdict is Status.OPEN
+    # Issue 15, defect 7: a capture cannot show that no target follows (a second one, maybe
+    # refused, cut off); nor that a last line without a newline was not cut.
+    assert netcat.analyze(one, "t").verdict is None
+    assert netcat.analyze(one, "t", expect=2).verdict is None
+    assert netcat.analyze(one.rstrip("\n"), "t", expect=1).verdict is None
+    assert netcat.analyze(one.rstrip("\n"), "t", whole=True).verdict is Status.OPEN
+    cut = one + "nc: connect to b port 1 (tcp) failed: Connection"
+    report = netcat.analyze(cut, "t", expect=2)
+    assert report.verdict is None and "(line 2) has no newline" in report.cut
     mixed = "Connection to a 1 port [tcp/*] succeeded!\nNcat: TIMEOUT.\n"
     assert netcat.analyze(mixed, "t").verdict is Status.TIMEOUT
     unknown = "Connection to a 1 port [tcp/*] succeeded!\ntarget=b:2\n"
@@ -182,7 +192,7 @@ def test_findings_leave_the_cause_open_and_point_at_the_checks() -> None:
     assert "timed out" in problem.evidence[0]
     assert undecided.kind is Kind.INCONCLUSIVE
     other = netcat.findings(
-        netcat.analyze("nc: connect to h port 8080 (tcp) failed: Connection refused", "t")
+        netcat.analyze("nc: connect to h port 8080 (tcp) failed: Connection refused\n", "t")
     )
     assert other[0].severity is Severity.WARNING  # not a tunnel port
 
@@ -281,8 +291,12 @@ def test_cli_json_and_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[s
 
     good = tmp_path / "good.txt"
     good.write_text("Connection to 10.0.0.5 10250 port [tcp/*] succeeded!\n")
-    assert main(["analyze", "nc", str(good)]) == 0
+    assert main(["analyze", "nc", str(good), "--expect", "1"]) == 0
     assert "10.0.0.5:10250" in capsys.readouterr().out
+    assert main(["analyze", "nc", str(good)]) == 3  # more targets may follow
+    assert "capture incomplete: nc prints nothing after its last target" in (
+        capsys.readouterr().out
+    )
 
     nothing = tmp_path / "nothing.txt"
     nothing.write_text("hello\n")

@@ -109,6 +109,9 @@ class ProbeResult:
 @dataclass(frozen=True, slots=True)
 class NetcatReport:
     results: tuple[ProbeResult, ...]
+    # Why the capture may lack targets (or attempts) after what it shows; "" when the number
+    # of targets was given and matched, or the producer proved the capture whole.
+    cut: str = ""
 
     @property
     def counts(self) -> dict[str, int]:
@@ -117,12 +120,13 @@ class NetcatReport:
 
     @property
     def verdict(self) -> Status | None:
-        """OPEN when every target is open; the first blocked status if any; None otherwise."""
+        """The first blocked status if any; OPEN when every target is open and the capture
+        cannot lack one (not `cut`); None otherwise (inconclusive)."""
         if any(r.status.blocked for r in self.results):
             return next(r.status for r in self.results if r.status.blocked)
-        if self.results and all(r.status is Status.OPEN for r in self.results):
+        if self.results and all(r.status is Status.OPEN for r in self.results) and not self.cut:
             return Status.OPEN
-        return None  # nothing recognisable, or some targets unknown: inconclusive
+        return None  # nothing recognisable, some targets unknown, or maybe more targets
 
 
 @dataclass(slots=True)
@@ -229,8 +233,23 @@ def parse(text: str, source: str) -> tuple[Attempt, ...]:
     return tuple(attempts)
 
 
-def analyze(text: str, source: str) -> NetcatReport:
-    """One result per target, in order of first appearance."""
+def analyze(
+    text: str, source: str, *, expect: int | None = None, whole: bool = False
+) -> NetcatReport:
+    """One result per target, in order of first appearance.
+
+    A capture may end early, and nc prints nothing after its last target, so the capture
+    alone never shows that no target follows: "every target open" needs `expect` (the number
+    of targets tried) to match, or `whole` (its producer counted them: the node probe). A
+    last line without a newline may be cut in the middle ("Connection to ... failed" before
+    its reason, "succeeded!" of a later attempt): unless `whole`, it is not read.
+    """
+    cut = ""
+    if not whole:
+        last = text.rpartition("\n")[2]
+        if last.strip():  # no newline after it: maybe cut mid-line
+            cut = f"its last line (line {text.count(chr(10)) + 1}) has no newline and was not read"
+            text = text[: len(text) - len(last)]
     groups: dict[object, list[Attempt]] = {}
     for a in parse(text, source):
         t = a.target
@@ -247,7 +266,23 @@ def analyze(text: str, source: str) -> NetcatReport:
         results.append(
             ProbeResult(decisive.target, decisive.status, decisive, tuple(attempts), mixed)
         )
-    return NetcatReport(tuple(results))
+    if not whole:
+        cut = "; ".join(w for w in (_count_gap(len(results), expect), cut) if w)
+    return NetcatReport(tuple(results), cut)
+
+
+def _count_gap(shown: int, expect: int | None) -> str:
+    """Why the targets shown may not be all of them ("" when `expect` says they are)."""
+    if expect is None:
+        return (
+            "nc prints nothing after its last target, so a capture cannot show that no "
+            "target follows the last one shown (give the number of targets tried: --expect N)"
+        )
+    if shown < expect:
+        return f"{expect} targets were tried, {shown} are in the capture (cut?)"
+    if shown > expect:
+        return f"{expect} targets were tried, but {shown} are in the capture"
+    return ""
 
 
 _READ_RULES = sequence(command("ufw", "status", "verbose"), command("iptables-save"))
