@@ -23,11 +23,12 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
 from shared.analysis.findings import Finding, Kind, Origin, Remediation, Severity, Subject
+from shared.analysis.jsoncut import json_cut
 from shared.errors import InputError
 
 __all__ = [
@@ -67,10 +68,15 @@ class RunCommandOutput:
     message: str  # the status text ("Enable succeeded", the error message ...)
     exit_code: int | None = None  # only managed run commands report one
     notes: tuple[str, ...] = ()
+    # Why the capture may end before the result does (a paste or file cut at its END, unlike
+    # the service's cut at a stream's start): a message without its [stderr] section, a bare
+    # message (nothing marks where its stderr ends), a JSON document without its end. "" when
+    # the capture proves its end (a JSON document read whole).
+    ends_early: str = ""
 
     @property
     def truncated(self) -> bool:
-        return self.truncated_stdout or self.truncated_stderr
+        return self.truncated_stdout or self.truncated_stderr or bool(self.ends_early)
 
 
 def possibly_truncated(stream: str) -> bool:
@@ -99,9 +105,12 @@ def _state(word: str) -> Provisioning:
 
 
 def _split_message(
-    message: str, provisioning: Provisioning, platform: Platform
+    message: str, provisioning: Provisioning, platform: Platform, *, bare: bool = False
 ) -> RunCommandOutput:
-    """The Linux message: "<Verb> <state>: \\n[stdout]\\n<out>\\n[stderr]\\n<err>"."""
+    """The Linux message: "<Verb> <state>: \\n[stdout]\\n<out>\\n[stderr]\\n<err>".
+
+    `bare`: the message as text, not inside the JSON that ends it: nothing shows where its
+    stderr (printed last) ends, so a cut capture cannot be told from a whole one."""
     notes: list[str] = []
     if "[stdout]\r\n" in message:
         message = message.replace("\r\n", "\n")  # saved through a Windows editor or tool
@@ -112,21 +121,31 @@ def _split_message(
         provisioning = _state(m["state"])
     start = message.find(_STDOUT)
     if start < 0:
+        cut = "the message ends before its [stdout] section (cut?)" if bare else ""
         return RunCommandOutput(
-            "", "", False, False, platform, provisioning, message.strip(), notes=tuple(notes)
-        )
+            "", "", False, False, platform, provisioning, message.strip(), notes=tuple(notes),
+            ends_early=cut,
+        )  # fmt: skip
     status_text = message[:start].strip().rstrip(":").strip()
     body = message[start + len(_STDOUT) :]
     sep = body.find(_STDERR)
+    ends_early = ""
     if sep < 0:
         stdout, stderr = body, ""
         notes.append("no [stderr] section: the message may be incomplete")
+        ends_early = "the message ends before its [stderr] section (cut?): stdout may go on"
     else:
+        if bare:
+            ends_early = (
+                "the message alone does not show where it ends (its stderr is printed last, "
+                "with no end marker); the JSON of the result (-o json) does"
+            )
         stdout, stderr = body[:sep], body[sep + len(_STDERR) :]
         if body.count(_STDERR) > 1:
             # The marker cannot be escaped: a stream that prints it makes the split ambiguous.
             notes.append("'[stderr]' appears more than once; split at the first")
-    return _output(stdout, stderr, platform, provisioning, status_text, None, notes)
+    out = _output(stdout, stderr, platform, provisioning, status_text, None, notes)
+    return replace(out, ends_early=ends_early) if ends_early else out
 
 
 def _output(
@@ -261,6 +280,13 @@ def split_result(text_or_doc: str | Mapping[str, Any], source: str) -> RunComman
         try:
             doc = json.loads(text)
         except json.JSONDecodeError as exc:
+            lacking = json_cut(text)
+            if lacking is not None:  # a cut capture: inconclusive, not unreadable
+                why = f"capture incomplete: {lacking}"
+                return RunCommandOutput(
+                    "", "", False, False, Platform.UNKNOWN, Provisioning.UNKNOWN, why,
+                    notes=(why,), ends_early=why,
+                )  # fmt: skip
             raise InputError(source, f"invalid JSON: {exc.msg}", line=exc.lineno) from None
         except RecursionError:
             raise InputError(source, "JSON nested too deeply") from None
@@ -271,7 +297,7 @@ def split_result(text_or_doc: str | Mapping[str, Any], source: str) -> RunComman
             "not a run-command result: no '[stdout]' section and no 'Enable succeeded/failed' line",
             line=1,
         )
-    return _split_message(text, Provisioning.UNKNOWN, Platform.LINUX)
+    return _split_message(text, Provisioning.UNKNOWN, Platform.LINUX, bare=True)
 
 
 def findings(output: RunCommandOutput, subject: Subject | None = None) -> tuple[Finding, ...]:
@@ -314,7 +340,7 @@ def findings(output: RunCommandOutput, subject: Subject | None = None) -> tuple[
         n
         for n, c in (("stdout", output.truncated_stdout), ("stderr", output.truncated_stderr))
         if c
-    ]
+    ] + (["the end of the capture"] if output.ends_early else [])
     if cut:
         out.append(
             Finding(
@@ -324,7 +350,8 @@ def findings(output: RunCommandOutput, subject: Subject | None = None) -> tuple[
                 severity=Severity.WARNING,
                 subject=subject,
                 title=f"run command output possibly truncated ({', '.join(cut)})",
-                evidence=tuple(n for n in output.notes if "limit" in n),
+                evidence=tuple(n for n in output.notes if "limit" in n)
+                + ((output.ends_early,) if output.ends_early else ()),
                 remediation=Remediation(
                     summary="The service keeps only the last 4,096 bytes of each stream: print "
                     "less, or send the full output to a blob (managed run command outputBlobUri).",

@@ -16,7 +16,8 @@ accepts: the JSON of 'az vm|vmss run-command invoke' (RunCommandResult, Linux or
 message alone ('--query value[0].message -o tsv'), an ARM error body, or a managed run command
 (or its instanceView).
 exit codes: 0 complete output, 1 the run command failed, 2 unreadable input,
-3 output possibly truncated (the service keeps the last 4,096 bytes per stream) or not final"""
+3 output possibly truncated (the service keeps the last 4,096 bytes per stream), a capture that
+may end early (the message alone, without its JSON, never shows its end; cut JSON), or not final"""
 
 
 def register(kinds: Any) -> None:
@@ -54,6 +55,7 @@ def handle(args: argparse.Namespace) -> CommandResult:
         "stdout": out.stdout,
         "stderr": out.stderr,
         "truncated": {"stdout": out.truncated_stdout, "stderr": out.truncated_stderr},
+        "ends_early": out.ends_early or None,
         "platform": out.platform.value,
         "status": status,
         "provisioning": out.provisioning.value,
@@ -72,5 +74,7 @@ def handle(args: argparse.Namespace) -> CommandResult:
         lines.append(f"[{name}]" + (" (possibly truncated at the start)" if cut else ""))
         if stream:
             lines.append(stream.rstrip("\n"))
-    lines.extend(f"note: {n}" for n in out.notes)
+    lines.extend(f"note: {n}" for n in out.notes if n != out.ends_early)
+    if out.ends_early:
+        lines.append(f"capture incomplete: {out.ends_early.removeprefix('capture incomplete: ')}")
     return CommandResult(code, document, "\n".join(lines))

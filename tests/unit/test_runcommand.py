@@ -129,8 +129,8 @@ def test_a_stream_printing_the_marker_is_flagged() -> None:
 @pytest.mark.parametrize(
     ("text", "fragment", "line"),
     [
-        ('{"value": [', "invalid JSON", 1),
-        ('{\n"value": 3,\n', "invalid JSON", 3),
+        ('{"value": ]', "invalid JSON", 1),
+        ('{\n"value": 3,\n}', "invalid JSON", 3),
         ("just some output\n", "not a run-command result", 1),
         ('{"value": []}', "no status entries", None),
         ('{"foo": 1}', "not a run-command result", None),
@@ -206,7 +206,7 @@ def test_mutated_results_never_crash(name: str, cuts: list[tuple[int, int, str]]
     ("name", "code", "status"),
     [
         ("linux-succeeded.json", 0, "complete"),
-        ("message-only.txt", 0, "complete"),
+        ("message-only.txt", 3, "truncated"),  # the message alone does not show its end
         ("windows.json", 0, "complete"),
         ("linux-enable-failed.json", 1, "failed"),
         ("conflict-error.json", 1, "failed"),
@@ -226,7 +226,31 @@ def test_cli_text_and_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert main(["analyze", "runcommand", str(FIXTURES / "linux-truncated.json")]) == 3
     assert "possibly truncated at the start" in capsys.readouterr().out
     bad = tmp_path / "bad.json"
-    bad.write_text('{"value": [')
+    bad.write_text('{"value": [')  # a cut capture: inconclusive
+    assert main(["analyze", "runcommand", str(bad)]) == 3
+    assert "capture incomplete: the JSON ends before" in capsys.readouterr().out
+    bad.write_text('{"value": ]')
     assert main(["analyze", "runcommand", str(bad)]) == 2
     out, err = capsys.readouterr()
     assert out == "" and f"{bad}:1: invalid JSON" in err
+
+
+def test_a_capture_cut_at_its_end_is_never_complete() -> None:
+    """Issue 15, defect 7: a message or JSON cut short is inconclusive, never "complete"."""
+    whole = _fixture("linux-succeeded.json")
+    message = json.loads(whole)["value"][0]["message"]
+    bare = message + "\n"  # what `--query value[0].message -o tsv` prints
+    counts = {"complete": 0, "other": 0, "error": 0}
+    for text in [whole[:n] for n in range(1, len(whole) - 1)] + [
+        bare[:n] for n in range(1, len(bare) + 1)
+    ]:
+        try:
+            out = split_result(text, "cut")
+        except InputError:
+            counts["error"] += 1
+            continue
+        assert out.truncated and out.ends_early, text
+        counts["complete" if not out.truncated else "other"] += 1
+    assert counts["complete"] == 0 and counts["other"] > len(whole) - 2
+    assert not split_result(whole, "whole").truncated
+    assert split_result(json.dumps(message), "json string").ends_early == ""
