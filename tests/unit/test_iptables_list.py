@@ -43,7 +43,8 @@ num   pkts bytes target     prot opt in     out     source               destina
 Chain KUBE-FIREWALL (1 references)
 num   pkts bytes target     prot opt in     out     source               destination
 1        0     0 DROP       0    --  *      *      !127.0.0.0/8          127.0.0.0/8          /* block incoming localnet connections */ ! ctstate RELATED,ESTABLISHED,DNAT
-"""
+
+"""  # the blank line proves the last chain whole (a capture may be cut: docs/cli.md)
 
 # iptables --list --line-numbers (the article's command): names, no interfaces
 LIST_NAMES = """\
@@ -65,6 +66,7 @@ Chain KUBE-FIREWALL (2 references)
 num  target     prot opt source               destination
 1    DROP       all  -- !loopback/8           loopback/8           /* block incoming localnet connections */ ! ctstate RELATED,ESTABLISHED,DNAT
 2    DROP       all  --  anywhere             anywhere             /* kubernetes firewall for dropping marked packets */ mark match 0x8000/0x8000
+
 """
 
 
