@@ -20,7 +20,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from azure.data.tables import TableServiceClient
-from azure.storage.queue import BinaryBase64DecodePolicy, QueueClient, TextBase64EncodePolicy
+from azure.storage.queue import (
+    BinaryBase64DecodePolicy,
+    LinearRetry,
+    QueueClient,
+    TextBase64EncodePolicy,
+)
 
 from shared.adapters.clients import RetrySettings
 from shared.adapters.queues import ProbeQueue
@@ -56,7 +61,8 @@ FAST_RETRY = RetrySettings(
 READ_TIMEOUT = 0.5  # seconds per response
 HANG_SECONDS = 1.0  # a "timeout" fault: the simulator answers this late (> READ_TIMEOUT)
 API_SERVER_IP = "20.61.14.2"  # every API server name resolves here (one address is enough)
-# The storage SDKs' own retry policy with a shorter backoff (production: 0.8 s, exponential).
+# The storage SDKs' own retry policies with shorter waits (production: tables 0.8 s
+# exponential; queues 15 s, then 18 s, then 24 s).
 STORAGE_RETRY: dict[str, Any] = {"retry_backoff_factor": 0.05}
 _SUFFIXES = ("runs", "findings", "history", "open")  # TableNames.all() order
 
@@ -156,7 +162,8 @@ class ScanRig:
         store.ensure_tables()
         client = QueueClient.from_connection_string(
             self.conn, f"{prefix.lower()}-probes", message_encode_policy=TextBase64EncodePolicy(),
-            message_decode_policy=BinaryBase64DecodePolicy(), **STORAGE_RETRY,
+            message_decode_policy=BinaryBase64DecodePolicy(),
+            retry_policy=LinearRetry(backoff=0.05, random_jitter_range=0),
         )  # fmt: skip
         queue = ProbeQueue(client)
         queue.ensure()

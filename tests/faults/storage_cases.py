@@ -4,7 +4,7 @@ CLI) and their runners, shared by test_storage_faults.py and pending_lead.py."""
 from __future__ import annotations
 
 from tests.faults.azurite_disk import DiskAzurite
-from tests.faults.outage import Outage, cli_scan
+from tests.faults.outage import Outage, cli_scan, split_account
 from tests.faults.rigs import Faulted, ScanRig, TriggerFaults
 from tests.faults.tally import Counts
 
@@ -18,8 +18,8 @@ IN_SCAN_CASES = [
 ]
 # (name, how, back after seconds or None): the outage starts while ARM is read
 CLI_CASES = [
-    ("CLI: stopped while ARM is read, back after the run", "stop", None),
-    ("CLI: killed while ARM is read, back after 1 s", "kill", 1.0),
+    ("CLI: tables stopped while ARM is read, back after the run", "stop", None),
+    ("CLI: tables killed while ARM is read, back after 1 s", "kill", 1.0),
 ]
 
 
@@ -34,14 +34,18 @@ def run_in_scan_case(
     return counts
 
 
-def run_cli_case(rig: ScanRig, azurite: DiskAzurite, case: tuple[str, str, float | None]) -> Counts:
+def run_cli_case(
+    rig: ScanRig, azurite: DiskAzurite, queues: str, case: tuple[str, str, float | None]
+) -> Counts:
+    """`queues`: a connection string whose queue endpoint the CLI uses (it stays up)."""
     name, how, back = case
     outage = Outage(azurite, how, back)
+    account = split_account(azurite.connection_string, queues)
 
     def faulted(*_: object) -> Faulted:
         rig.sim.faults = TriggerFaults(operation="serviceTags.list", action=outage)
         try:
-            return cli_scan(rig.sim, azurite.connection_string, rig.api_server_names)
+            return cli_scan(rig.sim, account, rig.api_server_names)
         finally:
             rig.sim.faults = TriggerFaults()
 
