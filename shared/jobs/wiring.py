@@ -18,6 +18,7 @@ import socket
 import threading
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import urlsplit
 
 from azure.core.credentials import TokenCredential
@@ -36,7 +37,7 @@ from shared.adapters.clients import (
     metrics_endpoint_for,
 )
 from shared.adapters.probe_ledger import ProbeLedger
-from shared.adapters.queues import ProbeQueue
+from shared.adapters.queues import STORAGE_CONNECT_TIMEOUT, STORAGE_READ_TIMEOUT, ProbeQueue
 from shared.adapters.runcommand import RunCommandRunner
 from shared.adapters.tables import FindingStore
 from shared.errors import ConfigError
@@ -75,6 +76,13 @@ def static_resolver(overrides: Mapping[str, str], fallback: Resolver | None) -> 
     return resolve
 
 
+# No request may hang on a storage account that stopped answering (the SDK sets no read bound).
+_TABLE_OPTIONS: dict[str, Any] = {
+    "connection_timeout": STORAGE_CONNECT_TIMEOUT,
+    "read_timeout": STORAGE_READ_TIMEOUT,
+}
+
+
 def _check_endpoints(name: str, conn: str) -> None:
     """The SDK only parses a connection string's endpoints on the first request, where a bad
     one fails as a network error: say so now, naming the key (never the string: it holds the
@@ -99,7 +107,7 @@ def storage_clients(
         _check_endpoints(prefix, conn)
         try:
             return (
-                TableServiceClient.from_connection_string(conn),
+                TableServiceClient.from_connection_string(conn, **_TABLE_OPTIONS),
                 ProbeQueue.from_connection_string(conn, queue_name),
             )
         except ValueError:
@@ -127,7 +135,7 @@ def storage_clients(
     else:
         credential = DefaultAzureCredential()
     return (
-        TableServiceClient(endpoint=table_uri, credential=credential),
+        TableServiceClient(endpoint=table_uri, credential=credential, **_TABLE_OPTIONS),
         ProbeQueue.from_account_url(queue_uri, queue_name, credential),
     )
 
