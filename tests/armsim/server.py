@@ -21,6 +21,8 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -181,6 +183,15 @@ class ArmSimulator:
             self._log.clear()
             self._batch_requests.clear()
         self.faults.reset()
+
+    @contextmanager
+    def faulted(self, faults: Faults | None) -> Iterator[None]:
+        """Serve with `faults` inside the block, and without any after it."""
+        self.faults = faults or Faults()
+        try:
+            yield
+        finally:
+            self.faults = Faults()
 
     # -- used by the handler ---------------------------------------------------------------
     def now(self) -> datetime:

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -113,14 +112,6 @@ class ProbeRig:
             now=at,
         )  # fmt: skip
 
-    @contextmanager
-    def faults(self, faults: Faults | None) -> Iterator[None]:
-        self.sim.faults = faults or Faults()
-        try:
-            yield
-        finally:
-            self.sim.faults = Faults()
-
     def run(
         self,
         name: str,
@@ -143,7 +134,7 @@ class ProbeRig:
         if before is not None:
             before()
         try:
-            with self.faults(faults):
+            with self.sim.faulted(faults):
                 result = handle_probe_message(request.to_json(), self.options, deps)
             status = result.status.value if result.status else "refused"
             counts.outcome = f"{status}: {result.detail}"

@@ -12,9 +12,8 @@ from __future__ import annotations
 import itertools
 import queue as queue_
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -201,20 +200,12 @@ class ScanRig:
                 for i in range(0, len(part), 100):
                     table.submit_transaction([("upsert", r) for r in part[i : i + 100]])
 
-    @contextmanager
-    def faults(self, faults: Faults | None) -> Iterator[None]:
-        self.sim.faults = faults or Faults()
-        try:
-            yield
-        finally:
-            self.sim.faults = Faults()
-
     def scan(
         self, store: FindingStore, queue: ProbeQueue, at: datetime, faults: Faults | None = None
     ) -> Phase:
         phase = Phase(at)
         deps = replace(self._base_deps(), store=store, queue=queue, clock=lambda: at, tag_cache={})
-        with self.faults(faults):
+        with self.sim.faulted(faults):
             try:
                 phase.outcome = run_scan(ScanOptions(subscriptions=(SUB,)), deps)
             except Exception as exc:
