@@ -16,12 +16,17 @@ EXCERPT_CHARS = 120  # what an error message quotes of the input it complains ab
 _MESSAGE_CHARS = 600  # a whole message (excerpts, names, reasons) is never longer than this
 
 
-def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
+def excerpt(text: object, limit: int = EXCERPT_CHARS) -> str:
     """`text` quoted (repr) for an error message, shortened to about `limit` characters.
 
     A node or a file may hand us a 1 MB line: an error names the place and shows enough to
     recognise it, never the whole line. The shortened form keeps the start and says the length.
+    A value that is not text (a JSON number, list, bool where text was expected) is shown as
+    its repr, shortened the same way.
     """
+    if not isinstance(text, str):
+        shown = repr(text)
+        return shown if len(shown) <= limit else f"{shown[:limit]}... ({len(shown):,} characters)"
     if len(text) <= limit:
         return repr(text)
     return f"{text[:limit]!r}... ({len(text):,} characters)"

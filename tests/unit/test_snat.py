@@ -327,3 +327,10 @@ def test_nat_gateway_fix_changes_the_outbound_type_in_place() -> None:
     ]
     assert not any("az aks create" in c for c in fix.commands)
     assert any("userAssignedNATGateway" in n for n in fix.notes)
+
+
+@pytest.mark.parametrize("interval", [True, 5, ["PT1M"], {"x": 1}])
+def test_an_interval_that_is_not_text_is_an_input_error(interval: object) -> None:
+    # Found by test_random_json_never_crashes: the error's excerpt took len() of a bool.
+    with pytest.raises(InputError, match="interval is"):
+        parse_metrics(json.dumps({"interval": interval, "value": []}), "m.json")
