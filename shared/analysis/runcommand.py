@@ -6,8 +6,14 @@ Owns every shape a run command answers in:
   is "Enable succeeded: \\n[stdout]\\n<out>\\n[stderr]\\n<err>"; Windows returns two statuses,
   `ComponentStatus/StdOut/succeeded` and `ComponentStatus/StdErr/succeeded`;
 - that message alone (`--query 'value[0].message' -o tsv`, or as a JSON string);
-- an ARM error body (`{"error": {"code": "Conflict", ...}}`, a run command already running);
-- a managed run command, or its `instanceView` (`executionState`, `exitCode`, `output`, `error`).
+- an ARM error body (`{"error": {"code": "Conflict", ...}}`, a run command already running),
+  nested `details[]` read down to the innermost code;
+- a managed run command, or its `instanceView` (`executionState`, `exitCode`, `output`, `error`);
+- the text forms of shared.analysis.runcommand_paste: `--query value -o tsv` rows, error texts of
+  the az CLI, azure-core, msrestazure and PowerShell, and `az --debug` logs.
+
+`outcome()` classifies a result: complete, truncated (cut), not final, busy (409 Conflict: try
+later, not a failure), timed out, not running, denied, throttled, not found, failed.
 
 Truncation: the Linux extension (Azure/run-command-extension-linux, main/cmds.go `maxTailLen`
 and `tailFile` in logtail.go) seeks to the last 4,096 BYTES of each stream file and reads them:
@@ -29,14 +35,28 @@ from typing import Any
 
 from shared.analysis.findings import Finding, Kind, Origin, Remediation, Severity, Subject
 from shared.analysis.jsoncut import json_cut
+from shared.analysis.runcommand_paste import (
+    ArmError,
+    is_debug_log,
+    looks_like_error,
+    read_debug_log,
+    read_error,
+    read_tsv,
+)
+from shared.analysis.shell import Command, command, placeholder
 from shared.errors import InputError
 
 __all__ = [
     "OUTPUT_LIMIT_BYTES",
+    "ArmError",
+    "Outcome",
     "Platform",
     "Provisioning",
     "RunCommandOutput",
+    "classify_error",
     "findings",
+    "next_step",
+    "outcome",
     "possibly_truncated",
     "split_result",
 ]
@@ -73,6 +93,7 @@ class RunCommandOutput:
     # message (nothing marks where its stderr ends), a JSON document without its end. "" when
     # the capture proves its end (a JSON document read whole).
     ends_early: str = ""
+    error: ArmError | None = None  # what Azure answered instead of a result
 
     @property
     def truncated(self) -> bool:
@@ -224,7 +245,34 @@ def _instance_view(view: Mapping[str, Any], provisioning_state: str) -> RunComma
     )
 
 
-def _from_doc(doc: Any, source: str) -> RunCommandOutput:
+def _details(error: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    details = error.get("details")
+    return [d for d in details if isinstance(d, Mapping)] if isinstance(details, list) else []
+
+
+def _arm_error(error: Mapping[str, Any], status: int | None) -> ArmError:
+    """An ARM error object; its `details[]` read breadth-first, so `inner` ends with the code
+    of the deepest nested error (the innermost, most specific one)."""
+    inner: dict[str, None] = {}  # ordered, each code once
+    level = _details(error)
+    while level:
+        inner.update((c, None) for d in level if (c := _text(d.get("code"))))
+        level = [d for parent in level for d in _details(parent)]
+    code = _text(error.get("code"))
+    inner.pop(code, None)
+    return ArmError(code, _text(error.get("message")), status, tuple(inner))
+
+
+def _failed(error: ArmError) -> RunCommandOutput:
+    message = f"{error.code or 'error'}: {error.message}".strip()
+    if error.inner:
+        message += f" (innermost: {error.innermost})"
+    return RunCommandOutput(
+        "", "", False, False, Platform.UNKNOWN, Provisioning.FAILED, message, error=error
+    )
+
+
+def _from_doc(doc: Any, source: str, status: int | None = None) -> RunCommandOutput:
     if isinstance(doc, str):
         return _split_message(doc, Provisioning.UNKNOWN, Platform.LINUX)
     if isinstance(doc, list):
@@ -234,11 +282,12 @@ def _from_doc(doc: Any, source: str) -> RunCommandOutput:
     if isinstance(doc.get("value"), list):
         return _statuses(doc, source)
     if isinstance(doc.get("error"), Mapping):
-        e = doc["error"]
-        message = f"{_text(e.get('code')) or 'error'}: {_text(e.get('message'))}".strip()
-        return RunCommandOutput(
-            "", "", False, False, Platform.UNKNOWN, Provisioning.FAILED, message
-        )
+        return _failed(_arm_error(doc["error"], status))
+    code = doc.get("code")
+    if isinstance(code, str) and isinstance(doc.get("message"), str):
+        if code.lower().startswith(("provisioningstate/", "componentstatus/")):
+            return _statuses({"value": [doc]}, source)  # one status (`--query value[0]`)
+        return _failed(_arm_error(doc, status))  # an error object without its wrapper
     if isinstance(doc.get("output"), (Mapping, list)):
         return _from_doc(doc["output"], source)  # a long-running operation's status body
     props = doc.get("properties")
@@ -291,20 +340,199 @@ def split_result(text_or_doc: str | Mapping[str, Any], source: str) -> RunComman
         except RecursionError:
             raise InputError(source, "JSON nested too deeply") from None
         return _checked(doc, source)
-    if _STDOUT.strip() not in text and not _STATUS_LINE.match(text):
-        raise InputError(
-            source,
-            "not a run-command result: no '[stdout]' section and no 'Enable succeeded/failed' line",
-            line=1,
-        )
-    return _split_message(text, Provisioning.UNKNOWN, Platform.LINUX, bare=True)
+    return _from_text(text, source)
+
+
+def _from_tsv(text: str, source: str) -> RunCommandOutput | None:
+    rows = read_tsv(text)
+    if rows is None:
+        return None
+    out = _statuses({"value": [r.as_status() for r in rows]}, source)
+    windows = any(r.code.lower().startswith("componentstatus/") for r in rows)
+    why = ""
+    if not rows[-1].whole:
+        why = "the last row ends before its time column (cut?): its message may go on"
+    elif windows and len(rows) < 2:
+        why = "one ComponentStatus row where Windows prints two (StdOut, StdErr): cut?"
+    notes = (*out.notes, "read from --query value -o tsv rows")
+    return replace(out, notes=notes, ends_early=why or out.ends_early)
+
+
+def _from_debug_log(text: str, source: str) -> RunCommandOutput:
+    response = read_debug_log(text)
+    if response.document is not None:
+        if isinstance(response.document, Mapping) and isinstance(
+            response.document.get("error"), Mapping
+        ):
+            return _failed(_arm_error(response.document["error"], response.status))
+        try:
+            return _checked(response.document, source)
+        except InputError:
+            pass  # the last response is not a result (an operation's poll): look for an error
+    error = read_error(response.text)
+    if error is not None:
+        return _failed(replace(error, status=error.status or response.status))
+    raise InputError(
+        source,
+        "an az --debug log without a run-command result or error: its last 'Response "
+        "content:' is not one",
+    )
+
+
+def _from_text(text: str, source: str) -> RunCommandOutput:
+    if is_debug_log(text):
+        return _from_debug_log(text, source)
+    tsv = _from_tsv(text, source)
+    if tsv is not None:
+        return tsv
+    if _STDOUT.strip() in text or _STATUS_LINE.match(text):
+        return _split_message(text, Provisioning.UNKNOWN, Platform.LINUX, bare=True)
+    error = read_error(text) if looks_like_error(text) else None
+    if error is not None:
+        return _failed(error)
+    raise InputError(
+        source,
+        "not a run-command result: no '[stdout]' section, no 'Enable succeeded/failed' line, "
+        "no '--query value -o tsv' row and no Azure error ('ERROR: (Code) ...', 'Code: ...', "
+        "'ErrorCode: ...')",
+        line=1,
+    )
+
+
+class Outcome(StrEnum):
+    """What a pasted run-command answer amounts to (the CLI prints `.value` as its status)."""
+
+    COMPLETE = "complete"  # the whole output, as far as the capture can show
+    TRUNCATED = "truncated"  # cut: by the service's 4,096-byte limit, or the capture ends early
+    RUNNING = "running"  # a managed run command not finished: output not final
+    UNKNOWN = "unknown"  # no state in the capture
+    BUSY = "busy"  # 409 Conflict: another run command is in progress on the VM; try later
+    TIMED_OUT = "timed-out"  # the extension or the script did not finish in time
+    NOT_RUNNING = "not-running"  # the VM is stopped or deallocated, or its agent is not up
+    DENIED = "denied"  # 403, a lock or a policy: retrying cannot help
+    THROTTLED = "throttled"  # 429: the compute request bucket is empty
+    NOT_FOUND = "not-found"  # the VM or scale set is gone
+    FAILED = "failed"  # the extension or Azure failed otherwise
+
+
+_DENIED_CODES = frozenset(
+    {
+        "AuthorizationFailed",
+        "LinkedAuthorizationFailed",
+        "DenyAssignmentAuthorizationFailed",
+        "RequestDisallowedByPolicy",
+        "ScopeLocked",
+        "Forbidden",
+    }
+)
+_THROTTLED_CODES = frozenset({"TooManyRequests", "SubscriptionRequestsThrottled"})
+_NOT_RUNNING_CODES = frozenset({"OperationNotAllowed", "VMAgentStatusCommunicationError"})
+_TIMEOUT_CODES = frozenset(
+    {"VMExtensionProvisioningTimeout", "OperationTimedOut", "TimedOut", "RequestTimeout"}
+)
+_NOT_FOUND_CODES = frozenset({"NotFound", "ResourceNotFound", "ParentResourceNotFound"})
+
+
+def classify_error(error: ArmError) -> Outcome:
+    """Busy, timed out, not running, denied, throttled, not found or failed: by the HTTP status
+    when known and every code, the nested ones included (a ReadOnly lock answers 409
+    ScopeLocked: a denial, not a busy VM; compute throttling answers 429 OperationNotAllowed)."""
+    codes = set(error.codes)
+    status = error.status
+    if status in (401, 403) or codes & _DENIED_CODES:
+        return Outcome.DENIED
+    if status == 429 or codes & _THROTTLED_CODES or "too many requests" in error.message.lower():
+        return Outcome.THROTTLED
+    if codes & _NOT_RUNNING_CODES:
+        return Outcome.NOT_RUNNING
+    if status in (408, 504) or codes & _TIMEOUT_CODES:
+        return Outcome.TIMED_OUT
+    if status == 409 or "Conflict" in codes:
+        return Outcome.BUSY
+    if status == 404 or codes & _NOT_FOUND_CODES:
+        return Outcome.NOT_FOUND
+    return Outcome.FAILED
+
+
+def outcome(output: RunCommandOutput) -> Outcome:
+    if output.error is not None:
+        return classify_error(output.error)
+    if output.provisioning is Provisioning.FAILED:
+        said = output.message.lower().replace(" ", "")
+        return Outcome.TIMED_OUT if "timedout" in said or "timeout" in said else Outcome.FAILED
+    if output.provisioning is Provisioning.RUNNING:
+        return Outcome.RUNNING
+    if output.provisioning is Provisioning.UNKNOWN:
+        return Outcome.UNKNOWN
+    return Outcome.TRUNCATED if output.truncated else Outcome.COMPLETE
+
+
+# What each outcome that gave no output means, and what to do next.
+_NEXT_STEP: dict[Outcome, tuple[str, str]] = {
+    Outcome.BUSY: (
+        "run command busy: another run command is in progress on this VM (not a failure)",
+        "Try again later: a VM runs one run command at a time, for up to 90 minutes, and it "
+        "cannot be cancelled. Nothing was learnt about the node yet.",
+    ),
+    Outcome.TIMED_OUT: (
+        "run command timed out: the extension or the script did not finish in time",
+        "Check the instance's VM agent is Ready (its instance view) and that the node "
+        "reaches Azure on 443 (AzureCloud), then retry.",
+    ),
+    Outcome.NOT_RUNNING: (
+        "run command not possible: the VM is not running (stopped, deallocated, or its agent "
+        "does not report)",
+        "Check the instance's power state and VM agent; start it or check a running instance.",
+    ),
+    Outcome.DENIED: (
+        "run command denied: a role, lock or policy forbids it here",
+        "Retrying cannot help: grant runCommand/action on the scale set (Virtual Machine "
+        "Contributor), or lift the lock or policy named in the error (AKS node resource group "
+        "lockdown denies it by design). Until then this node is not covered.",
+    ),
+    Outcome.THROTTLED: (
+        "run command throttled: the subscription's compute request bucket is empty",
+        "Wait for the Retry-After time (the scale-set VM update bucket refills about 4 calls "
+        "a minute per VM), then retry.",
+    ),
+    Outcome.NOT_FOUND: (
+        "run command target not found: the VM or scale set is gone",
+        "List the scale set's instances again (scaled in?) and pick one that exists.",
+    ),
+    Outcome.FAILED: (
+        "run command failed: the node could not be checked",
+        "Retry once no other run command is running on the node; check the VM agent is Ready "
+        "and the node reaches Azure on 443.",
+    ),
+}
+
+
+# The instance view shows the power state, the VM agent and the run-command extension's status.
+_INSTANCE_VIEW = command(
+    "az", "vmss", "get-instance-view", "-g", placeholder("node-resource-group"),
+    "-n", placeholder("scale-set"), "--instance-id", placeholder("instance-id"),
+)  # fmt: skip
+_COMMANDS: dict[Outcome, tuple[Command, ...]] = {
+    o: (_INSTANCE_VIEW,) for o in (Outcome.BUSY, Outcome.TIMED_OUT, Outcome.NOT_RUNNING)
+}
+
+
+def next_step(result: Outcome) -> tuple[str, str] | None:
+    """(summary, what to do) for an outcome without usable output; None otherwise."""
+    return _NEXT_STEP.get(result)
 
 
 def findings(output: RunCommandOutput, subject: Subject | None = None) -> tuple[Finding, ...]:
-    """COVERAGE when the command failed (we could not look); INCONCLUSIVE when output is cut."""
+    """COVERAGE when the command gave no output (we could not look), with what to do next;
+    INCONCLUSIVE when the output is cut or not final."""
     subject = subject or Subject()
     out: list[Finding] = []
-    if output.provisioning is Provisioning.FAILED:
+    result = outcome(output)
+    step = next_step(result)
+    if step is not None:
+        evidence = [output.message] if output.message else []
+        if output.error is not None and output.error.status is not None:
+            evidence.append(f"HTTP status {output.error.status}")
         out.append(
             Finding(
                 check="runcommand.result",
@@ -312,13 +540,10 @@ def findings(output: RunCommandOutput, subject: Subject | None = None) -> tuple[
                 kind=Kind.COVERAGE,
                 severity=Severity.WARNING,
                 subject=subject,
-                title="run command failed: the node could not be checked",
-                evidence=(output.message,) if output.message else (),
-                remediation=Remediation(
-                    summary="Retry once no other run command is running on the node; check the "
-                    "VM agent is Ready and the node reaches Azure on 443.",
-                ),
-                key="failed",
+                title=step[0],
+                evidence=tuple(evidence),
+                remediation=Remediation(summary=step[1], commands=_COMMANDS.get(result, ())),
+                key="failed" if result is Outcome.FAILED else result.value,
                 origin=Origin.TUNNELWATCH,
             )
         )

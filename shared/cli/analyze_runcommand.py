@@ -6,18 +6,23 @@ import argparse
 from typing import Any
 
 from shared.analysis import runcommand
-from shared.analysis.runcommand import Provisioning, RunCommandOutput
+from shared.analysis.runcommand import Outcome, RunCommandOutput
 from shared.cli.common import CommandResult, ExitCode, add_json_flag, read_input
 
 __all__ = ["handle", "register", "status_of"]
 
 _EPILOG = """\
-accepts: the JSON of 'az vm|vmss run-command invoke' (RunCommandResult, Linux or Windows), the
-message alone ('--query value[0].message -o tsv'), an ARM error body, or a managed run command
-(or its instanceView).
-exit codes: 0 complete output, 1 the run command failed, 2 unreadable input,
-3 output possibly truncated (the service keeps the last 4,096 bytes per stream), a capture that
-may end early (the message alone, without its JSON, never shows its end; cut JSON), or not final"""
+accepts: the JSON of 'az vm|vmss run-command invoke' (RunCommandResult, Linux or Windows), its
+'--query value -o tsv' rows, the message alone ('--query value[0].message -o tsv'), an ARM error
+body (nested details too), the error text of the az CLI ('ERROR: (Conflict) ...'), of the
+Python SDK (HttpResponseError, CloudError) or of PowerShell ('ErrorCode: ... StatusCode: 409'),
+an 'az --debug' log, or a managed run command (or its instanceView).
+exit codes: 0 complete output; 1 the run command failed, or the script's own exit code (managed
+run commands) is not 0; 2 unreadable input; 3 inconclusive: output possibly truncated (the
+service keeps the last 4,096 bytes per stream, or the capture may end early: the message alone
+never shows its end), not final, or no output for a reason to act on: busy (409 Conflict,
+another run command is in progress: try later), timed-out, not-running (VM stopped or
+deallocated), denied (403, lock, policy), throttled (429), not-found"""
 
 
 def register(kinds: Any) -> None:
@@ -35,14 +40,15 @@ def register(kinds: Any) -> None:
 
 
 def status_of(out: RunCommandOutput) -> tuple[str, ExitCode]:
-    """The one-word status of a result and its exit code."""
-    if out.provisioning is Provisioning.FAILED:
-        return "failed", ExitCode.PROBLEM
-    if out.provisioning in (Provisioning.RUNNING, Provisioning.UNKNOWN):
-        return out.provisioning.value, ExitCode.INCONCLUSIVE
-    if out.truncated:
-        return "truncated", ExitCode.INCONCLUSIVE
-    return "complete", ExitCode.OK
+    """The one-word status of a result and its exit code (the epilog documents the mapping)."""
+    result = runcommand.outcome(out)
+    if result is Outcome.COMPLETE:
+        # The script's own status, where the service reports one (managed run commands).
+        failed = out.exit_code is not None and out.exit_code != 0
+        return result.value, ExitCode.PROBLEM if failed else ExitCode.OK
+    if result is Outcome.FAILED:
+        return result.value, ExitCode.PROBLEM
+    return result.value, ExitCode.INCONCLUSIVE
 
 
 def handle(args: argparse.Namespace) -> CommandResult:
@@ -50,6 +56,8 @@ def handle(args: argparse.Namespace) -> CommandResult:
     out = runcommand.split_result(text, source)
     status, code = status_of(out)
     found = runcommand.findings(out)
+    step = runcommand.next_step(runcommand.outcome(out))
+    error = out.error
     document = {
         "source": source,
         "stdout": out.stdout,
@@ -61,16 +69,41 @@ def handle(args: argparse.Namespace) -> CommandResult:
         "provisioning": out.provisioning.value,
         "message": out.message,
         "exit_code": out.exit_code,
+        "error": None
+        if error is None
+        else {
+            "code": error.code,
+            "innermost_code": error.innermost,
+            "codes": list(error.codes),
+            "http_status": error.status,
+            "message": error.message,
+        },
+        "summary": step[0] if step else None,
+        "next_step": step[1] if step else None,
         "notes": list(out.notes),
         "findings": [f.to_json() for f in found],
     }
     lines = [f"{source}: {status} ({out.platform.value}, provisioning {out.provisioning.value})"]
+    if step is not None:
+        lines.append(step[0])
     if out.message:
         lines.append(f"message: {out.message}")
-    for name, stream, cut in (
+    if error is not None:
+        said = [f"code {error.code}"] if error.code else []
+        if error.inner:
+            said.append(f"innermost code {error.innermost}")
+        if error.status is not None:
+            said.append(f"HTTP {error.status}")
+        if said:
+            lines.append("error: " + ", ".join(said))
+    if step is not None:
+        lines.append(f"next step: {step[1]}")
+        lines.extend(f"  {c}" for f in found if f.remediation for c in f.remediation.commands)
+    streams = () if error is not None else (
         ("stdout", out.stdout, out.truncated_stdout),
         ("stderr", out.stderr, out.truncated_stderr),
-    ):
+    )  # fmt: skip
+    for name, stream, cut in streams:
         lines.append(f"[{name}]" + (" (possibly truncated at the start)" if cut else ""))
         if stream:
             lines.append(stream.rstrip("\n"))

@@ -515,6 +515,18 @@ def _cases() -> list[Case]:
     add("runcommand", "status-words", lambda n: "Enable succeeded: " + _rep("Enable succeeded: ", n),
         _ANY)  # fmt: skip
     add("runcommand", "a-colon-message", lambda n: _message(_rep("a:", n)), _ANY)
+    # The pasted text forms (shared/analysis/runcommand_paste.py, issue 10 item 9).
+    add("runcommand", "ps-labels", lambda n: "ErrorCode: " + _rep("ErrorCode: Conflict ", n),
+        _ANY)  # fmt: skip
+    add("runcommand", "ps-frame", lambda n: _rep("   | ErrorCode: Conflict StatusCode:\n", n), _ANY)
+    add("runcommand", "debug-contents",
+        lambda n: _rep('DEBUG: a.b: Response content:\nDEBUG: a.b: {"a": [', n), _ANY)  # fmt: skip
+    add("runcommand", "tsv-heads", lambda n: _rep("ProvisioningState/x\ta\tb\t", n), _ANY)
+    add("runcommand", "tsv-rows", lambda n: _rep("ComponentStatus/x\ta\tb\tm\tNone\n", n), _ANY)
+    add("runcommand", "nested-codes",
+        lambda n: "(A) m\nCode: A\n" + "".join(f"\tCode: B{i}\n" for i in range(n // 12)),
+        _ANY)  # fmt: skip
+    add("runcommand", "paren-codes", lambda n: "ERROR: " + _rep("(Conflict) ", n), _ANY)
     # Probe output: the adversarial text inside the node's blobs (size = decompressed size).
     add("probe-triage", "a-colon-blob", lambda n: _triage(_rep("a:", n)), _INC)
     add("probe-triage", "exit-like-blob", lambda n: _triage(_rep("a:", n) + " exit"), _INC)

@@ -209,7 +209,7 @@ def test_mutated_results_never_crash(name: str, cuts: list[tuple[int, int, str]]
         ("message-only.txt", 3, "truncated"),  # the message alone does not show its end
         ("windows.json", 0, "complete"),
         ("linux-enable-failed.json", 1, "failed"),
-        ("conflict-error.json", 1, "failed"),
+        ("conflict-error.json", 3, "busy"),  # 409 in progress: try later, not failed
         ("linux-truncated.json", 3, "truncated"),
         ("managed-running.json", 3, "running"),
     ],
