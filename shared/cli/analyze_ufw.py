@@ -14,7 +14,8 @@ from shared.cli.common import (
     ip_address,
     ip_network,
     port_number,
-    read_input,
+    read_paste,
+    with_paste,
 )
 
 __all__ = ["handle", "register"]
@@ -25,12 +26,17 @@ LANG=C). `Status: inactive` and `ufw: command not found` mean UFW cannot block (
 `ERROR: You need to be root ...` and other ufw errors are inconclusive (exit 3).
 Plain `ufw status` does not show the default incoming policy: pass --default-incoming, or
 a flow no rule decides is inconclusive.
-exit codes: 0 allowed (or LIMIT: allowed, rate-limited), 1 denied or rejected, 2 unreadable
-input, 3 inconclusive"""
+Rules on the client's source port (`Anywhere ALLOW IN 139,445/tcp (Samba)`, `from any port
+N`) are decided by assuming a source port in Linux's ephemeral range 32768-60999 (the tunnel
+agent's connections come from it; --src-port-range changes it); the output says so.
+LIMIT is a problem for the tunnel (exit 1): it refuses the 6th new connection within 30 s
+from one address, and every kubectl logs/exec is a new connection from the tunnel agent.
+exit codes: 0 allowed, 1 denied, rejected or rate-limited (LIMIT), 2 unreadable input,
+3 inconclusive"""
 
 _EXIT = {
     ufw.Verdict.ALLOW: ExitCode.OK,
-    ufw.Verdict.LIMIT: ExitCode.OK,
+    ufw.Verdict.LIMIT: ExitCode.PROBLEM,  # the tunnel's bursts hit it: see the epilog
     ufw.Verdict.DENY: ExitCode.PROBLEM,
     ufw.Verdict.REJECT: ExitCode.PROBLEM,
     ufw.Verdict.UNKNOWN: ExitCode.INCONCLUSIVE,
@@ -64,12 +70,32 @@ def register(kinds: Any) -> None:
         metavar="CIDR",
         help="the prefix the fix should allow (the node subnet); default --src",
     )
+    p.add_argument(
+        "--src-port-range",
+        type=_port_range,
+        default=ufw.EPHEMERAL_PORTS,
+        metavar="LO-HI",
+        help="the client's source ports, for rules on source ports (32768-60999: Linux's "
+        "default net.ipv4.ip_local_port_range)",
+    )
     add_json_flag(p)
     p.set_defaults(handler=handle)
 
 
+def _port_range(text: str) -> tuple[int, int]:
+    lo, dash, hi = text.partition("-")
+    if not dash:
+        lo = hi = text
+    if not (lo.isdigit() and hi.isdigit() and len(lo) <= 5 and len(hi) <= 5):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port range LO-HI (e.g. 1024-65535)")
+    if not 1 <= int(lo) <= int(hi) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r}: need 1 <= LO <= HI <= 65535")
+    return int(lo), int(hi)
+
+
 def handle(args: argparse.Namespace) -> CommandResult:
-    source, text = read_input(args.file)
+    source, paste = read_paste(args.file, "ufw")
+    text = paste.text
     status = ufw.parse_status(text, source)
     policy = None if args.default_incoming is None else ufw.Policy(args.default_incoming)
     verdict = ufw.evaluate(
@@ -80,6 +106,7 @@ def handle(args: argparse.Namespace) -> CommandResult:
         dst=args.dst,
         in_iface=args.in_iface,
         default_incoming=policy,
+        src_ports=args.src_port_range,
     )
     found = ufw.findings_for(verdict, Subject(resource=source), fix_source=args.fix_source)
     document = verdict.to_json()
@@ -100,4 +127,5 @@ def handle(args: argparse.Namespace) -> CommandResult:
             lines.append(f"fix: {f.remediation.summary}")
             lines += [f"  {c}" for c in f.remediation.commands]
             lines += [f"  note: {n}" for n in f.remediation.notes]
-    return CommandResult(_EXIT[verdict.verdict], document, "\n".join(lines))
+    result = CommandResult(_EXIT[verdict.verdict], document, "\n".join(lines))
+    return with_paste(result, [(source, paste)])

@@ -47,11 +47,34 @@ def test_allow_exit_0_human_text(capture: Path, capsys: pytest.CaptureFixture[st
     assert "TCP 10250 from 10.224.3.4: ALLOW" in out and "line 8" in out
 
 
-def test_limit_exit_0(capture: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_limit_exit_1_and_the_fix_agrees(capture: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 10, defect 7: LIMIT refuses the tunnel's bursts (every kubectl logs/exec is a new
+    connection from the same agent address), so it is a problem: exit 1, a fix that allows
+    the source ahead of the limiting rule, and words that say rate-limit, not block."""
     capture.write_text(verbose("10250/tcp LIMIT IN Anywhere\n"))
-    assert main(["analyze", "ufw", str(capture), "--src", "10.0.0.1", "--json"]) == 0
+    assert main(["analyze", "ufw", str(capture), "--src", "10.0.0.1", "--json"]) == 1
     doc = json.loads(capsys.readouterr().out)
     assert doc["verdict"] == "limit" and doc["findings"][0]["severity"] == "warning"
+    assert main(["analyze", "ufw", str(capture), "--src", "10.0.0.1"]) == 1
+    out = capsys.readouterr().out
+    assert "TCP 10250 from 10.0.0.1: LIMIT" in out and "6th new connection" in out
+    assert "ahead of the rule that rate-limits it" in out and "blocks" not in out
+    assert "ufw insert 1 allow from 10.0.0.1 to any port 10250 proto tcp" in out
+
+
+def test_src_port_range_option(capture: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 10, defect 7: a rule on a source port is decided by the assumed range."""
+    capture.write_text(verbose("Anywhere ALLOW IN 139,445/tcp (Samba)\n"))
+    assert main(["analyze", "ufw", str(capture), "--src", "10.0.0.1"]) == 1
+    out = capsys.readouterr().out
+    assert ": DENY" in out and "note: assumed the client's source port is in 32768-60999" in out
+    args = ["analyze", "ufw", str(capture), "--src", "10.0.0.1", "--json"]
+    assert main([*args, "--src-port-range", "1-1023"]) == 3
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["verdict"] == "unknown" and doc["flow"]["src_ports"] == [1, 1023]
+    with pytest.raises(SystemExit):
+        main([*args, "--src-port-range", "9-2"])
+    assert "need 1 <= LO <= HI" in capsys.readouterr().err
 
 
 def test_unknown_exit_3_and_default_argument(

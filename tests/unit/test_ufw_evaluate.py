@@ -125,10 +125,88 @@ def test_undecided_rule_after_a_sure_match_is_irrelevant() -> None:
     assert v.verdict is Verdict.ALLOW and v.undecided == ()
 
 
-def test_source_port_rules_are_undecided() -> None:
-    text = verbose("10250/tcp ALLOW IN 10.0.0.0/8 1234/tcp\n")
-    v = evaluate(parse_status(text, "t"), src=ip("10.0.0.9"))
-    assert v.verdict is Verdict.UNKNOWN and "source port" in v.undecided[0].reason
+# Real `ufw status verbose` / `numbered` / plain (ufw 0.36.2 in a namespace) after
+#   ufw allow from any app Samba; ufw allow from 10.250.0.0/24 app Samba
+#   ufw deny proto tcp from any port 139,445
+#   ufw allow proto tcp from any port 1024:65535 to any port 10251
+#   ufw limit 22/tcp; ufw allow Samba           (with samba's own profile)
+SAMBA_VERBOSE = """\
+Status: active
+Logging: on (low)
+Default: deny (incoming), allow (outgoing), disabled (routed)
+New profiles: skip
+
+To                         Action      From
+--                         ------      ----
+Anywhere                   ALLOW IN    137,138/udp (Samba)
+Anywhere                   ALLOW IN    139,445/tcp (Samba)
+Anywhere                   ALLOW IN    10.250.0.0/24 137,138/udp (Samba)
+Anywhere                   ALLOW IN    10.250.0.0/24 139,445/tcp (Samba)
+Anywhere                   DENY IN     139,445/tcp
+10251/tcp                  ALLOW IN    1024:65535/tcp
+22/tcp                     LIMIT IN    Anywhere
+137,138/udp (Samba)        ALLOW IN    Anywhere
+139,445/tcp (Samba)        ALLOW IN    Anywhere
+Anywhere (v6)              ALLOW IN    137,138/udp (Samba (v6))
+Anywhere (v6)              ALLOW IN    139,445/tcp (Samba (v6))
+Anywhere (v6)              DENY IN     139,445/tcp (v6)
+10251/tcp (v6)             ALLOW IN    1024:65535/tcp (v6)
+22/tcp (v6)                LIMIT IN    Anywhere (v6)
+137,138/udp (Samba (v6))   ALLOW IN    Anywhere (v6)
+139,445/tcp (Samba (v6))   ALLOW IN    Anywhere (v6)
+
+"""
+SAMBA_NUMBERED = """\
+Status: active
+
+     To                         Action      From
+     --                         ------      ----
+[ 1] Anywhere                   ALLOW IN    Samba
+[ 2] Anywhere                   ALLOW IN    10.250.0.0/24 Samba
+[ 3] Anywhere                   DENY IN     139,445/tcp
+[ 4] 10251/tcp                  ALLOW IN    1024:65535/tcp
+[ 5] 22/tcp                     LIMIT IN    Anywhere
+[ 6] Samba                      ALLOW IN    Anywhere
+[ 7] Anywhere (v6)              ALLOW IN    Samba (v6)
+[ 8] Anywhere (v6)              DENY IN     139,445/tcp (v6)
+[ 9] 10251/tcp (v6)             ALLOW IN    1024:65535/tcp (v6)
+[10] 22/tcp (v6)                LIMIT IN    Anywhere (v6)
+[11] Samba (v6)                 ALLOW IN    Anywhere (v6)
+
+"""
+SAMBA_PLAIN = SAMBA_NUMBERED.replace(" IN ", "    ").replace("     ", "", 3)
+
+
+@pytest.mark.parametrize("text", [SAMBA_VERBOSE, SAMBA_NUMBERED, SAMBA_PLAIN])
+@pytest.mark.parametrize("src", ["10.250.0.20", "2001:db8::20"])
+def test_source_port_rules_decided_by_the_ephemeral_range(text: str, src: str) -> None:
+    """Issue 10, defect 7: `Anywhere ALLOW IN 139,445/tcp (Samba)` (a rule on the client's
+    source port) no longer makes the verdict unknown: a tunnel agent's source port is in
+    32768-60999, never 139 or 445; the assumption is stated."""
+    default = {} if text is SAMBA_VERBOSE else {"default_incoming": Policy.DENY}
+    v = evaluate(parse_status(text, "t"), src=ip(src), **default)  # type: ignore[arg-type]
+    assert v.verdict is Verdict.DENY and v.rule is None, v.reason
+    [note] = [n for n in v.notes if "32768-60999" in n]
+    assert "139,445/tcp" in note or "Samba" in note
+    assert "10251" not in note  # a rule for another destination port decides nothing here
+    # `from any port 1024:65535` covers the whole range: it matches.
+    v = evaluate(parse_status(text, "t"), src=ip(src), port=10251, **default)  # type: ignore[arg-type]
+    assert v.verdict is Verdict.ALLOW and v.rule is not None and "1024:65535" in v.rule.text
+    # A range the rules' ports overlap cannot be decided; one they miss can.
+    low = evaluate(parse_status(text, "t"), src=ip(src), src_ports=(100, 2000), **default)  # type: ignore[arg-type]
+    assert low.verdict is Verdict.UNKNOWN and "100-2000" in low.reason
+    high = evaluate(parse_status(text, "t"), src=ip(src), src_ports=(1024, 65535), **default)  # type: ignore[arg-type]
+    assert high.verdict is Verdict.DENY and any("--src-port-range" in n for n in high.notes)
+
+
+def test_source_port_range_argument_checked() -> None:
+    with pytest.raises(InputError, match="source port range"):
+        evaluate(parse_status(verbose(""), "t"), src_ports=(2000, 1000))
+
+
+def test_no_source_port_note_without_such_rules() -> None:
+    v = evaluate(parse_status(verbose("22/tcp ALLOW IN Anywhere\n"), "t"), src=ip("10.0.0.9"))
+    assert not any("source port" in n for n in v.notes)
 
 
 def test_apps_known_unknown_and_verbose() -> None:
@@ -166,11 +244,12 @@ def test_real_plain_capture() -> None:
     assert evaluate(status, src=ip("2001:db8::7"), port=22).verdict is Verdict.ALLOW
     # A sure ALLOW on eth0 decides whatever the unknown apps before it do.
     assert evaluate(status, src=ip("10.1.2.3"), in_iface="eth0").verdict is Verdict.ALLOW
-    # On eth1, the apps (allow) and the LIMIT (no --dst, source port) may come before the
-    # DENY of 10.1.2.3: unknown, with every one of them named.
+    # On eth1, the apps (allow) may come before the DENY of 10.1.2.3: unknown, with every one
+    # of them named. The LIMIT on source port 1234 never matches an ephemeral source port.
     v = evaluate(status, src=ip("10.1.2.3"), in_iface="eth1")
     assert v.verdict is Verdict.UNKNOWN
-    assert [u.rule.line for u in v.undecided if u.rule] == [7, 8, 11]
+    assert [u.rule.line for u in v.undecided if u.rule] == [7, 8]
+    assert any("line 11:" in n and "32768-60999" in n for n in v.notes)
 
 
 @pytest.mark.parametrize(
@@ -269,6 +348,9 @@ def test_unknown_is_inconclusive_and_limit_is_a_warning() -> None:
     [g] = findings_for(evaluate(parse_status(limit, "t"), src=ip("10.0.0.9")), SUBJECT)
     assert (g.kind, g.severity) == (Kind.PROBLEM, Severity.WARNING)
     assert g.remediation is not None and g.remediation.commands[0].startswith("ufw insert 1 ")
+    # Issue 10, defect 7: the fix says what the rule does (rate-limits), not "blocks".
+    assert "rate-limits it" in g.remediation.summary and "blocks" not in g.remediation.summary
+    assert "limiting rule" in g.remediation.notes[0]
 
 
 def test_cut_capture_decides_only_by_a_rule_it_shows() -> None:

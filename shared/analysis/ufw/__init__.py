@@ -8,7 +8,14 @@ apps.py the application profiles we know. Everything here is pure: text in, valu
 
 from __future__ import annotations
 
-from shared.analysis.ufw.evaluate import IPAddress, UfwVerdict, Undecided, Verdict, evaluate
+from shared.analysis.ufw.evaluate import (
+    EPHEMERAL_PORTS,
+    IPAddress,
+    UfwVerdict,
+    Undecided,
+    Verdict,
+    evaluate,
+)
 from shared.analysis.ufw.model import (
     Action,
     Direction,
@@ -25,6 +32,7 @@ from shared.analysis.ufw.report import CHECK, NODE_SUBNET_PLACEHOLDER, findings_
 
 __all__ = [
     "CHECK",
+    "EPHEMERAL_PORTS",
     "NODE_SUBNET_PLACEHOLDER",
     "Action",
     "Direction",

@@ -3,7 +3,7 @@
 `ufw status` and `ufw status numbered` print an application rule by profile name only
 (`OpenSSH`, `Nginx Full`); `ufw status verbose` prints its ports too (`22/tcp (OpenSSH)`),
 so verbose captures never need this table. The profiles below are the ones Ubuntu packages
-ship in /etc/ufw/applications.d: openssh-server, nginx-common, apache2 and ufw's own files.
+ship in /etc/ufw/applications.d: openssh-server, nginx-common, apache2, samba and ufw's own files.
 An administrator can edit a profile in place; we cannot see that from a status capture, so
 this is the one assumption the analyzer makes about apps. Any other name is undecided.
 """
@@ -33,6 +33,9 @@ KNOWN_APPS: dict[str, tuple[tuple[str, PortSet], ...]] = {
     "WWW Full": ((_TCP, PortSet(((80, 80), (443, 443)))),),
     "WWW Cache": ((_TCP, PortSet(((8080, 8080),))),),
     "DNS": ((_ANY, PortSet(((53, 53),))),),  # ufw's own ufw-dnsserver
+    # samba: often used on the wrong side (`ufw allow from any app Samba` matches the
+    # client's source port), which is why a node that runs Samba can show it before 10250.
+    "Samba": (("udp", PortSet(((137, 138),))), (_TCP, PortSet(((139, 139), (445, 445))))),
 }
 
 

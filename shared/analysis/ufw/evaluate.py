@@ -14,9 +14,18 @@ to 10250 through, so they do not change the answer for the tunnel. after.rules o
 NetBIOS/DHCP/broadcast noise to the default policy. Edited before/after.rules are not
 visible in a status capture; the iptables analyzer sees them in the raw ruleset.
 
+A rule on the client's source port (`ufw allow from any app Samba` prints `Anywhere ALLOW
+IN 139,445/tcp (Samba)`; `ufw deny proto tcp from any port 139`) is decided with the range
+the client's source port comes from, `src_ports`: by default Linux's ephemeral range
+32768-60999 (net.ipv4.ip_local_port_range, per network namespace). The tunnel's connections
+to the kubelet are opened by the tunnel agent (konnectivity-agent, tunnelfront, aks-link)
+with connect() and no bind, so their source port is one of these; a rule whose source ports
+miss the range never matches, one that covers it always does, and one that overlaps it is
+undecided. The verdict says so in a note whenever such a rule was decided this way.
+
 A rule the capture cannot decide (an interface, destination or source we were not told,
-a source port, an application profile we do not know) is followed both ways: it makes the
-verdict unknown only if the two branches disagree.
+an application profile we do not know, source ports that overlap the range) is followed
+both ways: it makes the verdict unknown only if the two branches disagree.
 """
 
 from __future__ import annotations
@@ -37,10 +46,20 @@ from shared.analysis.ufw.model import (
 )
 from shared.errors import InputError
 
-__all__ = ["INCOMPLETE", "IPAddress", "UfwVerdict", "Undecided", "Verdict", "evaluate"]
+__all__ = [
+    "EPHEMERAL_PORTS",
+    "INCOMPLETE",
+    "IPAddress",
+    "UfwVerdict",
+    "Undecided",
+    "Verdict",
+    "evaluate",
+]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 INCOMPLETE = "capture incomplete"
+# Linux's default net.ipv4.ip_local_port_range (it also bounds IPv6 ephemeral ports).
+EPHEMERAL_PORTS = (32768, 60999)
 
 
 class Verdict(StrEnum):
@@ -88,6 +107,7 @@ class UfwVerdict:
     undecided: tuple[Undecided, ...] = ()
     shadowing: tuple[UfwRule, ...] = ()
     notes: tuple[str, ...] = ()
+    src_ports: tuple[int, int] = EPHEMERAL_PORTS  # the client source ports assumed
 
     def flow_text(self) -> str:
         parts = [f"{self.proto.upper()} {self.port}"]
@@ -118,6 +138,7 @@ class UfwVerdict:
                 "src": None if self.src is None else str(self.src),
                 "dst": None if self.dst is None else str(self.dst),
                 "in_iface": self.in_iface,
+                "src_ports": list(self.src_ports),
             },
             "notes": list(self.notes),
         }
@@ -130,6 +151,7 @@ class _Flow:
     src: IPAddress | None
     dst: IPAddress | None
     in_iface: str | None
+    src_ports: tuple[int, int] = EPHEMERAL_PORTS
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,21 +172,26 @@ def evaluate(
     dst: IPAddress | None = None,
     in_iface: str | None = None,
     default_incoming: Policy | None = None,
+    src_ports: tuple[int, int] = EPHEMERAL_PORTS,
 ) -> UfwVerdict:
-    """Decide one new inbound connection. Raises InputError for contradictory arguments."""
+    """Decide one new inbound connection. Raises InputError for contradictory arguments.
+
+    `src_ports` is the range the client's source port is taken from (see the module doc)."""
     if proto not in _PROTOCOLS:
         raise InputError("arguments", f"protocol {proto!r} is not tcp or udp")
     if not 0 <= port <= 65535:
         raise InputError("arguments", f"port {port} is outside 0-65535")
     if src is not None and dst is not None and src.version != dst.version:
         raise InputError("arguments", f"source {src} and destination {dst} are different families")
-    flow = _Flow(port, proto, src, dst, in_iface)
+    if not 0 < src_ports[0] <= src_ports[1] <= 65535:
+        raise InputError("arguments", f"source port range {src_ports} is not LO-HI within 1-65535")
+    flow = _Flow(port, proto, src, dst, in_iface, src_ports)
     family = src.version if src is not None else dst.version if dst is not None else None
 
     def answer(verdict: Verdict, reason: str, **more: Any) -> UfwVerdict:
         return UfwVerdict(
             status, verdict, reason=reason, port=port, proto=proto, src=src, dst=dst,
-            in_iface=in_iface, family=family, notes=status.warnings, **more,
+            in_iface=in_iface, family=family, notes=status.warnings, src_ports=src_ports, **more,
         )  # fmt: skip
 
     if status.state is State.INACTIVE:
@@ -195,10 +222,14 @@ def evaluate(
         )
     families = [family] if family is not None else [4, 6]
     results: list[tuple[int, _Outcome, tuple[UfwRule, ...]]] = []
+    assumed: list[UfwRule] = []
     for fam in families:
         rules = [r for r in status.rules if r.direction is Direction.IN and r.v6 == (fam == 6)]
         cut = status.cut(fam == 6)
         results.append((fam, _walk(rules, flow, policy, cut), _shadowing(rules, flow)))
+        assumed += [r for r in rules if _decided_by_sport_range(r, flow)]
+    if assumed:
+        notes.append(_assumption_note(assumed, src_ports))
 
     outcome = results[0][1]
     if len(results) == 2:
@@ -229,6 +260,35 @@ def evaluate(
         outcome.undecided,
         shadowing,
         tuple(notes),
+        src_ports,
+    )
+
+
+def _decided_by_sport_range(rule: UfwRule, flow: _Flow) -> bool:
+    """A rule on source ports, of the flow's protocol, that the assumed range decided."""
+    if rule.from_.ports is None and rule.from_.app is None:
+        return False
+    if _protocol_and_port(rule, flow) is False:
+        return False
+    if rule.from_.ports is None and rule.from_.app is not None:
+        known = app_ports(rule.from_.app) or ()
+        if not any(_proto_ok(p, flow.proto) for p, _ in known):
+            return False
+    return isinstance(_source_port(rule, flow), bool)
+
+
+def _assumption_note(rules: list[UfwRule], src_ports: tuple[int, int]) -> str:
+    lo, hi = src_ports
+    where = "; ".join(f"line {r.line}: {r.text}" for r in rules)
+    what = (
+        "Linux's default ephemeral range (net.ipv4.ip_local_port_range), which the tunnel "
+        "agent's connections to the kubelet come from"
+        if src_ports == EPHEMERAL_PORTS
+        else "the range given with --src-port-range"
+    )
+    return (
+        f"assumed the client's source port is in {lo}-{hi}, {what}; it decides the rule(s) "
+        f"on source ports ({where}); pass --src-port-range LO-HI if the client differs"
     )
 
 
@@ -312,17 +372,43 @@ def _protocol_and_port(rule: UfwRule, flow: _Flow) -> bool | str:
 
 
 def _source_port(rule: UfwRule, flow: _Flow) -> bool | str:
+    """Whether the client's source port, somewhere in `flow.src_ports`, matches the From side."""
     side = rule.from_
-    if side.ports is None and side.app is None:
+    if side.ports is not None:
+        ranges = side.ports.ranges
+        what = "source port(s) " + ",".join(f"{a}" if a == b else f"{a}:{b}" for a, b in ranges)
+    elif side.app is None:
         return True
-    if side.app is not None and side.ports is None:
-        known = app_ports(side.app)
-        if known is not None and not any(_proto_ok(p, flow.proto) for p, _ in known):
-            return False
-        what = f"application {side.app!r}"
     else:
-        what = f"source port(s) {side.text}"
-    return f"it matches only {what}; the client's source port is not known (ephemeral)"
+        known = app_ports(side.app)
+        if known is None:
+            return (
+                f"it matches only the source ports of application profile {side.app!r}, which "
+                "is not one we know and a plain status does not show: capture "
+                "`ufw status verbose`"
+            )
+        ranges = tuple(r for p, ports in known if _proto_ok(p, flow.proto) for r in ports.ranges)
+        what = f"the source ports of application {side.app!r}"
+    lo, hi = flow.src_ports
+    inside = sum(max(0, min(b, hi) - max(a, lo) + 1) for a, b in _merged(ranges))
+    if inside == 0:
+        return False
+    if inside == hi - lo + 1:
+        return True
+    return (
+        f"it matches only {what}, which cover part of the client's source-port range "
+        f"{lo}-{hi}: the source port decides (--src-port-range narrows the range)"
+    )
+
+
+def _merged(ranges: tuple[tuple[int, int], ...]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for a, b in sorted(ranges):
+        if out and a <= out[-1][1] + 1:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out
 
 
 def _proto_ok(rule_proto: str, flow_proto: str) -> bool:
@@ -354,7 +440,8 @@ def _reason(
         Verdict.ALLOW: "allows",
         Verdict.DENY: "drops",
         Verdict.REJECT: "rejects",
-        Verdict.LIMIT: "rate-limits (allows)",
+        Verdict.LIMIT: "rate-limits (accepts, but refuses the 6th new connection within 30 s "
+        "from one address)",
     }[verdict]
     if rule is not None:
         number = f"rule {rule.number}" if rule.number is not None else "the rule"

@@ -28,6 +28,12 @@ from shared.analysis.ufw.model import Action, UfwRule
 __all__ = ["CHECK", "NODE_SUBNET_PLACEHOLDER", "findings_for"]
 
 CHECK = "ufw.input"
+# Why a LIMIT verdict is a problem for the tunnel, not an allow (see docs/cli.md "ufw").
+LIMIT_HARM = (
+    "ufw LIMIT rejects the 6th new connection within 30 seconds from one address; every "
+    "kubectl logs/exec/attach/port-forward is a new connection from the same tunnel agent "
+    "address, so a few at once are refused (intermittent 'error dialing backend')"
+)
 NODE_SUBNET_PLACEHOLDER = placeholder("node-subnet")
 
 _NUMBER = placeholder("number")
@@ -83,11 +89,7 @@ def findings_for(
                 severity=Severity.WARNING,
                 subject=subject,
                 title=f"UFW rate-limits {verdict.flow_text()}",
-                evidence=(
-                    *evidence,
-                    "ufw LIMIT rejects the 6th new connection within 30 seconds from one "
-                    "address; bursts of kubectl logs/exec through the tunnel can hit that",
-                ),
+                evidence=(*evidence, LIMIT_HARM),
                 remediation=_remediation(verdict, source),
                 key="limit" if verdict.rule is None else _rule_key(verdict.rule),
             )
@@ -117,19 +119,21 @@ def _remediation(verdict: UfwVerdict, source: str | Placeholder) -> Remediation:
         fix = command("ufw", "prepend", *spec) if v6 else command("ufw", "insert", 1, *spec)
         decider = verdict.rule
         if decider is not None and decider.action is not Action.ALLOW:
+            limits = decider.action is Action.LIMIT
+            does, which = ("rate-limits", "limiting") if limits else ("blocks", "blocking")
             summary = (
-                f"Allow the tunnel's source ahead of the rule that blocks it ({_plain(decider)}, "
+                f"Allow the tunnel's source ahead of the rule that {does} it ({_plain(decider)}, "
                 f"line {decider.line}); an appended `ufw allow` would come after it."
             )
             if decider.number is not None:
                 delete = command("ufw", "delete", decider.number)
                 notes.append(
-                    f"Or delete the blocking rule instead: {delete}  "
+                    f"Or delete the {which} rule instead: {delete}  "
                     f"(rule {decider.number}: {_plain(decider)})"
                 )
             else:
                 notes.append(
-                    f"Or delete the blocking rule instead ({_plain(decider)}, line "
+                    f"Or delete the {which} rule instead ({_plain(decider)}, line "
                     f"{decider.line}): this capture does not show ufw's rule numbers; find it "
                     f"with `ufw status numbered`, then {command('ufw', 'delete', _NUMBER)}"
                 )
