@@ -199,6 +199,11 @@ def _statuses(doc: Mapping[str, Any], source: str) -> RunCommandOutput:
     entries = [e for e in doc["value"] if isinstance(e, Mapping)]
     if not entries:
         raise InputError(source, "'value' holds no status entries")
+    if not any(isinstance(e.get(k), str) for e in entries for k in ("code", "message")):
+        # A metrics or NSG rule list has a 'value' list too: it is not a run-command result.
+        raise InputError(
+            source, "not a run-command result: no entry of 'value' has a 'code' or 'message'"
+        )
     by_code = {_text(e.get("code")).lower(): e for e in entries}
     out = next((e for c, e in by_code.items() if c.startswith("componentstatus/stdout/")), None)
     err = next((e for c, e in by_code.items() if c.startswith("componentstatus/stderr/")), None)

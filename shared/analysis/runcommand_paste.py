@@ -130,18 +130,22 @@ def read_error(text: str) -> ArmError | None:
     code = message = ""
     status: int | None = None
     inner: list[tuple[int, str]] = []  # (depth, code)
+    # A bare "(Word) text" line is an error only with its "Code:" line (azure-core prints
+    # both) or a label: traditional netcat prints "(UNKNOWN) [10.0.0.5] 10250 (?) open".
+    sure = False
     for raw in text.split("\n"):
         depth = len(raw) - len(raw.lstrip("\t"))
         line = raw.strip()
+        labelled = False  # an "ERROR:" or an exception name says this line is an error
         for prefix in ("ERROR:", "Error:"):
             if line.startswith(prefix):
-                line = line[len(prefix) :].strip()
+                line, labelled = line[len(prefix) :].strip(), True
         # "azure.core.exceptions.ResourceExistsError: (Conflict) ..." / "CloudError: ..."
         head, sep, rest = line.partition(": ")
         name = head.rsplit(".", 1)[-1]
         if sep and (name.endswith("Error") or name.endswith("Exception")) and " " not in head:
             status = status or _EXCEPTION_STATUS.get(name)
-            line = rest.strip()
+            line, labelled = rest.strip(), True
         if (v := _after(line, "Azure Error:")) is not None:  # msrestazure CloudError
             line = "Code: " + v
         if (v := _after(line, "Error Code:")) is not None:  # CloudError's details
@@ -154,8 +158,8 @@ def read_error(text: str) -> ArmError | None:
             continue
         if (v := _after(line, "Code:")) is not None:
             word = _code_word(v)
-            if word and depth == 0 and not code:
-                code = word
+            if word and depth == 0 and (not code or not sure):
+                code, sure = word, True
             elif word and depth > 0:
                 inner.append((depth, word))
             continue
@@ -170,9 +174,10 @@ def read_error(text: str) -> ArmError | None:
         if m:
             if depth == 0 and not code:
                 code, message = m["code"], message or line[m.end() :].strip()
+                sure = labelled
             elif depth > 0:
                 inner.append((depth, m["code"]))
-    if not code:
+    if not code or not sure:
         return None
     seen = dict.fromkeys(c for _, c in sorted(inner, key=lambda dc: dc[0]))  # outermost first
     seen.pop(code, None)

@@ -249,3 +249,17 @@ def test_an_error_text_without_a_code_is_still_refused() -> None:
     with pytest.raises(InputError) as err:
         split_result("ERROR: something went wrong\n", "e.txt")
     assert "not a run-command result" in err.value.message
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "(UNKNOWN) [10.0.0.5] 10250 (?) open\n",  # traditional netcat, not "(Code) message"
+        '{"value": [{"name": {"value": "UsedSnatPorts"}, "timeseries": []}]}',  # metrics
+        '{"value": [{"name": "allow-443", "properties": {"priority": 100}}]}',  # NSG rules
+    ],
+)
+def test_other_tools_output_is_refused_not_classified(text: str) -> None:
+    with pytest.raises(InputError) as err:
+        split_result(text, "other.txt")
+    assert "not a run-command result" in err.value.message
