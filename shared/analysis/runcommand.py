@@ -370,10 +370,18 @@ def _from_debug_log(text: str, source: str) -> RunCommandOutput:
             response.document.get("error"), Mapping
         ):
             return _failed(_arm_error(response.document["error"], response.status))
+        doc = response.document
+        state = doc.get("status") if isinstance(doc, Mapping) else None
+        if isinstance(state, str) and state.lower() in ("inprogress", "running", "accepted"):
+            why = f"the log ends while the operation is still {state}: its result is not in it"
+            return RunCommandOutput(
+                "", "", False, False, Platform.UNKNOWN, Provisioning.RUNNING, why,
+                notes=(why,), ends_early=why,
+            )  # fmt: skip
         try:
             return _checked(response.document, source)
         except InputError:
-            pass  # the last response is not a result (an operation's poll): look for an error
+            pass  # the last response is not a result: look for an error text
     error = read_error(response.text)
     if error is not None:
         return _failed(replace(error, status=error.status or response.status))

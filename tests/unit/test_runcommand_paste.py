@@ -263,3 +263,12 @@ def test_other_tools_output_is_refused_not_classified(text: str) -> None:
     with pytest.raises(InputError) as err:
         split_result(text, "other.txt")
     assert "not a run-command result" in err.value.message
+
+
+def test_debug_log_ending_while_the_operation_runs_is_not_final() -> None:
+    prefix = "DEBUG: cli.azure.cli.core.sdk.policies: "
+    body = json.dumps({"status": "InProgress", "name": "op"}, indent=2).split("\n")
+    text = "\n".join([f"{prefix}Response status: 200", f"{prefix}Response content:",
+                      *(prefix + s for s in body)]) + "\n"  # fmt: skip
+    out = split_result(text, "d.log")
+    assert outcome(out) is Outcome.RUNNING and out.ends_early
