@@ -101,11 +101,14 @@ def verdict_result(
 
 
 def headline(engine: str, doc: dict[str, Any]) -> str:
-    """The first line of the text: the verdict and the packet it is for."""
+    """The first line of the text: the verdict and the packet it is for. Blocked on every
+    path but by DROP on some and REJECT on others: "BLOCKED (DROP or REJECT, depending on
+    ...)", never one of the two as if it were sure."""
     pkt = doc["packet"]
     to = f" to {pkt['dst']}" if pkt["dst"] else ""
+    word = f"BLOCKED ({doc['blocked_as']})" if doc.get("blocked_as") else doc["verdict"].upper()
     return (
-        f"{engine} verdict: {doc['verdict'].upper()} for {pkt['proto'].upper()} "
+        f"{engine} verdict: {word} for {pkt['proto'].upper()} "
         f"{pkt['dport']} from {pkt['src']}{to} ({doc['source']})"
     )
 
@@ -113,12 +116,14 @@ def headline(engine: str, doc: dict[str, Any]) -> str:
 def _text(doc: dict[str, Any]) -> str:
     lines = [headline("iptables", doc)]
     by = doc["decided_by"]
+    # An unknown verdict was not decided: its rule is where the walk stopped.
+    label = "stopped at" if doc["verdict"] == "unknown" else "decided by"
     if by is not None:
         if "policy" in by:
-            lines.append(f"decided by: policy {by['policy']} of {by['table']} {by['chain']}")
+            lines.append(f"{label}: policy {by['policy']} of {by['table']} {by['chain']}")
         else:
             lines.append(
-                f"decided by: {by['table']} {by['chain']} rule {by['rule_number']}: {by['rule']}"
+                f"{label}: {by['table']} {by['chain']} rule {by['rule_number']}: {by['rule']}"
             )
     if doc["reason"]:
         lines.append(f"why: {doc['reason']}")

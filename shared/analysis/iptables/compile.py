@@ -129,7 +129,12 @@ def compile_words(
             if g == "-g":
                 name = o.arg()
                 if name not in chains:
-                    target = Target(TargetKind.UNKNOWN, name, note=f"-g {name}: no such chain")
+                    target = Target(
+                        TargetKind.UNKNOWN,
+                        name,
+                        note=f"-g {name}: a chain the capture does not show",
+                        unseen=True,
+                    )
                 else:
                     target = Target(TargetKind.GOTO, name)
                 module, module_opts, in_target = None, [], False

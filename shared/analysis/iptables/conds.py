@@ -14,6 +14,7 @@ from shared.analysis.iptables.model import Cond, Ctx
 
 __all__ = [
     "SERVICES",
+    "TCP_FLAGS",
     "AddrCond",
     "AddrTypeCond",
     "ConstCond",
@@ -314,7 +315,7 @@ class MarkCond(Cond):
         return ((mark & self.mask) == self.value) != self.neg
 
 
-_TCP_FLAGS = {"FIN": 1, "SYN": 2, "RST": 4, "PSH": 8, "ACK": 16, "URG": 32, "ECE": 64, "CWR": 128}
+TCP_FLAGS = {"FIN": 1, "SYN": 2, "RST": 4, "PSH": 8, "ACK": 16, "URG": 32, "ECE": 64, "CWR": 128}
 _SYN = 2
 _ACK = 16
 
@@ -344,8 +345,8 @@ class TcpFlagsCond(Cond):
                 value |= 0xFF
             elif name == "NONE":
                 continue
-            elif name in _TCP_FLAGS:
-                value |= _TCP_FLAGS[name]
+            elif name in TCP_FLAGS:
+                value |= TCP_FLAGS[name]
             else:
                 return None
         return value

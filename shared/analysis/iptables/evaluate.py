@@ -16,6 +16,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from shared.analysis.iptables.model import (
+    HIDDEN,
+    HIDDEN_IFACE,
+    HIDDEN_LO,
     Ctx,
     DecidedBy,
     Entry,
@@ -29,6 +32,7 @@ from shared.analysis.iptables.model import (
     Undecided,
     Verdict,
 )
+from shared.analysis.shell import command
 from shared.errors import InputError
 
 __all__ = ["HOOKS", "INCOMPLETE", "Limits", "evaluate_input", "evaluate_ruleset"]
@@ -66,7 +70,9 @@ class _Branch:
     hook: int = 0
     stack: list[_Frame] = field(default_factory=list)
     trace: list[TraceStep] = field(default_factory=list)
-    assumed: list[tuple[Undecided, bool]] = field(default_factory=list)
+    # An undecided rule and what this path assumes of it: True/False (matches or not), or
+    # for a jump to a chain the capture lacks, what that chain does ("KUBE-X accepts" ...).
+    assumed: list[tuple[Undecided, bool | str]] = field(default_factory=list)
     force: bool = False  # the next rule is taken as matching (the "matches" side of a fork)
     accepted_by: DecidedBy | None = None
     accepted_rs: Ruleset | None = None
@@ -89,7 +95,7 @@ class _Outcome:
     verdict: Verdict
     decided_by: DecidedBy | None
     trace: tuple[TraceStep, ...]
-    assumed: tuple[tuple[Undecided, bool], ...]
+    assumed: tuple[tuple[Undecided, bool | str], ...]
     reason: str = ""
     rs: Ruleset | None = None  # the ruleset that decided
 
@@ -105,6 +111,10 @@ _CUT_TABLE = (
     "{} ends inside table {} (no COMMIT), so the tables iptables-save prints after it are not "
     "in it; of the tables on the INPUT path it lacks: {}"
 )
+
+
+# Tables where a chain the capture lacks can only accept, drop, reject or return (and mark).
+_BOUNDED_TABLES = frozenset(("filter", "security"))
 
 
 class _Abort(Exception):
@@ -162,6 +172,7 @@ class _Walker:
         ]
         self.multi = len(rulesets) > 1
         self.work: list[_Branch] = []
+        self.finished: list[_Outcome] = []  # paths that ended inside another path's step
         self.steps = 0
 
     def run(self, br: _Branch) -> _Outcome:
@@ -306,11 +317,46 @@ class _Walker:
             return None
         if k is TargetKind.NONE:
             return None
+        if t.unseen and frame.table in _BOUNDED_TABLES:
+            return self._unseen_chain(br, frame, rule)
         self._step(br, frame, rule, "unknown")
         by = DecidedBy(frame.table, frame.chain, rule.number, rule.text)
         return _Outcome(
             Verdict.UNKNOWN, by, tuple(br.trace), tuple(br.assumed), t.note, rs=frame.rs
         )
+
+    def _unseen_chain(self, br: _Branch, frame: _Frame, rule: Rule) -> _Outcome | None:
+        """A jump (or goto) to a chain the capture does not show, in the filter table.
+
+        Whatever that chain holds, the packet leaves it in one of four ways: accepted (the
+        hook ends), dropped, rejected, or back after the jump (RETURN or its end), with its
+        marks possibly changed (MARK/CONNMARK are allowed there; nothing in filter rewrites
+        addresses or ports). One path per way, marks unknown after it: the verdict stands
+        only if every way leads to the same one (e.g. a later hook blocks everything, or the
+        jump is never reached). In raw, mangle and nat the chain could also untrack, rewrite
+        or redirect the packet: there the jump stays unknown."""
+        t = rule.target
+        goto = t.note.startswith("-g ")  # compile.py's note for a goto to an absent chain
+        verb = "goto" if goto else "jump"
+        why = (
+            f"{verb} to {t.name}, which the capture does not show (a chain left out, or a "
+            "target we do not know): it may accept, drop, reject or return"
+        )
+        u = Undecided(frame.table, frame.chain, rule.number, rule.text, why)
+        by = DecidedBy(frame.table, frame.chain, rule.number, rule.text)
+        self._step(br, frame, rule, f"{verb} {t.name}: not in the capture")
+        for verdict in (Verdict.DROP, Verdict.REJECT):
+            assumed = (*br.assumed, (u, f"{t.name} {verdict.value}s"))
+            self.finished.append(_Outcome(verdict, by, tuple(br.trace), assumed, rs=frame.rs))
+        br.ctx.mark = br.ctx.ctmark = None
+        accepted = br.fork()
+        accepted.assumed.append((u, f"{t.name} accepts"))
+        self._end_hook(accepted, by, frame.rs)
+        self.work.append(accepted)
+        br.assumed.append((u, f"{t.name} returns"))
+        if goto:  # a RETURN in the goto's target returns from the chain that went there
+            return self._leave(br, explicit=True)
+        return None
 
     def _leave(self, br: _Branch, *, explicit: bool) -> _Outcome | None:
         """Return from the current chain; from the built-in chain this is its policy."""
@@ -398,6 +444,8 @@ def _walk_all(
             if len(outcomes) + len(walker.work) > lim.branches:
                 raise _Abort(f"more than {lim.branches} paths through undecided rules")
             outcomes.append(walker.run(walker.work.pop()))
+            outcomes += walker.finished
+            walker.finished.clear()
     except _Abort as exc:
         undecided = _undecided(outcomes, walker.work)
         return IptablesVerdict(
@@ -429,10 +477,13 @@ def _undecided(
 def _assumptions(o: _Outcome) -> str:
     if not o.assumed:
         return "no undecided rule"
-    return ", ".join(
-        f"{u.table} {u.chain} #{u.rule_number} {'matches' if hit else 'does not match'}"
-        for u, hit in o.assumed
-    )
+    return ", ".join(f"{u.table} {u.chain} #{u.rule_number} {_hit(hit)}" for u, hit in o.assumed)
+
+
+def _hit(hit: bool | str) -> str:
+    if isinstance(hit, str):
+        return hit
+    return "matches" if hit else "does not match"
 
 
 def _combine(rulesets: Sequence[Ruleset], outcomes: list[_Outcome]) -> IptablesVerdict:
@@ -458,6 +509,10 @@ def _combine(rulesets: Sequence[Ruleset], outcomes: list[_Outcome]) -> IptablesV
                 others.append(o.decided_by)
         if others and first.verdict.blocks:
             notes.append("blocked on every path, but which rule blocks depends on undecided rules")
+        kinds = [v for v in (Verdict.DROP, Verdict.REJECT) if v in verdicts]
+        blocked_as = ""
+        if len(kinds) > 1:
+            blocked_as = f"DROP or REJECT, depending on {_names(undecided)}"
         return IptablesVerdict(
             first.verdict,
             rs.source,
@@ -468,6 +523,7 @@ def _combine(rulesets: Sequence[Ruleset], outcomes: list[_Outcome]) -> IptablesV
             notes=tuple(notes),
             command=rs.command(),
             other_blocks=tuple(others) if first.verdict.blocks else (),
+            blocked_as=blocked_as,
         )
     if len(outcomes) == 1:
         reason = first.reason
@@ -478,6 +534,10 @@ def _combine(rulesets: Sequence[Ruleset], outcomes: list[_Outcome]) -> IptablesV
         )
         more = f" (and {len(outcomes) - 6} more paths)" if len(outcomes) > 6 else ""
         reason = f"the outcome depends on rules that cannot be decided: {paths}{more}"
+        hidden = _hidden_reading(outcomes, rs)
+        if hidden:
+            notes.insert(0, reason)
+            reason = hidden
     unknown = next((o for o in outcomes if o.verdict is Verdict.UNKNOWN), first)
     rs = unknown.rs or rs
     return IptablesVerdict(
@@ -490,6 +550,71 @@ def _combine(rulesets: Sequence[Ruleset], outcomes: list[_Outcome]) -> IptablesV
         notes=tuple(notes),
         command=rs.command(),
     )
+
+
+def _names(undecided: Sequence[Undecided]) -> str:
+    names = [f"{u.table} {u.chain} #{u.rule_number}" for u in undecided[:4]]
+    more = f" and {len(undecided) - 4} more" if len(undecided) > 4 else ""
+    return ", ".join(names) + more if names else "undecided rules"
+
+
+def _hidden_reading(outcomes: Sequence[_Outcome], rs: Ruleset) -> str:
+    """For a listing without -v that leaves the verdict open: which rules' hidden interfaces
+    decide it, the likely reading (a bare ACCEPT is the loopback rule, the other rules have
+    no interface) and the capture that would decide. "" when no hidden interface is involved.
+    """
+    hidden = {
+        (u.table, u.chain, u.rule_number): u
+        for o in outcomes
+        for u, _ in o.assumed
+        if HIDDEN in u.reason
+    }
+    if not hidden:
+        return ""
+    rules = list(hidden.values())
+    text = (
+        "the listing hides interfaces (iptables -L without -v); the interfaces of "
+        f"{_names(rules)} decide it"
+    )
+
+    def likely(hit: bool | str, u: Undecided) -> bool:
+        return hit is (u.reason == HIDDEN_IFACE)
+
+    reading = next(
+        (
+            o
+            for o in outcomes
+            if o.verdict is not Verdict.UNKNOWN
+            and o.assumed
+            and all(u.reason in (HIDDEN_IFACE, HIDDEN_LO) and likely(h, u) for u, h in o.assumed)
+        ),
+        None,
+    )
+    if reading is not None:
+        lo = [f"{u.table} {u.chain} #{u.rule_number}" for u in rules if u.reason == HIDDEN_LO]
+        by = reading.decided_by
+        where = (
+            ""
+            if by is None
+            else f" (policy {by.policy} of {by.table} {by.chain})"
+            if by.policy
+            else f" ({by.table} {by.chain} rule {by.rule_number})"
+        )
+        assume = (
+            f"{', '.join(lo)} {'is' if len(lo) == 1 else 'are'} the loopback rule "
+            "`-i lo -j ACCEPT` (a bare ACCEPT early in INPUT usually is) and no other rule has "
+            "an interface"
+            if lo
+            else "no rule has an interface"
+        )
+        text += f"; likely {reading.verdict.value.upper()}{where}, if {assume}"
+    chains = {(u.table, u.chain) for u in rules}
+    table, chain = next(iter(chains))
+    words = [*(["-t", table] if table != "filter" else []), "-L"]
+    words += [chain] if len(chains) == 1 else []
+    listing = command(rs.command(), *words, "-n", "-v", "--line-numbers")
+    save = command(f"{rs.command()}-save") if table != "filter" else command(rs.command(), "-S")
+    return f"{text}; to decide, capture `{listing}` or `{save}`"
 
 
 def evaluate_input(

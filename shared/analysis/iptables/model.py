@@ -15,6 +15,9 @@ from typing import Any, Protocol
 
 __all__ = [
     "BUILTIN_CHAINS",
+    "HIDDEN",
+    "HIDDEN_IFACE",
+    "HIDDEN_LO",
     "PROTOCOLS",
     "Backend",
     "Chain",
@@ -39,6 +42,12 @@ __all__ = [
 ]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# Why a rule of an `iptables --list` without -v is undecided (see parse_list): its interface
+# is not shown. HIDDEN_LO: a bare ACCEPT, most likely the loopback rule `-i lo -j ACCEPT`.
+HIDDEN = "the listing hides interfaces (no -v)"
+HIDDEN_IFACE = f"{HIDDEN}: this rule may have -i/-o"
+HIDDEN_LO = f"{HIDDEN} and this rule shows no match: likely the loopback rule `-i lo -j ACCEPT`"
 
 # Built-in chains of each table, in the kernel's order.
 BUILTIN_CHAINS: dict[str, tuple[str, ...]] = {
@@ -231,6 +240,9 @@ class Target:
     name: str = ""  # target or chain name as written
     effect: Callable[[Ctx], None] | None = None  # for EFFECT
     note: str = ""  # why UNKNOWN / what REDIRECT does
+    # UNKNOWN only: the name may be a chain the capture does not show (or a target we do not
+    # know); in the filter table its outcomes are bounded (see evaluate.py, _unseen_chain).
+    unseen: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -470,9 +482,14 @@ class IptablesVerdict:
     not_applicable: tuple[str, ...] = ()  # rulesets of the other address family
     other_blocks: tuple[DecidedBy, ...] = ()  # other rules that block on other undecided paths
     packet: Packet | None = None
+    # Blocked on every path, some by DROP and some by REJECT: "DROP or REJECT, depending on
+    # <the undecided rules>" (`verdict` is then the first path's).
+    blocked_as: str = ""
 
     def to_json(self) -> dict[str, Any]:
         doc = verdict_json(self)
+        if self.blocked_as:
+            doc["blocked_as"] = self.blocked_as
         if self.rulesets:
             doc["rulesets"] = [r.to_json() for r in self.rulesets]
         if self.not_applicable:

@@ -477,4 +477,9 @@ def parse_target(name: str, opts: list[Opt], chains: Container[str]) -> Target:
         )
     if name in ("NFQUEUE", "QUEUE"):
         return Target(TargetKind.UNKNOWN, name, note=f"-j {name}: a userspace program decides")
-    return Target(TargetKind.UNKNOWN, name, note=f"-j {name}: unknown target or missing chain")
+    return Target(
+        TargetKind.UNKNOWN,
+        name,
+        note=f"-j {name}: a chain the capture does not show, or a target we do not know",
+        unseen=True,
+    )

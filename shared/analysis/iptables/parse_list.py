@@ -12,12 +12,21 @@ from __future__ import annotations
 import re
 
 from shared.analysis.iptables.compile import compile_words
-from shared.analysis.iptables.conds import SERVICES, ConstCond
-from shared.analysis.iptables.model import BUILTIN_CHAINS, Chain, Entry, Rule, Ruleset, Table
+from shared.analysis.iptables.conds import SERVICES, TCP_FLAGS, ConstCond, TcpFlagsCond
+from shared.analysis.iptables.model import (
+    BUILTIN_CHAINS,
+    HIDDEN_IFACE,
+    HIDDEN_LO,
+    Chain,
+    Entry,
+    Rule,
+    Ruleset,
+    Table,
+)
 from shared.analysis.iptables.modules import RuleError
 from shared.analysis.iptables.parse_save import _infer_table, unfinished_line
 from shared.analysis.iptables.tokenize import Quoted, TokenError, split_words
-from shared.errors import InputError
+from shared.errors import InputError, excerpt
 
 __all__ = ["parse_list"]
 
@@ -27,22 +36,35 @@ _OPT = frozenset(("--", "-f", "!f", "!-"))
 _V6 = re.compile(r"\s!?[0-9a-fA-F]*:[0-9a-fA-F:]*/\d+\s")
 _V4 = re.compile(r"\s!?\d+\.\d+\.\d+\.\d+(?:/\d+)?\s")
 _PROTO_MODULES = ("tcp", "udp", "sctp", "udplite", "dccp")
+_ANY_IFACE = {"any": "*"}
 _PROTO_NAMES = {"1": "icmp", "6": "tcp", "17": "udp", "58": "ipv6-icmp", "132": "sctp"}
 _NO_V_CAVEAT = (
-    "iptables --list without -v hides interfaces (-i/-o): rules were read as if they had none, "
-    "except rules that show no match at all (likely -i lo), which are undecided; "
+    "iptables --list without -v hides interfaces (-i/-o): any rule may have one, so a rule "
+    "the packet would otherwise match is undecided; "
     "use `iptables -L -n -v --line-numbers` or iptables-save for a sure answer"
 )
+
+
+# The column layout travels with each raw rule line as one leading digit of these bits.
+_NUMBERS = 1  # --line-numbers: a `num` column first
+_VERBOSE = 2  # -v: `pkts bytes` before the target, `in out` after opt
+_ANY_IS_ALL = 4  # -v without -n: an interface column `any` means no interface (as `*` with -n)
+# `-n` prints the whole address space as 0.0.0.0/0 or ::/0 (without -n: `anywhere`).
+_NUMERIC_ANY = re.compile(r"(?<!\S)(?:0\.0\.0\.0/0|::/0)(?!\S)")
 
 
 class _Layout:
     """Which columns the listing has, from its header line."""
 
-    def __init__(self, header: str) -> None:
+    def __init__(self, header: str, any_is_all: bool) -> None:
         cols = header.split()
         self.numbers = cols[:1] == ["num"]
         self.verbose = "pkts" in cols
-        self.lead = int(self.numbers) + 2 * int(self.verbose)
+        self.bits = (
+            (_NUMBERS if self.numbers else 0)
+            | (_VERBOSE if self.verbose else 0)
+            | (_ANY_IS_ALL if any_is_all and self.verbose else 0)
+        )
 
 
 def parse_list(text: str, source: str) -> list[Ruleset]:
@@ -55,6 +77,9 @@ def parse_list(text: str, source: str) -> list[Ruleset]:
     # The chain no blank line or `Chain` header has closed yet: iptables --list prints a blank
     # line before every chain but the first, so a chain followed by one was listed whole.
     unclosed: Chain | None = None
+    # iptables -L -v prints `any` for a rule without interface unless -n is given (then `*`);
+    # an interface really named "any" only reads as such in a listing made with -n.
+    any_is_all = _NUMERIC_ANY.search(text) is None
     for idx, raw in enumerate(lines):
         n = idx + 1
         line = raw.rstrip()
@@ -81,11 +106,11 @@ def parse_list(text: str, source: str) -> list[Ruleset]:
         if layout is None:
             if "target" not in line.split() or "source" not in line.split():
                 raise InputError(source, f"expected the column header, got {line[:60]!r}", line=n)
-            layout = _Layout(line)
+            layout = _Layout(line, any_is_all)
             layouts.append(layout)
             continue
         # The column layout travels with the line as one leading digit (see _compile_list_chain).
-        chain.raw.append((n, f"{layout.lead}{line}"))
+        chain.raw.append((n, f"{layout.bits}{line}"))
         unclosed = chain
     if not any(blocks[0]):
         raise InputError(source, "no chains in the iptables --list output")
@@ -135,20 +160,16 @@ def _family(text: str, source: str) -> int | None:
 def _compile_list_chain(chain: Chain, table: Table, ruleset: Ruleset) -> list[Entry]:
     rules: list[Entry] = []
     for number, (n, raw) in enumerate(chain.raw, 1):
-        lead, line = int(raw[0]), raw[1:]
+        bits, line = int(raw[0]), raw[1:]
         try:
-            words, hidden_iface = _rule_words(line, number, lead)
+            words, hidden_iface = _rule_words(line, number, bits)
             conds, target = compile_words(words, table.chains, ruleset.family)
         except (TokenError, RuleError) as exc:
             raise InputError(
                 ruleset.source, f"in chain {chain.name} of the listing: {exc}", line=n
             ) from None
         if hidden_iface:
-            conds += (
-                ConstCond(
-                    None, "the listing hides interfaces and this rule shows no match: -i lo?"
-                ),
-            )
+            conds += (ConstCond(None, hidden_iface),)
         text = " ".join(["-A", chain.name, *(_quote(w) for w in words)])
         rules.append(Rule(number, n, text, conds, target))
     return rules
@@ -160,8 +181,14 @@ def _quote(word: str) -> str:
     return word
 
 
-def _columns(line: str, lead: int, verbose: bool) -> tuple[list[str], str]:
-    """The fixed columns (target possibly "") and the rest of the line."""
+def _columns(line: str, bits: int) -> tuple[list[str], str]:
+    """The fixed columns (target possibly "") and the rest of the line.
+
+    The leading columns are `num` (--line-numbers) and `pkts bytes` (-v): counters may carry
+    a K/M/G/T suffix (`123M`) or, with -x, be long exact numbers; they are skipped, never read
+    as the rule number."""
+    verbose = bool(bits & _VERBOSE)
+    lead = (1 if bits & _NUMBERS else 0) + (2 if verbose else 0)
     spans = [(m.group(), m.end()) for m in re.finditer(r"\S+", line)]
     words = [w for w, _ in spans]
 
@@ -185,14 +212,20 @@ def _columns(line: str, lead: int, verbose: bool) -> tuple[list[str], str]:
         i += 2
     src, dst = at(i), at(i + 1)
     end = spans[i + 1][1]
-    cols = [words[0] if lead and words[0].isdigit() else "", target, prot, opt]
+    if verbose and bits & _ANY_IS_ALL:
+        iface_in, iface_out = (_ANY_IFACE.get(v, v) for v in (iface_in, iface_out))
+    num = words[0] if bits & _NUMBERS else ""
+    if num and not num.isdigit():
+        raise RuleError(f"rule number {excerpt(num)} is not a number")
+    cols = [num, target, prot, opt]
     return [*cols, iface_in, iface_out, src, dst], line[end:].strip()
 
 
-def _rule_words(line: str, number: int, lead: int) -> tuple[list[str], bool]:
-    """The -S words of a listed rule, and whether its hidden interface may matter."""
-    verbose = lead >= 2
-    cols, rest = _columns(line, lead, verbose)
+def _rule_words(line: str, number: int, bits: int) -> tuple[list[str], str]:
+    """The -S words of a listed rule, and why its hidden interface may matter ("" when the
+    listing shows interfaces)."""
+    verbose = bool(bits & _VERBOSE)
+    cols, rest = _columns(line, bits)
     num, target, prot, opt, iface_in, iface_out, src, dst = cols
     if num and int(num) != number:
         raise RuleError(f"rule number {num} where {number} was expected (a truncated listing?)")
@@ -221,9 +254,12 @@ def _rule_words(line: str, number: int, lead: int) -> tuple[list[str], bool]:
     extra = split_words(rest)
     extra, target_words = _target_options(target, extra)
     words += _translate(extra)
-    # Without -v, `-i lo -j ACCEPT` lists as a rule matching everything: such a rule is
-    # undecided. Jumps with no match (`-j ufw-before-input`) are common and kept as they are.
-    hidden = not verbose and not words and target in ("ACCEPT", "DROP", "REJECT", "RETURN")
+    # Without -v any rule may have an -i (or -o) the listing does not show: every rule is
+    # undecided on it. `-i lo -j ACCEPT` lists as a rule matching everything (the loopback
+    # rule distributions put first in INPUT): the likely reading evaluate.py offers.
+    hidden = ""
+    if not verbose:
+        hidden = HIDDEN_LO if not words and target == "ACCEPT" else HIDDEN_IFACE
     for c in comments:
         words += ["-m", "comment", "--comment", Quoted(c)]
     if target:
@@ -303,6 +339,15 @@ def _port(text: str) -> str:
     return ":".join(out)
 
 
+def _flag_names(text: str) -> str:
+    """TCP flags as iptables -S writes them: `-n` prints 0x17 for FIN,SYN,RST,ACK."""
+    value = TcpFlagsCond.flags(text) if text.startswith("0x") else None
+    if value is None:
+        return text
+    names = [name for name, bit in TCP_FLAGS.items() if value & bit]
+    return ",".join(names) if names else "NONE"
+
+
 def _translate(words: list[str]) -> list[str]:
     """The -S words of the listed matches; whatever is not understood stays undecided."""
     out: list[str] = []
@@ -329,7 +374,7 @@ def _translate(words: list[str]) -> list[str]:
                 b, value = bang(value)
                 if key == "flags":
                     mask, _, comp = value.partition("/")
-                    out += [*b, "--tcp-flags", mask, comp]
+                    out += [*b, "--tcp-flags", _flag_names(mask), _flag_names(comp)]
                 else:
                     out += [*b, "--dport" if key[0] == "d" else "--sport", _port(value)]
                 i += 1

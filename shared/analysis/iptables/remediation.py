@@ -149,6 +149,12 @@ def _where(v: IptablesVerdict) -> str:
     return f"rule {by.rule_number} of {by.table} {by.chain}"
 
 
+def _blocks(v: IptablesVerdict) -> str:
+    if v.blocked_as:
+        return "blocks (drop or reject)"
+    return "drops" if v.verdict is Verdict.DROP else "rejects"
+
+
 def findings_for(v: IptablesVerdict, subject: Subject) -> list[Finding]:
     """No finding for accept; a critical problem for a block; an inconclusive one otherwise."""
     what = flow_text(v.packet)
@@ -176,6 +182,8 @@ def findings_for(v: IptablesVerdict, subject: Subject) -> list[Finding]:
         for o in v.other_blocks
     ]
     evidence += list(v.notes)
+    if v.blocked_as:
+        evidence.append(f"blocked ({v.blocked_as})")
     notes = []
     manager = _manager(by.chain)
     if manager and cause is Cause.IPTABLES:
@@ -189,7 +197,7 @@ def findings_for(v: IptablesVerdict, subject: Subject) -> list[Finding]:
     summary = (
         f"allow {what} in ufw"
         if cause is Cause.UFW
-        else f"remove the {v.verdict.value.upper()} {_where(v)}"
+        else f"remove the {'block' if v.blocked_as else v.verdict.value.upper()} {_where(v)}"
         if by.policy is None
         else f"allow {what} before the {by.policy} policy of {by.table} {by.chain}"
     )
@@ -201,8 +209,8 @@ def findings_for(v: IptablesVerdict, subject: Subject) -> list[Finding]:
             kind=Kind.PROBLEM,
             severity=Severity.CRITICAL,
             subject=subject,
-            title=f"{'UFW' if cause is Cause.UFW else 'iptables'} "
-            f"{'drops' if v.verdict is Verdict.DROP else 'rejects'} {what} ({_where(v)})",
+            title=f"{'UFW' if cause is Cause.UFW else 'iptables'} {_blocks(v)} {what} "
+            f"({_where(v)})",
             evidence=tuple(evidence),
             remediation=Remediation(summary, fix_commands(v), tuple(notes)),
             key=key,
