@@ -28,7 +28,8 @@ from shared.cli.common import (
     add_json_flag,
     check_flow_family,
     finding_lines,
-    read_input,
+    read_paste,
+    with_paste,
 )
 
 __all__ = ["EXIT_CODES", "flow_packet", "headline", "register", "verdict_result"]
@@ -81,13 +82,15 @@ def handle(args: argparse.Namespace) -> CommandResult:
     packet = flow_packet(args, args.proto)
     rulesets = []
     names = []
+    pastes = []
     for path in args.files:
-        name, text = read_input(path)
+        name, paste = read_paste(path, "iptables")
         names.append(name)
-        rulesets.extend(parse_rulesets(text, name))
+        pastes.append((name, paste))
+        rulesets.extend(parse_rulesets(paste.text, name))
     verdict = evaluate_input(rulesets, packet)
     findings = findings_for(verdict, Subject(resource=", ".join(names)))
-    return verdict_result(verdict, findings, _text)
+    return with_paste(verdict_result(verdict, findings, _text), pastes)
 
 
 def verdict_result(

@@ -6,7 +6,8 @@ import argparse
 from typing import Any
 
 from shared.analysis import netcat
-from shared.cli.common import CommandResult, ExitCode, add_json_flag, read_input
+from shared.cli.common import CommandResult, ExitCode, add_json_flag, read_paste, with_paste
+from shared.errors import InputError, excerpt
 
 __all__ = ["handle", "register"]
 
@@ -19,7 +20,8 @@ A capture cannot show that no target follows its last one (nor that its last lin
 newline, was not cut): every target open is exit 0 only with --expect N, the number of targets
 tried, matching the capture; otherwise it is inconclusive (exit 3).
 exit codes: 0 every target open (--expect N of them), 1 a target refused/timed out/unreachable,
-2 unreadable input, 3 nothing recognisable, some targets unknown, or maybe more targets"""
+2 unreadable input (lines, none of them a connection test's), 3 nothing captured, some targets
+unknown, or maybe more targets"""
 
 
 def register(kinds: Any) -> None:
@@ -43,8 +45,11 @@ def register(kinds: Any) -> None:
 
 
 def handle(args: argparse.Namespace) -> CommandResult:
-    source, text = read_input(args.file)
+    source, paste = read_paste(args.file, "nc")
+    text = paste.text
     report = netcat.analyze(text, source, expect=args.expect)
+    if not report.results:
+        _refuse_unrecognised(source, text, cut=bool(report.cut))
     found = netcat.findings(report)
     verdict = report.verdict
     if verdict is None:
@@ -81,7 +86,21 @@ def handle(args: argparse.Namespace) -> CommandResult:
             lines.extend(f"  {c}" for c in f.remediation.commands)
             lines.extend(f"  note: {n}" for n in f.remediation.notes)
             break
-    return CommandResult(code, document, "\n".join(lines))
+    return with_paste(CommandResult(code, document, "\n".join(lines)), [(source, paste)])
+
+
+def _refuse_unrecognised(source: str, text: str, *, cut: bool) -> None:
+    """Input with lines but not one connection test line is not a capture of one (exit 2,
+    like every analyzer's foreign input). An empty capture, or one whose only line may be cut,
+    stays inconclusive (exit 3): a silent `nc -z` prints nothing."""
+    read = text.rpartition("\n")[0] if cut else text
+    for number, line in enumerate(read.split("\n"), start=1):
+        if line.strip():
+            raise InputError(
+                source,
+                "no connection test output recognised (nc, ncat, busybox nc, bash /dev/tcp, "
+                f"Go 'dial tcp'): line {number} is {excerpt(line.strip())}",
+            )
 
 
 def _count(text: str) -> int:

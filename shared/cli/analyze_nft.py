@@ -28,7 +28,8 @@ from shared.cli.common import (
     add_flow_arguments,
     add_json_flag,
     finding_lines,
-    read_input,
+    read_paste,
+    with_paste,
 )
 
 __all__ = ["handle", "register"]
@@ -51,12 +52,14 @@ def register(kinds: Any) -> None:
 
 def handle(args: argparse.Namespace) -> CommandResult:
     packet = flow_packet(args, "tcp")
-    name, text = read_input(args.file)
+    name, paste = read_paste(args.file, "nft")
+    text = paste.text
     try:
         verdict = evaluate_input(parse_ruleset(text, name), packet)
     except CaptureIncomplete as exc:  # cut JSON: what it lacks may decide (exit 3, not 2)
         verdict = NftVerdict(Verdict.UNKNOWN, name, reason=exc.message, packet=packet)
-    return verdict_result(verdict, findings_for(verdict, Subject(resource=name)), _text)
+    result = verdict_result(verdict, findings_for(verdict, Subject(resource=name)), _text)
+    return with_paste(result, [(name, paste)])
 
 
 def _text(doc: dict[str, Any]) -> str:

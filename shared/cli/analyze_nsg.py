@@ -25,6 +25,7 @@ from shared.analysis.nsg import (
     propose_fix,
 )
 from shared.analysis.nsg.fix import Fix
+from shared.analysis.paste import Paste
 from shared.cli.common import (
     CommandResult,
     ExitCode,
@@ -32,7 +33,8 @@ from shared.cli.common import (
     ip_address,
     ip_network,
     port_number,
-    read_input,
+    read_paste,
+    with_paste,
 )
 from shared.errors import InputError
 
@@ -107,7 +109,10 @@ def _asgs(values: list[str] | None) -> frozenset[str] | None:
     return frozenset(v for v in values if v.strip().lower() != _NONE)
 
 
-def _load(args: argparse.Namespace) -> tuple[Nsg | None, Nsg | None, ServiceTags | None]:
+def _load(
+    args: argparse.Namespace, pastes: list[tuple[str, Paste]]
+) -> tuple[Nsg | None, Nsg | None, ServiceTags | None]:
+    """The NSGs and service tags of the arguments; each input's paste goes to `pastes`."""
     paths = [p for p in (args.subnet_nsg, args.nic_nsg, args.service_tags) if p is not None]
     if args.subnet_nsg is None and args.nic_nsg is None:
         raise InputError("analyze nsg", "give --subnet-nsg FILE and/or --nic-nsg FILE")
@@ -118,17 +123,20 @@ def _load(args: argparse.Namespace) -> tuple[Nsg | None, Nsg | None, ServiceTags
         if path is None:
             nsgs.append(None)
             continue
-        name, text = read_input(path)
-        nsgs.append(parse_nsg_text(text, name))
+        name, paste = read_paste(path, "nsg")
+        pastes.append((name, paste))
+        nsgs.append(parse_nsg_text(paste.text, name))
     tags = None
     if args.service_tags is not None:
-        name, text = read_input(args.service_tags)
-        tags = load_service_tags(_json(text, name), name)
+        name, paste = read_paste(args.service_tags, "nsg-service-tags")
+        pastes.append((name, paste))
+        tags = load_service_tags(_json(paste.text, name), name)
     return nsgs[0], nsgs[1], tags
 
 
 def run(args: argparse.Namespace) -> CommandResult:
-    subnet, nic, tags = _load(args)
+    pastes: list[tuple[str, Paste]] = []
+    subnet, nic, tags = _load(args, pastes)
     flow = Flow(
         direction=args.direction,
         src=args.src,
@@ -147,11 +155,12 @@ def run(args: argparse.Namespace) -> CommandResult:
     document = verdict.to_json()
     document["fix"] = None if fix is None else fix.to_json()
     document["findings"] = [f.to_json() for f in findings]
-    return CommandResult(
+    result = CommandResult(
         exit_code=_EXIT.get(verdict.verdict, ExitCode.INCONCLUSIVE),
         document=document,
         text=render(verdict, fix),
     )
+    return with_paste(result, pastes)
 
 
 def render(verdict: NsgVerdict, fix: Fix | None) -> str:

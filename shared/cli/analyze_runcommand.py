@@ -7,7 +7,7 @@ from typing import Any
 
 from shared.analysis import runcommand
 from shared.analysis.runcommand import Outcome, RunCommandOutput
-from shared.cli.common import CommandResult, ExitCode, add_json_flag, read_input
+from shared.cli.common import CommandResult, ExitCode, add_json_flag, read_paste, with_paste
 
 __all__ = ["handle", "register", "status_of"]
 
@@ -52,7 +52,8 @@ def status_of(out: RunCommandOutput) -> tuple[str, ExitCode]:
 
 
 def handle(args: argparse.Namespace) -> CommandResult:
-    source, text = read_input(args.file)
+    source, paste = read_paste(args.file, "runcommand")
+    text = paste.text
     out = runcommand.split_result(text, source)
     status, code = status_of(out)
     found = runcommand.findings(out)
@@ -110,4 +111,4 @@ def handle(args: argparse.Namespace) -> CommandResult:
     lines.extend(f"note: {n}" for n in out.notes if n != out.ends_early)
     if out.ends_early:
         lines.append(f"capture incomplete: {out.ends_early.removeprefix('capture incomplete: ')}")
-    return CommandResult(code, document, "\n".join(lines))
+    return with_paste(CommandResult(code, document, "\n".join(lines)), [(source, paste)])

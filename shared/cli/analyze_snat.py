@@ -11,7 +11,7 @@ from shared.analysis import snat
 from shared.analysis.findings import Kind
 from shared.analysis.shell import placeholder
 from shared.analysis.snat import remedies
-from shared.cli.common import CommandResult, ExitCode, add_json_flag, read_input
+from shared.cli.common import CommandResult, ExitCode, add_json_flag, read_paste, with_paste
 from shared.errors import InputError
 
 __all__ = ["handle", "register"]
@@ -143,7 +143,8 @@ def handle(args: argparse.Namespace) -> CommandResult:
     if args.min_bad > args.window:
         raise InputError("arguments", f"--min-bad {args.min_bad} exceeds --window {args.window}")
     capacity = _capacity(args)
-    source, text = read_input(args.file)
+    source, paste = read_paste(args.file, "snat")
+    text = paste.text
     doc = snat.parse_metrics(text, source)
     kind = snat.ResourceKind(args.kind) if args.kind else None
     report = snat.evaluate(
@@ -184,7 +185,8 @@ def handle(args: argparse.Namespace) -> CommandResult:
         "capacity": None if capacity is None else capacity.to_json(),
         "findings": [f.to_json() for f in found],
     }
-    return CommandResult(code, document, _text(source, report, capacity, found))
+    result = CommandResult(code, document, _text(source, report, capacity, found))
+    return with_paste(result, [(source, paste)])
 
 
 def _text(

@@ -17,6 +17,8 @@ from enum import IntEnum
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from shared.analysis.paste import Paste, clean
+from shared.analysis.recognise import foreign
 from shared.errors import InputError
 
 __all__ = [
@@ -32,6 +34,8 @@ __all__ = [
     "ip_network",
     "port_number",
     "read_input",
+    "read_paste",
+    "with_paste",
 ]
 
 
@@ -98,6 +102,34 @@ def read_input(path: str) -> tuple[str, str]:
             "pass the part that matters (one table, one node's capture)",
         )
     return name, data.decode("utf-8", errors="replace")
+
+
+def read_paste(path: str, analyzer: str) -> tuple[str, Paste]:
+    """read_input, then the paste pre-pass (shared/analysis/paste.py: prompts, console
+    prefixes, markdown taken off, line numbers kept), then the foreign-input check: input
+    that is clearly another analyzer's ("this looks like `ufw status` output, not ...; use
+    `tunnelwatch analyze ufw`") is an InputError naming it (exit 2). `analyzer` is the
+    subcommand's name (shared/analysis/recognise.py EXPECTS)."""
+    name, text = read_input(path)
+    paste = clean(text)
+    refusal = foreign(paste.text, analyzer)
+    if refusal is not None:
+        raise InputError(name, refusal)
+    return name, paste
+
+
+def with_paste(result: CommandResult, pastes: list[tuple[str, Paste]]) -> CommandResult:
+    """The result with what the pre-pass skipped shown: a `note: NAME: skipped line 1: ...`
+    line per group in the text, and a "paste" list in the JSON document (only when a paste
+    had something taken off or a command line)."""
+    shown = [(name, p) for name, p in pastes if p.skipped or p.commands]
+    if not shown:
+        return result
+    document = dict(result.document)
+    document["paste"] = [{"source": name, **p.to_json()} for name, p in shown]
+    notes = [f"note: {name}: {n}" for name, p in shown for n in p.notes()]
+    text = "\n".join([result.text.rstrip("\n"), *notes]) if notes else result.text
+    return CommandResult(result.exit_code, document, text, result.message)
 
 
 def add_json_flag(parser: argparse.ArgumentParser) -> None:

@@ -299,7 +299,10 @@ def test_cli_json_and_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[s
     )
 
     nothing = tmp_path / "nothing.txt"
-    nothing.write_text("hello\n")
+    nothing.write_text("hello\n")  # lines, none a connection test's: bad input (issue 10)
+    assert main(["analyze", "nc", str(nothing)]) == 2
+    assert f"{nothing}: no connection test output recognised" in capsys.readouterr().err
+    nothing.write_text("")  # nothing captured (a silent `nc -z`): inconclusive
     assert main(["analyze", "nc", str(nothing)]) == 3
     capsys.readouterr()
 
