@@ -39,7 +39,10 @@ sysdeps:
 	command -v iptables-restore >/dev/null || missing="$$missing iptables"; \
 	command -v iptables-legacy-restore >/dev/null || missing="$$missing iptables"; \
 	command -v ufw >/dev/null || missing="$$missing ufw"; \
-	command -v nc >/dev/null || missing="$$missing netcat-openbsd"; \
+	command -v nc.openbsd >/dev/null || missing="$$missing netcat-openbsd"; \
+	command -v ncat >/dev/null || missing="$$missing ncat"; \
+	command -v busybox >/dev/null || missing="$$missing busybox"; \
+	command -v nc.traditional >/dev/null || missing="$$missing netcat-traditional"; \
 	command -v nft >/dev/null || missing="$$missing nftables"; \
 	command -v ip >/dev/null || missing="$$missing iproute2"; \
 	command -v npm >/dev/null || missing="$$missing nodejs npm"; \

@@ -16,13 +16,26 @@ no tool line spoke for a framed target, its exit status decides: 0 -> open (nc -
 /dev/tcp are silent on success), 124 or 137 -> timeout (GNU timeout killed it), anything else
 or no exit status -> unknown. A tool line always wins over the exit status.
 
+Command lines in a paste (`$ nc -vz 10.0.0.5 10250`, found by `shared.analysis.paste` and
+passed as `commands`) frame the lines after them the same way when they name one target
+(`netcat.commands`): a bare `Ncat: TIMEOUT.` after it is that target's. A silent command's
+exit status, printed by `echo $?` (on its own prompt or after `;`), speaks for it as
+`netcat.commands.exit_outcome` says (1 from a silent `nc -z` to an address: "failed").
+
 Several attempts at one target (nc trying each address of a name, or repeated probes) make one
-result whose status is the last decisive attempt's; `mixed` says when attempts disagreed.
+result; `mixed` says when attempts disagreed. Within one address family the last decisive
+attempt decides. When the addresses of several families were tried (a name with an IPv4 and an
+IPv6 address: IPv4 timed out, IPv6 "Network is unreachable"), each family keeps its own outcome
+(`families`), and the target's status is the one that got furthest: open, then refused (the
+host answered), then timeout, then unreachable (often only "this node has no route for IPv6").
+ncat's "Trying next address..." ties its next line to the same target.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from shared.analysis.findings import (
@@ -33,6 +46,7 @@ from shared.analysis.findings import (
     Severity,
     Subject,
 )
+from shared.analysis.netcat.commands import CommandLine, Invocation, exit_outcome, invocation
 from shared.analysis.netcat.lines import (
     MAX_LINE,
     Line,
@@ -49,6 +63,8 @@ from shared.errors import InputError
 
 __all__ = [
     "Attempt",
+    "CommandLine",
+    "FamilyResult",
     "NetcatReport",
     "ProbeResult",
     "Status",
@@ -76,17 +92,53 @@ class Attempt:
     line_number: int
     reason: str = ""
     address: str | None = None
+    group: int = 0  # for a result naming no target: the line of the attempt it continues
+
+    @property
+    def family(self) -> int | None:
+        """4 or 6 when the attempt names an address (or the target is one), else None."""
+        for host in (self.address, self.target.host):
+            try:
+                return ipaddress.ip_address((host or "").split("%")[0]).version
+            except ValueError:
+                continue
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class FamilyResult:
+    """The outcome for the addresses of one family (None: an address ncat did not print)."""
+
+    family: int | None
+    status: Status
+    decisive: Attempt
+
+    def label(self) -> str:
+        return "another address" if self.family is None else f"IPv{self.family}"
+
+    def to_json(self) -> dict[str, object]:
+        a = self.decisive
+        return {
+            "family": self.family,
+            "status": self.status.value,
+            "address": a.address or a.target.host,
+            "line": a.line,
+            "line_number": a.line_number,
+            "reason": a.reason,
+        }
 
 
 @dataclass(frozen=True, slots=True)
 class ProbeResult:
-    """One target: the deciding attempt, and all attempts seen for it."""
+    """One target: the deciding attempt, and all attempts seen for it. `families` holds one
+    outcome per address family when attempts of more than one were seen (else empty)."""
 
     target: Target
     status: Status
     decisive: Attempt
     attempts: tuple[Attempt, ...]
     mixed: bool
+    families: tuple[FamilyResult, ...] = ()
 
     def to_json(self) -> dict[str, object]:
         a = self.decisive
@@ -103,6 +155,7 @@ class ProbeResult:
             "address": a.address,
             "attempts": len(self.attempts),
             "mixed": self.mixed,
+            "families": [f.to_json() for f in self.families],
         }
 
 
@@ -135,6 +188,7 @@ class _Frame:
     line_number: int
     line: str
     attempts: list[Attempt] = field(default_factory=list)
+    command: Invocation | None = None  # framed by a command line of the paste
 
 
 def _belongs(frame: _Frame, attempt: Attempt) -> bool:
@@ -146,17 +200,29 @@ def _belongs(frame: _Frame, attempt: Attempt) -> bool:
     return same_host and t.port in (None, f.port)
 
 
-def parse(text: str, source: str) -> tuple[Attempt, ...]:
-    """Every attempt in a capture, with framing context applied. Raises InputError only."""
+def parse(text: str, source: str, commands: Sequence[CommandLine] = ()) -> tuple[Attempt, ...]:
+    """Every attempt in a capture, with framing context applied. Raises InputError only.
+
+    `commands` are the command lines the paste pre-pass took out of `text` (their lines are
+    blank in it, the other lines keep their numbers)."""
     if "\x00" in text:
         where = text.count("\n", 0, text.index("\x00")) + 1
         raise InputError(source, "binary data (NUL byte), expected text output", line=where)
     attempts: list[Attempt] = []
     frame: _Frame | None = None
     pending: tuple[Line, str, int] | None = None
+    by_line = {c.line: invocation(c) for c in commands}
+    awaiting_status = False  # an `echo $?` was typed: the next number is an exit status
+    continues: int = 0  # ncat's "Trying next address...": the line of the attempt it goes on
 
     def close(frame: _Frame | None, exit_code: int | None) -> None:
         if frame is None or frame.attempts:
+            return
+        if frame.command is not None:
+            status, reason = exit_outcome(frame.command, exit_code)
+            tool = Tool.TIMEOUT if status is Status.TIMEOUT else Tool.EXIT_STATUS
+            where = frame.line_number
+            attempts.append(Attempt(frame.target, status, tool, frame.line, where, reason))
             return
         if exit_code == 0:
             status, tool, reason = Status.OPEN, Tool.EXIT_STATUS, "exit status 0, no message"
@@ -171,9 +237,13 @@ def parse(text: str, source: str) -> tuple[Attempt, ...]:
         attempts.append(Attempt(frame.target, status, tool, frame.line, frame.line_number, reason))
 
     def add(line: Line, raw: str, number: int, *, unread: bool = False) -> None:
+        nonlocal continues
         attempt = Attempt(
             line.target, line.status, line.tool, raw, number, line.reason, line.address
         )
+        if continues and line.tool is Tool.NCAT and line.target.host is None:
+            attempt = replace(attempt, group=continues)
+        continues = 0
         # A line too long to read stays a result of its own: attached to a frame, a later
         # "succeeded" of that target would outvote it, and what it said is unknown.
         if frame is not None and not unread and _belongs(frame, attempt):
@@ -189,7 +259,28 @@ def parse(text: str, source: str) -> tuple[Attempt, ...]:
             add(*pending)
             pending = None
 
-    for number, captured in enumerate(text.splitlines(), start=1):
+    lines = text.splitlines()
+    # The pre-pass drops skipped lines after the last one kept: a command line may lie past
+    # the text's end (a silent `nc -z` that ends the paste).
+    lines += [""] * (max(by_line, default=0) - len(lines))
+    for number, captured in enumerate(lines, start=1):
+        if (inv := by_line.get(number)) is not None:
+            flush_pending()
+            continues = 0
+            if inv.status_echo:
+                awaiting_status = frame is not None and frame.command is not None
+                continue
+            close(frame, None)
+            frame = None
+            if inv.target is not None:
+                frame = _Frame(inv.target, number, f"$ {inv.text}", command=inv)
+            awaiting_status = inv.echoes_status and frame is not None
+            continue
+        if awaiting_status and (code := captured.strip()).isdigit() and len(code) <= 3:
+            flush_pending()
+            close(frame, int(code))
+            frame, awaiting_status = None, False
+            continue
         line = read_line(captured, source, number)
         if line is None:
             continue
@@ -212,6 +303,11 @@ def parse(text: str, source: str) -> tuple[Attempt, ...]:
             add(replace(line, status=status, reason=reason), f"{first_raw} / {raw}", number)
             continue
         flush_pending()
+        if line.kind is LineKind.NEXT:
+            previous = attempts[-1] if attempts else None
+            if previous is not None and previous.tool is Tool.NCAT:
+                continues = previous.group or previous.line_number
+            continue
         if line.kind is LineKind.FRAME:
             close(frame, None)
             frame = _Frame(line.target, number, raw)
@@ -234,7 +330,12 @@ def parse(text: str, source: str) -> tuple[Attempt, ...]:
 
 
 def analyze(
-    text: str, source: str, *, expect: int | None = None, whole: bool = False
+    text: str,
+    source: str,
+    *,
+    expect: int | None = None,
+    whole: bool = False,
+    commands: Sequence[CommandLine] = (),
 ) -> NetcatReport:
     """One result per target, in order of first appearance.
 
@@ -243,6 +344,7 @@ def analyze(
     of targets tried) to match, or `whole` (its producer counted them: the node probe). A
     last line without a newline may be cut in the middle ("Connection to ... failed" before
     its reason, "succeeded!" of a later attempt): unless `whole`, it is not read.
+    `commands`: the command lines of a paste (see `parse`).
     """
     cut = ""
     if not whole:
@@ -251,24 +353,38 @@ def analyze(
             cut = f"its last line (line {text.count(chr(10)) + 1}) has no newline and was not read"
             text = text[: len(text) - len(last)]
     groups: dict[object, list[Attempt]] = {}
-    for a in parse(text, source):
+    for a in parse(text, source, commands):
         t = a.target
-        # A result without host and port cannot be merged with anything: key it by its line.
+        # A result without host and port cannot be merged with anything but what it
+        # continues (ncat's next address): key it by its line.
         key: object = (
-            (t.host.lower(), t.port, t.protocol) if t.host is not None else ("line", a.line_number)
+            (t.host.lower(), t.port, t.protocol)
+            if t.host is not None
+            else ("line", a.group or a.line_number)
         )
         groups.setdefault(key, []).append(a)
-    results = []
-    for attempts in groups.values():
-        decisive_ones = [a for a in attempts if a.status is not Status.UNKNOWN]
-        decisive = decisive_ones[-1] if decisive_ones else attempts[-1]
-        mixed = len({a.status for a in decisive_ones}) > 1
-        results.append(
-            ProbeResult(decisive.target, decisive.status, decisive, tuple(attempts), mixed)
-        )
+    results = [_result(attempts) for attempts in groups.values()]
     if not whole:
         cut = "; ".join(w for w in (_count_gap(len(results), expect), cut) if w)
     return NetcatReport(tuple(results), cut)
+
+
+# Which family's outcome the target shows when they differ: the one that got furthest.
+_REACH = (Status.OPEN, Status.REFUSED, Status.TIMEOUT, Status.UNREACHABLE, Status.FAILED)
+
+
+def _result(attempts: list[Attempt]) -> ProbeResult:
+    decisive_ones = [a for a in attempts if a.status is not Status.UNKNOWN]
+    decisive = decisive_ones[-1] if decisive_ones else attempts[-1]
+    mixed = len({a.status for a in decisive_ones}) > 1
+    per_family: dict[int | None, Attempt] = {}
+    for a in decisive_ones:  # the last decisive attempt of each family, in order of first try
+        per_family[a.family] = a
+    families: tuple[FamilyResult, ...] = ()
+    if len(per_family) > 1:
+        families = tuple(FamilyResult(f, a.status, a) for f, a in per_family.items())
+        decisive = min(per_family.values(), key=lambda a: _REACH.index(a.status))
+    return ProbeResult(decisive.target, decisive.status, decisive, tuple(attempts), mixed, families)
 
 
 def _count_gap(shown: int, expect: int | None) -> str:

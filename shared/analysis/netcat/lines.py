@@ -1,12 +1,14 @@
 """Recognising one line of connection-test output: which tool said it, about what, and how it ended.
 
-Owns the wordings of OpenBSD nc, macOS nc, nmap ncat, busybox nc, bash `/dev/tcp`, Go's
-`dial tcp` errors (what kubectl prints) and our own framing lines. `read_line` turns one line
+Owns the wordings of OpenBSD nc, macOS nc, nmap ncat, busybox nc, traditional netcat (Debian's
+netcat-traditional, `nc.traditional`), bash `/dev/tcp`, Go's `dial tcp` errors (what kubectl
+prints) and our own framing lines. `read_line` turns one line
 into a `Line` (or None when the line is none of these); `netcat.parse` puts lines in context.
 
 Wordings were checked against the real OpenBSD nc 1.219 and bash 5 in a network namespace (DROP,
-REJECT with tcp-reset / icmp-host-unreachable / icmp-net-unreachable, no route, no listener) and
-against published output of the other tools.
+REJECT with tcp-reset / icmp-host-unreachable / icmp-net-unreachable, no route, no listener), and
+ncat 7.93, busybox 1.35 nc and netcat-traditional 1.10 the same way (issue 10); macOS nc and Go
+against their published output.
 """
 
 from __future__ import annotations
@@ -35,11 +37,12 @@ class Status(StrEnum):
     REFUSED = "refused"
     TIMEOUT = "timeout"
     UNREACHABLE = "unreachable"
+    FAILED = "failed"  # not open, the tool did not say how: a silent `nc -z` that exited 1
     UNKNOWN = "unknown"
 
     @property
     def blocked(self) -> bool:
-        return self in (Status.REFUSED, Status.TIMEOUT, Status.UNREACHABLE)
+        return self in (Status.REFUSED, Status.TIMEOUT, Status.UNREACHABLE, Status.FAILED)
 
 
 class Tool(StrEnum):
@@ -47,6 +50,7 @@ class Tool(StrEnum):
     MACOS_NC = "macos-nc"
     NCAT = "ncat"
     BUSYBOX_NC = "busybox-nc"
+    TRADITIONAL_NC = "traditional-nc"  # netcat 1.10 (Debian's nc.traditional)
     BASH = "bash-dev-tcp"
     GO_DIAL = "go-dial"  # kubectl and other Go programs: "dial tcp 10.0.0.4:10250: i/o timeout"
     TIMEOUT = "timeout"  # GNU timeout killed a silent probe (exit 124, 137 with -s KILL)
@@ -58,6 +62,7 @@ class LineKind(StrEnum):
     PENDING = "pending"  # bash's "connect:" line: an outcome whose target comes on the next line
     FRAME = "frame"  # our framing line: target=<host>:<port> [exit=<n>]
     EXIT = "exit"  # our framing line: <host>:<port> exit=<n>
+    NEXT = "next"  # ncat's "Trying next address...": its next result is the same target's
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +158,16 @@ _NC_FAIL = re.compile(
 )
 _NC_GAI = re.compile(r'nc: getaddrinfo for host "(?P<host>[^"]*)" port (?P<port>\S+): (?P<err>.+)$')
 _NCAT_OK = re.compile(r"Ncat: Connected to (?P<hp>\S+?)\.?$")
+# ncat names the address (not the port) when a name has several: "Connection to ADDR failed: E."
+_NCAT_ADDR_FAIL = re.compile(r"Ncat: Connection to (?P<addr>\S+) failed: (?P<err>.+)$")
+_NCAT_NEXT = "Ncat: Trying next address..."
+# netcat 1.10: "HOST [ADDR] PORT (SERVICE) open" or "... (SERVICE) : ERROR"; HOST is "(UNKNOWN)"
+# without reverse DNS (or with -n). Matched at the start of the line only: linear.
+_TRADITIONAL = re.compile(
+    r"(?P<host>\S+) \[(?P<addr>[0-9A-Fa-f:.]+)\] (?P<port>\d{1,5}) \([^()\s]*\) "
+    r"(?:(?P<open>open)|: (?P<err>.+))$"
+)
+_TRADITIONAL_LOOKUP = re.compile(r"(?P<host>\S+): forward host lookup failed: (?P<err>.+)$")
 _NCAT_FAIL = re.compile(
     r"Ncat: (?P<err>Connection refused|TIMEOUT|Connection timed out|No route to host|"
     r"Network is unreachable|Host is unreachable|Permission denied|Operation not permitted)\.?$",
@@ -275,6 +290,10 @@ def read_line(text: str, source: str, number: int) -> Line | None:
     if m := _NCAT_OK.search(text):
         target = parse_target(m["hp"]) or Target(None, None)
         return Line(LineKind.RESULT, target, Status.OPEN, Tool.NCAT)
+    if m := _NCAT_ADDR_FAIL.search(text):
+        return _fail(Target(None, None), m["err"], Tool.NCAT, m["addr"])
+    if text.endswith(_NCAT_NEXT):
+        return Line(LineKind.NEXT, Target(None, None), tool=Tool.NCAT)
     if m := _NCAT_FAIL.search(text):
         return _fail(Target(None, None), m["err"], Tool.NCAT, None)
     if (err := _ncat_quit(text)) is not None:
@@ -291,6 +310,20 @@ def read_line(text: str, source: str, number: int) -> Line | None:
                 Tool.BUSYBOX_NC,
                 address=hp.host,
             )
+    if m := _TRADITIONAL.match(stripped):
+        host = None if m["host"] == "(UNKNOWN)" else m["host"]
+        target = Target(host or m["addr"], _port(m["port"]))
+        if m["open"]:
+            return Line(LineKind.RESULT, target, Status.OPEN, Tool.TRADITIONAL_NC, "", m["addr"])
+        return _fail(target, m["err"], Tool.TRADITIONAL_NC, m["addr"])
+    if m := _TRADITIONAL_LOOKUP.match(stripped):
+        return Line(
+            LineKind.RESULT,
+            Target(m["host"], None),
+            Status.UNKNOWN,
+            Tool.TRADITIONAL_NC,
+            f"name resolution failed: {m['err']}",
+        )
     if _BUSYBOX_TIMEOUT.match(text.strip()):
         return _fail(Target(None, None), "timed out", Tool.BUSYBOX_NC, None)
     if m := _BUSYBOX_BADADDR.search(text):
