@@ -12,14 +12,18 @@ from shared.errors import InputError, excerpt
 __all__ = ["handle", "register"]
 
 _EPILOG = """\
-recognises OpenBSD nc, macOS nc, nmap ncat, busybox nc, bash /dev/tcp and Go 'dial tcp' errors.
-Framing lines give a target to tools that do not name it, and let an exit status speak:
+recognises OpenBSD nc, macOS nc, nmap ncat, busybox nc, traditional netcat, bash /dev/tcp and
+Go 'dial tcp' errors. Framing lines give a target to tools that do not name it, and let an exit
+status speak:
   target=10.224.0.5:10250          before an attempt
   10.224.0.5:10250 exit=124        after it (124 = killed by timeout -> timeout, 0 -> open)
+A pasted prompt does the same: `$ nc -vz 10.224.0.5 10250` names the target of the lines after
+it, and `echo $?` after a silent `nc -z` gives its status (0 open, 1 failed).
 A capture cannot show that no target follows its last one (nor that its last line, without a
 newline, was not cut): every target open is exit 0 only with --expect N, the number of targets
 tried, matching the capture; otherwise it is inconclusive (exit 3).
-exit codes: 0 every target open (--expect N of them), 1 a target refused/timed out/unreachable,
+exit codes: 0 every target open (--expect N of them), 1 a target refused/timed out/unreachable
+or failed,
 2 unreadable input (lines, none of them a connection test's), 3 nothing captured, some targets
 unknown, or maybe more targets"""
 
@@ -47,7 +51,8 @@ def register(kinds: Any) -> None:
 def handle(args: argparse.Namespace) -> CommandResult:
     source, paste = read_paste(args.file, "nc")
     text = paste.text
-    report = netcat.analyze(text, source, expect=args.expect)
+    # A prompt's command line names the target of the lines after it (`$ nc -vz HOST PORT`).
+    report = netcat.analyze(text, source, expect=args.expect, commands=paste.commands)
     if not report.results:
         _refuse_unrecognised(source, text, cut=bool(report.cut))
     found = netcat.findings(report)
@@ -69,10 +74,13 @@ def handle(args: argparse.Namespace) -> CommandResult:
     width = max((len(r.target.label()) for r in report.results), default=0)
     for r in report.results:
         a = r.decisive
-        note = " (attempts disagreed)" if r.mixed else ""
+        note = " (attempts disagreed)" if r.mixed and not r.families else ""
         lines.append(f"{r.target.label():<{width}} {r.status.value:<11} {a.line}{note}")
-        if a.reason and r.status is netcat.Status.UNKNOWN:
+        if a.reason and r.status in (netcat.Status.UNKNOWN, netcat.Status.FAILED):
             lines.append(f"{'':<{width}} {'':<11} why: {a.reason}")
+        if r.families:  # each address family's own outcome (IPv4 timeout, IPv6 unreachable)
+            each = "; ".join(_family(f) for f in r.families)
+            lines.append(f"{'':<{width}} {'':<11} by family: {each}")
     if not report.results:
         lines.append(f"{source}: no connection test output recognised")
     counts = ", ".join(f"{n} {s}" for s, n in report.counts.items() if n)
@@ -87,6 +95,13 @@ def handle(args: argparse.Namespace) -> CommandResult:
             lines.extend(f"  note: {n}" for n in f.remediation.notes)
             break
     return with_paste(CommandResult(code, document, "\n".join(lines)), [(source, paste)])
+
+
+def _family(f: netcat.FamilyResult) -> str:
+    a = f.decisive
+    address = f" {a.address or a.target.host}" if f.family is not None else ""
+    why = f", {a.reason}" if a.reason else ""
+    return f"{f.label()}{address}: {f.status.value} (line {a.line_number}{why})"
 
 
 def _refuse_unrecognised(source: str, text: str, *, cut: bool) -> None:

@@ -9,12 +9,16 @@ a listener on 443), `node1` resolving to 10.77.0.5 and 2001:db8:77::5 (no IPv6 r
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from shared.analysis import netcat
 from shared.analysis.netcat import Status
 from shared.analysis.netcat.lines import LineKind, Tool, read_line
 from shared.analysis.paste import clean
+from shared.cli.main import main
 
 
 def _analyze(text: str, expect: int | None = None) -> netcat.NetcatReport:
@@ -131,7 +135,7 @@ def test_ipv4_timeout_and_ipv6_unreachable_do_not_collapse() -> None:
     [r] = _analyze(text).results
     assert r.status is Status.TIMEOUT and r.decisive.address == "10.77.0.5"
     assert [(f.family, f.status.value) for f in r.families] == [(4, "timeout"), (6, "unreachable")]
-    assert r.to_json()["families"][1]["address"] == "2001:db8:77::5"
+    assert r.families[1].to_json()["address"] == "2001:db8:77::5"
     # One family, several attempts: the last decisive one, as before.
     same = text.replace("2001:db8:77::5", "10.77.0.6")
     [r] = _analyze(same).results
@@ -161,3 +165,43 @@ def test_traditional_netcat_mixed_with_other_lines() -> None:
     }
     line = read_line("(UNKNOWN) [10.77.0.5] 443 (https) open", "t", 1)
     assert line is not None and line.tool is Tool.TRADITIONAL_NC and line.address == "10.77.0.5"
+
+
+# ---- tunnelwatch analyze nc
+
+
+def _cli(tmp_path: Path, text: str, *args: str) -> int:
+    capture = tmp_path / "nc.txt"
+    capture.write_text(text)
+    return main(["analyze", "nc", str(capture), *args])
+
+
+def test_cli_reads_the_prompt_and_reports_each_family(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = f"azureuser@aks-nodepool1-0:~$ ncat -vz -w2 node1 10250\n{NCAT_TWO_ADDRESSES}"
+    code = _cli(tmp_path, text, "--expect", "1")
+    out = capsys.readouterr().out
+    assert code == 1
+    assert out.startswith("node1:10250 timeout")
+    assert (
+        "by family: IPv4 10.77.0.5: timeout (line 3, TIMEOUT); another address: unreachable" in out
+    )
+    assert "attempts disagreed" not in out
+    code = _cli(tmp_path, text, "--json")
+    [result] = json.loads(capsys.readouterr().out)["results"]
+    assert [(f["family"], f["address"]) for f in result["families"]] == [
+        (4, "10.77.0.5"),
+        (None, None),
+    ]
+
+
+def test_cli_silent_z_and_echo_status(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text = "$ nc -z 10.77.0.5 10250; echo $?\n1\n$ nc -z 10.77.0.5 443; echo $?\n0\n"
+    code = _cli(tmp_path, text, "--expect", "2", "--json")
+    doc = json.loads(capsys.readouterr().out)
+    assert code == 1 and doc["counts"]["failed"] == 1 and doc["counts"]["open"] == 1
+    [finding] = doc["findings"]
+    assert finding["title"] == "connection to 10.77.0.5:10250: failed"
+    code = _cli(tmp_path, "$ nc -z 10.77.0.5 443; echo $?\n0\n", "--expect", "1")
+    assert code == 0, capsys.readouterr().out

@@ -121,7 +121,7 @@ class FamilyResult:
         return {
             "family": self.family,
             "status": self.status.value,
-            "address": a.address or a.target.host,
+            "address": a.address or (a.target.host if self.family is not None else None),
             "line": a.line,
             "line_number": a.line_number,
             "reason": a.reason,
