@@ -11,6 +11,7 @@ import ipaddress
 import socket
 
 from shared.analysis.iptables.model import Cond, Ctx
+from shared.analysis.iptables.services import NETBASE
 
 __all__ = [
     "SERVICES",
@@ -79,13 +80,19 @@ SERVICES: dict[str, int] = {
     "jetdirect": 9100,
     "zabbix-agent": 10050,
     "zabbix-trapper": 10051,
+    **NETBASE,
 }
 
 _V4_ALL = 0xFFFFFFFF
 _V6_ALL = (1 << 128) - 1
 
 # Names `iptables --list` (without -n) prints for well-known networks (/etc/networks).
-_NETWORK_NAMES = {"loopback": "127.0.0.0", "link-local": "169.254.0.0", "localhost": "127.0.0.1"}
+_NETWORK_NAMES = {
+    "default": "0.0.0.0",  # noqa: S104 - `default/1` is the network 0.0.0.0/1, not a bind
+    "loopback": "127.0.0.0",
+    "link-local": "169.254.0.0",
+    "localhost": "127.0.0.1",
+}
 
 
 def _v4(text: str) -> int | None:

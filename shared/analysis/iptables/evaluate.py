@@ -207,7 +207,7 @@ class _Walker:
             frame = br.stack[-1]
             if frame.index >= len(frame.rules):
                 cut = frame.rs.tables[frame.table].chains[frame.chain].cut
-                if cut:
+                if cut and not frame.rs.whole:  # a producer that proved it whole outranks it
                     why = f"rules of {frame.table} {frame.chain} may follow: {cut}"
                     return self._missing(br, frame.table, frame.chain, why, frame.rs)
                 out = self._leave(br, explicit=False)

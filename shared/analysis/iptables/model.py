@@ -306,7 +306,8 @@ class Ruleset:
     caveats: tuple[str, ...] = ()  # what the format could not show us
     # The producer proved the dump whole (the node probe: the save command's exit status,
     # the reduction's trailer, a complete gzip stream). A pasted capture is never proven
-    # whole: one without a filter INPUT chain may be cut before it, so it cannot say ACCEPT.
+    # whole: one without a filter INPUT chain may be cut before it, so it cannot say ACCEPT,
+    # and the last chain of an `iptables --list` paste may go on past its end (Chain.cut).
     whole: bool = False
 
     def chain_entries(self, table: str, chain: str) -> list[Entry]:
