@@ -275,7 +275,10 @@ def test_listing_without_input_is_never_accept(
     for label, text in (("forward", forward), ("raw", raw)):
         v = evaluate_input(parse_rulesets(text, label), _packet(state))
         assert v.verdict.value == "unknown", f"{label}: {v}"
-        assert "no filter table INPUT chain" in v.reason, v.reason
+        assert "no filter INPUT chain" in v.reason, v.reason
+        shown = "filter FORWARD" if label == "forward" else "raw PREROUTING, raw OUTPUT"
+        assert f"lists only {shown} and no filter INPUT chain" in v.reason, v.reason
+        assert "capture `iptables -L INPUT -n -v --line-numbers`" in v.reason
     _captures.clear()
 
 

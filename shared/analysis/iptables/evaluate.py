@@ -107,6 +107,22 @@ _NO_FILTER = (
     "nothing filters INPUT there: capture the whole `iptables-save` to be sure)"
 )
 
+_LISTED_NO_FILTER = (
+    "{} lists only {} and no filter INPUT chain, the one that decides what comes in: capture "
+    "`{}` (or `{}`)"
+)
+
+
+def _no_filter(rs: Ruleset) -> str:
+    """Why a capture without a filter INPUT chain cannot say ACCEPT, and what to capture."""
+    if rs.format != "list":
+        return _NO_FILTER.format(rs.source)
+    shown = ", ".join(f"{t.name} {c}" for t in rs.tables.values() for c in t.chains) or "nothing"
+    cmd = rs.command()
+    listing = command(cmd, "-L", "INPUT", "-n", "-v", "--line-numbers")
+    return _LISTED_NO_FILTER.format(rs.source, shown, listing, command(f"{cmd}-save"))
+
+
 _CUT_TABLE = (
     "{} ends inside table {} (no COMMIT), so the tables iptables-save prints after it are not "
     "in it; of the tables on the INPUT path it lacks: {}"
@@ -152,7 +168,7 @@ class _Walker:
         # Captures that may have been cut before their filter INPUT chain: they cannot say
         # that the packet is accepted (dropped, by a rule they show, they can).
         self.no_filter = [
-            rs.source
+            _no_filter(rs)
             for rs in rulesets
             if not rs.whole
             and not ("filter" in rs.tables and "INPUT" in rs.tables["filter"].chains)
@@ -180,7 +196,7 @@ class _Walker:
         while True:
             if not br.stack:
                 if br.hook >= len(self.hooks) and self.no_filter:
-                    why = _NO_FILTER.format(", ".join(self.no_filter))
+                    why = "; ".join(self.no_filter)
                     return self._missing(br, "filter", "INPUT", why)
                 if br.hook >= len(self.hooks) and self.cut_tables:
                     table, chain = HOOKS[-1]
