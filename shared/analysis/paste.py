@@ -475,9 +475,14 @@ def clean(text: str) -> Paste:
     ended = last_kept > 0 and any(n > last_kept for n in prompts)
     if marks:
         skipped.extend(_groups(marks))
-        # skipped lines after the last kept one are dropped: no line number moves
+        # skipped lines after the last kept one are dropped: no line number moves. The blank
+        # lines the output itself ends with stay: ufw ends its listing with one, and that
+        # blank line is what shows the listing whole.
         if marks[-1][0] > last_kept:
             keep = last_kept
+            skipped_lines = {n for n, _ in marks}
+            while keep < len(lines) and keep + 1 not in skipped_lines and not lines[keep].strip():
+                keep += 1
             tail_newline = keep < len(lines)
             lines = lines[:keep] + ([""] if tail_newline else [])
     if not changed:

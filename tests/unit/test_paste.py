@@ -174,3 +174,12 @@ def test_json_keeps_line_numbers() -> None:
         "commands": [],
         "ended_by_prompt": False,
     }
+
+
+@pytest.mark.parametrize("after", ["root@node:~# ", "```\n", "$ \n"])
+def test_the_blank_line_that_ends_the_output_stays(after: str) -> None:
+    """ufw ends its listing with a blank line, which proves it whole (issue 15, defect 7):
+    dropping the skipped lines after the output must not drop it too."""
+    listing = "Status: active\n\nTo Action From\n-- ------ ----\n22/tcp ALLOW IN Anywhere\n\n"
+    p = clean(f"$ sudo ufw status verbose\n{listing}{after}")
+    assert p.text == "\n" + listing

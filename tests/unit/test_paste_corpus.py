@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import json
+import shutil
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -69,6 +70,32 @@ def _nft() -> str:
 
 def _nc_refused() -> str:
     return _netns("nc -vz -w 2 127.0.0.1 10250; true")
+
+
+def _tool(program: str, script: str) -> Callable[[], str]:
+    def build() -> str:
+        if shutil.which(program) is None:
+            cannot_run(f"needs {program} (make test installs it as root)")
+        return _netns(script)
+
+    return build
+
+
+# ncat prints no target on a timeout: only the prompt's command line names it.
+_ncat_timeout = _tool(
+    "ncat", "iptables -A INPUT -p tcp --dport 10250 -j DROP; ncat -vz -w 1 127.0.0.1 10250; true"
+)
+_traditional_refused = _tool("nc.traditional", "nc.traditional -vnz -w 1 127.0.0.1 10250; true")
+# What `ufw allow from any app Samba` and `ufw limit 22/tcp` print (ufw 0.36.2).
+_UFW_HEAD = (
+    "Status: active\nLogging: on (low)\n"
+    "Default: deny (incoming), allow (outgoing), disabled (routed)\nNew profiles: skip\n\n"
+    "To                         Action      From\n--                         ------      ----\n"
+)
+
+
+def _ufw(rules: str) -> Callable[[], str]:
+    return lambda: _UFW_HEAD + rules + "\n"
 
 
 def _file(rel: str) -> Callable[[], str]:
@@ -140,6 +167,49 @@ SHAPES: list[Shape] = [
         1,
         "127.0.0.1:10250 refused",
         None,
+    ),
+    Shape(
+        "ncat -vz, timeout",
+        "nc",
+        _ncat_timeout,
+        "ncat -vz -w 1 127.0.0.1 10250",
+        (),
+        1,
+        "timeout     Ncat: TIMEOUT.",
+        None,
+    ),
+    Shape(
+        "nc.traditional -vz, refused",
+        "nc",
+        _traditional_refused,
+        "nc.traditional -vnz -w 1 127.0.0.1 10250",
+        (),
+        1,
+        "127.0.0.1:10250 refused     (UNKNOWN) [127.0.0.1] 10250 (?) : Connection refused",
+        None,
+    ),
+    Shape(
+        "ufw status verbose, a rule on a source port (Samba)",
+        "ufw",
+        _ufw(
+            "Anywhere                   ALLOW IN    139,445/tcp (Samba)\n"
+            "22/tcp                     ALLOW IN    Anywhere\n"
+        ),
+        "ufw status verbose",
+        ("--src", "10.224.0.4"),
+        1,
+        "the default incoming policy deny (line",
+        "ufw allow from 10.224.0.4 to any port 10250 proto tcp",
+    ),
+    Shape(
+        "ufw status verbose, LIMIT",
+        "ufw",
+        _ufw("10250/tcp                  LIMIT IN    Anywhere\n"),
+        "ufw status verbose",
+        ("--src", "10.224.0.4"),
+        1,
+        "rate-limits (accepts, but refuses the 6th new connection",
+        "ufw insert 1 allow from 10.224.0.4 to any port 10250 proto tcp",
     ),
     Shape(
         "az vm run-command invoke (JSON)",
