@@ -18,7 +18,7 @@ A rule on the client's source port (`ufw allow from any app Samba` prints `Anywh
 IN 139,445/tcp (Samba)`; `ufw deny proto tcp from any port 139`) is decided with the range
 the client's source port comes from, `src_ports`: by default Linux's ephemeral range
 32768-60999 (net.ipv4.ip_local_port_range, per network namespace). The tunnel's connections
-to the kubelet are opened by the tunnel agent (konnectivity-agent, tunnelfront, aks-link)
+to the kubelet are opened by the tunnel agent (konnectivity-agent, in a pod on a node)
 with connect() and no bind, so their source port is one of these; a rule whose source ports
 miss the range never matches, one that covers it always does, and one that overlaps it is
 undecided. The verdict says so in a note whenever such a rule was decided this way.
