@@ -87,7 +87,10 @@ def handle(args: argparse.Namespace) -> CommandResult:
         name, paste = read_paste(path, "iptables")
         names.append(name)
         pastes.append((name, paste))
-        rulesets.extend(parse_rulesets(paste.text, name))
+        # The command line shown before the output is a hint (its -t, ip6tables); with
+        # several commands in one paste it is not clear which printed what.
+        hint = paste.command if len(paste.commands) == 1 else None
+        rulesets.extend(parse_rulesets(paste.text, name, hint, ended=paste.ended_by_prompt))
     verdict = evaluate_input(rulesets, packet)
     findings = findings_for(verdict, Subject(resource=", ".join(names)))
     return with_paste(verdict_result(verdict, findings, _text), pastes)

@@ -351,3 +351,53 @@ COMMIT
     out = capsys.readouterr().out
     assert "UNKNOWN" in out.splitlines()[0] and "decided by:" not in out, out
     assert "stopped at: filter INPUT rule 3" in out
+
+
+def test_command_line_and_closing_prompt_are_hints(
+    netns: str, tmp_path: pytest.TempPathFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The paste's command line names the table a lone chain's listing does not show
+    (`-t mangle -L INPUT` looks like filter's INPUT: the fix deleted filter's rule 1), and a
+    prompt after the output proves its last chain ended (a walk falling off it decides)."""
+    ruleset = """*mangle
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+-A INPUT -p tcp -m tcp --dport 10250 -j DROP
+COMMIT
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:SITE - [0:0]
+-A INPUT -p tcp -j SITE
+-A INPUT -p tcp -m tcp --dport 10250 -j REJECT --reject-with tcp-reset
+-A SITE -p udp -j ACCEPT
+COMMIT
+"""
+    _ns(netns, ["iptables-nft-restore"], ruleset)
+    mangle = _ns(netns, ["iptables-nft", "-t", "mangle", "-L", "INPUT", "-n", "-v"])
+    listing = _ns(netns, ["iptables-nft", "-L", "-n", "-v", "--line-numbers"])
+    _captures.clear()
+    prompt = "root@node:~# "
+
+    def run(text: str) -> tuple[int, str]:
+        path = tmp_path / "paste.txt"  # type: ignore[operator]
+        path.write_text(text)
+        code = main(["analyze", "iptables", str(path), "--src", SRC4, "--in-iface", "eth0"])
+        return code, capsys.readouterr().out
+
+    code, out = run(f"{prompt}iptables -t mangle -L INPUT -n -v\n{mangle}{prompt}\n")
+    assert code == 1 and "decided by: mangle INPUT rule 1" in out, out
+    assert "iptables -t mangle -D INPUT 1" in out, out
+    # The filter listing: SITE (listed last) returns, then rule 2 rejects. As a bare paste
+    # nothing shows SITE ended; a prompt after it does, unless the output went through a pipe.
+    code, out = run(listing)
+    assert code == 3 and "rules of filter SITE may follow" in out, out
+    code, out = run(f"{prompt}iptables -L -n -v --line-numbers\n{listing}{prompt}\n")
+    assert code == 1 and "decided by: filter INPUT rule 2" in out, out
+    assert "iptables -D INPUT 2" in out
+    code, out = run(f"{prompt}iptables -L -n -v --line-numbers | head -40\n{listing}{prompt}\n")
+    assert code == 3, out

@@ -25,6 +25,7 @@ from shared.analysis.iptables.model import (
 from shared.analysis.iptables.parse_list import parse_list
 from shared.analysis.iptables.parse_save import parse_rules, parse_save
 from shared.analysis.iptables.remediation import findings_for, fix_commands
+from shared.analysis.paste import Command
 from shared.errors import InputError, excerpt
 
 __all__ = [
@@ -68,14 +69,27 @@ def detect_format(text: str, source: str = "<input>") -> str:
     raise InputError(source, "empty input: no tables, chains or rules")
 
 
-def parse_rulesets(text: str, source: str = "<input>") -> list[Ruleset]:
-    """Every ruleset in the text (iptables-save output of several backends can be concatenated)."""
+def parse_rulesets(
+    text: str, source: str = "<input>", hint: Command | None = None, *, ended: bool = False
+) -> list[Ruleset]:
+    """Every ruleset in the text (iptables-save output of several backends can be concatenated).
+
+    `hint`: the command line a paste showed before the output, `ended`: a prompt followed it
+    (shared/analysis/paste.py). An `iptables --list` capture takes its table (`-t`) and family
+    (ip6tables) from the command when the listing does not show them, and its last chain is
+    whole when the output ended by a prompt and went through no pipe (`| head` may cut it)."""
     fmt = detect_format(text, source)
     if fmt == "save":
         return parse_save(text, source)
     if fmt == "rules":
         return parse_rules(text, source)
-    return parse_list(text, source)
+    if hint is None:
+        return parse_list(text, source, ended=ended)
+    if hint.listing != "list":
+        return parse_list(text, source)  # the command shown is not the one that printed this
+    return parse_list(
+        text, source, table=hint.table, family=hint.family, ended=ended and not hint.piped
+    )
 
 
 def parse_ruleset(text: str, source: str = "<input>") -> Ruleset:

@@ -67,7 +67,20 @@ class _Layout:
         )
 
 
-def parse_list(text: str, source: str) -> list[Ruleset]:
+def parse_list(
+    text: str,
+    source: str,
+    *,
+    table: str | None = None,
+    family: int | None = None,
+    ended: bool = False,
+) -> list[Ruleset]:
+    """The ruleset of an `iptables --list` capture.
+
+    Hints from the command line the paste showed (shared/analysis/paste.py): `table` (its
+    `-t`), which a lone chain's listing does not show (`-t mangle -L INPUT` looks like filter's
+    INPUT); `family` (6 for ip6tables) when no address tells; `ended` when a prompt followed
+    the output, so the command had finished and its last chain ended there."""
     blocks: list[dict[str, Chain]] = [{}]
     layouts: list[_Layout] = []
     chain: Chain | None = None
@@ -114,6 +127,8 @@ def parse_list(text: str, source: str) -> list[Ruleset]:
         unclosed = chain
     if not any(blocks[0]):
         raise InputError(source, "no chains in the iptables --list output")
+    if ended and partial is None:
+        unclosed = None  # a prompt followed the output: the last chain ended there
     if unclosed is not None:
         unclosed.cut = (
             "iptables --list prints nothing after its last chain, and no blank line or "
@@ -123,24 +138,27 @@ def parse_list(text: str, source: str) -> list[Ruleset]:
             unclosed.cut += f"; the last line {partial} has no newline and was not read"
     tables: dict[str, Table] = {}
     for block in blocks:
-        table = _table_of(block, source)
-        if table.name in tables:
+        t = _table_of(block, source, table if len(blocks) == 1 else None)
+        if t.name in tables:
             first = next(iter(block.values()))
             raise InputError(
                 source,
-                f"two listings of table {table.name}: pass each as its own file",
+                f"two listings of table {t.name}: pass each as its own file",
                 line=first.line,
             )
-        tables[table.name] = table
-    family = _family(text, source)
+        tables[t.name] = t
+    family = _family(text, source) or family
     verbose = all(lay.verbose for lay in layouts) if layouts else True
     caveats = () if verbose else (_NO_V_CAVEAT,)
     return [Ruleset(source, "list", tables, family=family, caveats=caveats)]
 
 
-def _table_of(block: dict[str, Chain], source: str) -> Table:
+def _table_of(block: dict[str, Chain], source: str, hint: str | None = None) -> Table:
     builtins = {name for name, c in block.items() if c.policy is not None}
-    table = Table(_infer_table(builtins), dict(block))
+    name = _infer_table(builtins)
+    if hint in BUILTIN_CHAINS and builtins <= set(BUILTIN_CHAINS[hint]):
+        name = hint  # the command's -t: a lone INPUT may be mangle's, a lone OUTPUT raw's
+    table = Table(name, dict(block))
     for name, c in block.items():
         if c.policy is not None and name not in BUILTIN_CHAINS[table.name]:
             raise InputError(
