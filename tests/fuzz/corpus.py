@@ -581,6 +581,31 @@ def _cases() -> list[Case]:
         lambda n: json.dumps([{**_nsg_rule(1), "name": _rep("a:", n)}]),
         _ANY,
     )
+
+    # The paste pre-pass (shared/analysis/paste.py) and the recogniser run before every
+    # parser: prefixes on every line, and lines that nearly look like prompts (a long
+    # user@host without the prompt sign, an unclosed [user@host, runs of # or >).
+    def _every_line(prefix: str, text: str) -> str:
+        return "".join(prefix + ln for ln in text.splitlines(keepends=True))
+
+    for parser in ("iptables-save", "iptables-L", "ufw-status", "nc"):
+        plain = PARSERS[parser].plain
+        add(parser, "paste-console", lambda n, p=plain: _every_line("[   14.414142] ", p(n)), _ANY)
+        add(parser, "paste-quoted", lambda n, p=plain: _every_line("> ", p(n)), _ANY)
+        add(
+            parser,
+            "paste-near-prompts",
+            lambda n: _fill("", lambda i: f"u@{'h' * 300}x\n", n),
+            _ANY,
+        )
+        add(
+            parser,
+            "paste-open-bracket",
+            lambda n: _fill("", lambda i: f"[u@{'h ' * 150}\n", n),
+            _ANY,
+        )
+        add(parser, "paste-hashes", lambda n: _fill("", lambda i: "#" * 40 + "\n", n), _ANY)
+        add(parser, "paste-long-prompt", lambda n: "$ iptables " + _rep("-t ", n) + "\n", _ANY)
     return out
 
 
