@@ -484,6 +484,46 @@ def _cases() -> list[Case]:
     add("nc", "dial", lambda n: "dial tcp " + _rep("a:", n), _ANY)
     add("nc", "many-short-lines", lambda n: _rep("a:a:a exit=\n", n), _ANY)
     add("nc", "many-frames", lambda n: _rep("target=10.0.0.1:10250\n", n), _NOT_OK)
+    # Issue 10: traditional netcat's anchored line, ncat's next address, prompts and `echo $?`.
+    add("nc", "traditional-host", lambda n: _rep("a", n) + " [1.1.1.1] 1 (?) : x", _ANY)
+    add("nc", "traditional-brackets", lambda n: "h " + _rep("[", n) + "] 1 (x) open", _ANY)
+    add(
+        "nc",
+        "traditional-many",
+        lambda n: _rep("(UNKNOWN) [10.0.0.1] 1 (?) : Connection refused\n", n),
+        _NOT_OK,
+    )
+    add(
+        "nc",
+        "ncat-next",
+        lambda n: _rep("Ncat: Connection to a failed: TIMEOUT.\nNcat: Trying next address...\n", n),
+        _NOT_OK,
+    )
+    add(
+        "nc",
+        "prompt-echo",
+        lambda n: _rep("$ nc -z 10.0.0.1 10250; echo $?\n1\n$ echo $?\n0\n", n),
+        _NOT_OK,
+    )
+    add(
+        "nc",
+        "prompt-words",
+        lambda n: "$ nc -vz " + _rep("10.0.0.1 ", n) + "\nNcat: TIMEOUT.\n",
+        _ANY,
+    )
+    add(
+        "nc",
+        "families",
+        lambda n: _fill(
+            "",
+            lambda i: (
+                f"nc: connect to h (10.0.{i % 250}.1) port 1 (tcp) timed out: x\n"
+                f"nc: connect to h (fd00::{i:x}) port 1 (tcp) failed: Network is unreachable\n"
+            ),
+            n,
+        ),
+        _NOT_OK,
+    )
     add("iptables-L", "comment-unclosed",
         lambda n: _L_HEAD + "ACCEPT     all  --  0.0.0.0/0  0.0.0.0/0  " + _rep("/* a ", n)
         + "\n" + _list_tail()[1:], _ANY)  # fmt: skip
