@@ -35,9 +35,9 @@ from shared.adapters.probe_ledger import ProbeLedger
 from shared.adapters.queues import ProbeQueue
 from shared.adapters.tables import FindingStore
 from shared.analysis.findings import Cause, Kind
+from shared.compose import probe_deps
 from shared.jobs.probe import ProbeOptions, handle_probe_message
 from shared.jobs.probe_cycle import run_probe_cycle
-from shared.jobs.wiring import probe_deps
 from tests.armsim import ArmSimulator
 from tests.armsim.build import build_estate
 from tests.armsim.generate import generate_scenario

@@ -45,8 +45,8 @@ from azure.mgmt.monitor import MonitorManagementClient
 
 from shared.adapters.callcount import CallCounter
 from shared.adapters.clients import ArmClients, build_clients, build_monitor_client
+from shared.compose import scan_deps, static_resolver
 from shared.jobs.scan import ScanOptions, run_scan
-from shared.jobs.wiring import scan_deps, static_resolver
 from tests.armsim import ArmSimulator, Faults, StaticTokenCredential, generate_estate
 from tests.armsim import server as armsim_server
 

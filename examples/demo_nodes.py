@@ -23,9 +23,9 @@ from shared.adapters.probe_ledger import ProbeLedger
 from shared.adapters.queues import ProbeQueue
 from shared.adapters.tables import FindingStore
 from shared.analysis.findings import Kind
+from shared.compose import probe_deps
 from shared.jobs.probe import ProbeOptions, handle_poison, handle_probe_message
 from shared.jobs.probe_cycle import run_probe_cycle
-from shared.jobs.wiring import probe_deps
 from tests.armsim import SCENARIOS, ArmSimulator
 from tests.azurite import AzuriteUnavailable, running_azurite
 from tests.lab.netns import netns_unavailable_reason

@@ -17,10 +17,10 @@ import azure.functions as func
 from shared.adapters.clients import ArmClients, build_clients, default_credential
 from shared.adapters.queues import ProbeQueue
 from shared.adapters.tables import FindingStore
+from shared.compose import cached_inventory, storage_clients
 from shared.config import Settings
 from shared.inventory.model import Estate
 from shared.jobs.probe_cycle import CycleOutcome, run_probe_cycle
-from shared.jobs.wiring import cached_inventory, storage_clients
 from shared.redaction import redacted_exceptions
 
 log = logging.getLogger(__name__)

@@ -19,6 +19,7 @@ import azure.functions as func
 from shared.adapters.clients import default_credential
 from shared.adapters.probe_ledger import ProbeLedger
 from shared.adapters.tables import FindingStore
+from shared.compose import probe_deps, storage_clients
 from shared.config import Settings
 from shared.jobs.probe import (
     ProbeDeps,
@@ -27,7 +28,6 @@ from shared.jobs.probe import (
     handle_poison,
     handle_probe_message,
 )
-from shared.jobs.wiring import probe_deps, storage_clients
 from shared.redaction import redacted_exceptions
 
 log = logging.getLogger(__name__)

@@ -15,10 +15,10 @@ import azure.functions as func
 
 from shared.adapters.clients import default_credential
 from shared.adapters.tables import FindingStore
+from shared.compose import dns_resolver, scan_deps, storage_clients
 from shared.config import Settings
 from shared.errors import StorageError
 from shared.jobs.scan import ScanDeps, ScanOptions, ScanOutcome, run_scan
-from shared.jobs.wiring import dns_resolver, scan_deps, storage_clients
 from shared.redaction import redacted_exceptions
 
 log = logging.getLogger(__name__)

@@ -4,13 +4,14 @@
      +-- InputError    a file, argument or message we were given is malformed
      +-- ConfigError   settings are missing or invalid (every problem listed at once)
      +-- StorageError  Table or Queue storage could not be written or read (after retries)
+     +-- ArmError      Azure Resource Manager could not be read (after the clients' retries)
 
 A broken cluster is not an exception: it is a Finding. These are for input we cannot read.
 """
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "InputError", "TunnelwatchError", "excerpt"]
+__all__ = ["ArmError", "ConfigError", "InputError", "StorageError", "TunnelwatchError", "excerpt"]
 
 EXCERPT_CHARS = 120  # what an error message quotes of the input it complains about
 _MESSAGE_CHARS = 600  # a whole message (excerpts, names, reasons) is never longer than this
@@ -65,3 +66,16 @@ class StorageError(TunnelwatchError):
         self.operation = operation
         self.message = message
         super().__init__(f"storage: {operation}: {message}")
+
+
+class ArmError(TunnelwatchError):
+    """An ARM (or Azure Monitor) read failed after the clients' retries; raised by the adapters
+    instead of the SDK's own errors, so jobs never see an SDK type. `operation` says what was
+    read; `message` carries the HTTP status and ARM error code, or `kind` (the SDK error's
+    class name, e.g. ServiceRequestError when nothing answered), never a token or header."""
+
+    def __init__(self, operation: str, message: str, *, kind: str = "") -> None:
+        self.operation = operation
+        self.message = message
+        self.kind = kind or "ArmError"
+        super().__init__(f"{operation}: {message}")

@@ -79,9 +79,9 @@ def _handle(args: argparse.Namespace) -> CommandResult:
     from shared.adapters.clients import default_credential
     from shared.adapters.credentials import StaticTokenCredential
     from shared.adapters.tables import FindingStore
+    from shared.compose import dns_resolver, scan_deps, static_resolver, storage_clients
     from shared.config import Settings
     from shared.jobs.scan import ScanOptions, run_scan
-    from shared.jobs.wiring import dns_resolver, scan_deps, static_resolver, storage_clients
 
     subs = args.subscription or [
         s for s in os.environ.get("TUNNELWATCH_SUBSCRIPTIONS", "").split(",") if s.strip()

@@ -10,8 +10,8 @@ import pytest
 
 from shared.adapters.tables import Coverage
 from shared.analysis.findings import Cause, Kind
+from shared.compose import scan_deps, static_resolver
 from shared.jobs.scan import ScanOptions, ScanOutcome, run_scan
-from shared.jobs.wiring import scan_deps, static_resolver
 from tests.armsim import SCENARIOS, ArmSimulator, Failure, Faults, load_estate
 
 SUB = "11111111-1111-1111-1111-111111111111"

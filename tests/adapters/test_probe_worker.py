@@ -26,9 +26,9 @@ from shared.adapters.probe_ledger import REFUSED_PARTITION, LedgerEntry, ProbeLe
 from shared.adapters.queues import ProbeQueue
 from shared.adapters.tables import ClusterScan, Coverage, FindingState, FindingStore
 from shared.analysis.findings import Cause, Kind
+from shared.compose import cached_inventory, probe_deps
 from shared.inventory.model import Estate
 from shared.jobs.probe import ProbeDeps, ProbeOptions, handle_poison, handle_probe_message
-from shared.jobs.wiring import cached_inventory, probe_deps
 from shared.probe.params import PARAMETER_NAMES
 from shared.probe_requests import ProbeKind, ProbeRequest
 from tests.armsim import SCENARIOS, ArmSimulator, Faults, load_estate

@@ -27,10 +27,10 @@ from shared.adapters.probe_ledger import LedgerEntry, ProbeLedger, ProbeStatus
 from shared.adapters.queues import ProbeQueue
 from shared.adapters.tables import FindingStore, StoredFinding
 from shared.analysis.findings import Cause, Kind
+from shared.compose import probe_deps, scan_deps, static_resolver
 from shared.config import Settings
 from shared.jobs.probe import ProbeDeps
 from shared.jobs.scan import ScanDeps
-from shared.jobs.wiring import probe_deps, scan_deps, static_resolver
 from tests.armsim import SCENARIOS, ArmSimulator
 from tests.azurite import azurite  # noqa: F401
 from tests.conftest import require_tools

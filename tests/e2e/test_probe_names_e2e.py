@@ -22,9 +22,9 @@ from shared.adapters.queues import ProbeQueue
 from shared.adapters.tables import FindingState, FindingStore
 from shared.analysis.findings import Kind
 from shared.cli.main import main
+from shared.compose import probe_deps
 from shared.jobs.probe import ProbeOptions, handle_probe_message
 from shared.jobs.probe_cycle import run_probe_cycle
-from shared.jobs.wiring import probe_deps
 from shared.probe_requests import ProbeRequest
 from tests.armsim import SCENARIOS, ArmSimulator, build_estate, parse_scenario
 from tests.armsim.scripted import ScriptedNodes, addresses_of

@@ -16,9 +16,9 @@ from functions import scan_timer
 from shared.adapters.clients import RetrySettings
 from shared.adapters.tables import Coverage, Event, RunStatus
 from shared.analysis.findings import Cause, Kind
+from shared.compose import scan_deps
 from shared.config import Settings
 from shared.jobs.scan import ScanDeps, ScanOutcome
-from shared.jobs.wiring import scan_deps
 from tests.armsim import SCENARIOS, ArmSimulator, load_estate
 from tests.armsim.faults import Failure
 from tests.azurite import azurite  # noqa: F401

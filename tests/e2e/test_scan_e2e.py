@@ -18,9 +18,9 @@ from functions import scan_timer
 from shared.adapters.queues import ProbeQueue
 from shared.adapters.tables import ClusterScan, Coverage, FindingStore
 from shared.analysis.findings import Cause, Kind
+from shared.compose import scan_deps, static_resolver
 from shared.config import Settings
 from shared.jobs.scan import ScanDeps
-from shared.jobs.wiring import scan_deps, static_resolver
 from tests.armsim import SCENARIOS, ArmSimulator, Faults, load_estate
 from tests.armsim.faults import Failure, Throttle
 from tests.azurite import azurite  # noqa: F401

@@ -24,9 +24,9 @@ from azure.data.tables import TableServiceClient
 from shared.adapters.queues import ProbeQueue
 from shared.adapters.tables import FindingStore, RunStatus
 from shared.adapters.tables.store import retrying
+from shared.compose import scan_deps, static_resolver
 from shared.errors import StorageError
 from shared.jobs.scan import ScanOptions, run_scan
-from shared.jobs.wiring import scan_deps, static_resolver
 from tests.armsim import SCENARIOS, ArmSimulator, load_estate
 from tests.azurite import DEV_ACCOUNT, DEV_KEY, azurite  # noqa: F401
 

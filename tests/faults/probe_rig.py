@@ -19,8 +19,8 @@ from azure.data.tables import TableServiceClient
 from shared.adapters.probe_ledger import ProbeLedger, ProbeStatus
 from shared.adapters.queues import ProbeQueue
 from shared.adapters.tables import FindingStore
+from shared.compose import probe_deps
 from shared.jobs.probe import ProbeDeps, ProbeOptions, handle_probe_message
-from shared.jobs.wiring import probe_deps
 from shared.probe_requests import ProbeKind, ProbeRequest
 from tests.armsim import ArmSimulator, Faults
 from tests.armsim.scripted import ScriptedNodes

@@ -29,8 +29,8 @@ from azure.storage.queue import (
 from shared.adapters.clients import RetrySettings
 from shared.adapters.queues import ProbeQueue
 from shared.adapters.tables import ClusterScan, FindingStore, RecordResult, RunStatus, ScanRun
+from shared.compose import scan_deps, static_resolver
 from shared.jobs.scan import ScanDeps, ScanOptions, ScanOutcome, run_scan
-from shared.jobs.wiring import scan_deps, static_resolver
 from tests.armsim import ArmSimulator, Faults
 from tests.faults.snapshot import Snapshot, compare, snapshot
 from tests.faults.tally import TALLY, Counts, Row

@@ -25,8 +25,8 @@ from azure.mgmt.compute.models import RunCommandInput, RunCommandInputParameter
 
 from shared.analysis.findings import Kind
 from shared.analysis.netcat import Status
+from shared.compose import scan_deps, static_resolver
 from shared.jobs.scan import ScanOptions, run_scan
-from shared.jobs.wiring import scan_deps, static_resolver
 from shared.probe import script_text
 from shared.probe.output import ProbeReport, parse_probe_output, target_results
 from shared.probe.params import rendered_preamble, validate_probe_parameters

@@ -393,7 +393,7 @@ def test_identity_based_storage_and_telemetry_settings() -> None:
         "AzureWebJobsStorage__queueServiceUri": "queueEndpoint",
         "AzureWebJobsStorage__tableServiceUri": "tableEndpoint",
     }
-    # the same connection under STORAGE_CONNECTION, which shared/jobs/wiring.py reads
+    # the same connection under STORAGE_CONNECTION, which shared/compose.py reads
     app_storage = top_level_entries(app.block_after(r"var appStorageSettings\s*="))
     assert {k.replace("${storageConnection}", "AzureWebJobsStorage") for k in app_storage} == set(
         host
