@@ -64,6 +64,16 @@ def test_host_json_queue_settings_fit_the_probe_worker() -> None:
     assert hours * 60 + minutes >= 15  # a slow run command, polled to its end, and a retry
 
 
+def test_host_json_logs_every_invocation_result() -> None:
+    """Host.Results is the category of the requests table in Application Insights: at Error,
+    only failed runs appear there, and a successful scan leaves no trace of having run."""
+    levels = json.loads((ROOT / "host.json").read_text())["logging"]["logLevel"]
+    verbose_enough = ("Trace", "Debug", "Information")
+    assert levels.get("Host.Results", levels["default"]) in verbose_enough
+    sampling = json.loads((ROOT / "host.json").read_text())["logging"]["applicationInsights"]
+    assert "Request" in sampling["samplingSettings"]["excludedTypes"].split(";")
+
+
 def test_probe_functions_are_registered_on_the_probe_queue_and_its_poison_queue() -> None:
     functions = _functions()
     (timer,) = functions["probe_timer"]["bindings"]  # type: ignore[misc]
