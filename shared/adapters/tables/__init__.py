@@ -1,7 +1,7 @@
 """Storage of scan runs, findings and finding history in Azure Table storage.
 
     store.py     FindingStore: the SDK calls (the TableServiceClient is passed in)
-    plan.py      what one cluster's scan changes: flips, held closes, rows to write (pure)
+    plan.py      the rows one cluster's scan writes, rendered from the core's lifecycle (pure)
     keys.py      table names, keys and the parameterized key-range queries (pure)
     entities.py  records <-> entities, checked on the way back (pure)
     limits.py    entity and batch limits, truncation markers, secret masking (pure)

@@ -2,7 +2,8 @@
 
 The `TableServiceClient` is handed in (built from a connection string or an endpoint and a
 credential elsewhere); this module only reads and writes. The schema and the queries are in
-keys.py and docs/storage.md; what a scan changes is decided in plan.py.
+keys.py and docs/storage.md; what a scan changes is decided by the core
+(shared.core.lifecycle) and rendered as rows in plan.py.
 
 Write order for one cluster: history rows first, then the open index, then the findings
 table. The findings table is what the next scan compares against, so if a write is cut
