@@ -1,8 +1,9 @@
 """The probe timer: every PROBE_SCHEDULE (default hourly), queue a triage per node pool.
 
 Decode (nothing for a timer) -> one job (shared.jobs.probe_cycle.run_probe_cycle) -> log.
-PROBE_BUDGET 0 (what Bicep sets while enableNodeProbes is false) queues nothing. The finding
-store receives the COVERAGE findings of pools whose probe request a name made impossible.
+PROBE_BUDGET 0 (what Bicep sets while enableNodeProbes is false) returns before anything is
+built or read. The finding store receives the COVERAGE findings of pools whose probe request a
+name made impossible.
 """
 
 from __future__ import annotations
@@ -49,8 +50,18 @@ def production_deps(settings: Settings, environ: Mapping[str, str]) -> CycleDeps
 make_deps: Callable[[Settings, Mapping[str, str]], CycleDeps] = production_deps
 
 
+def _no_inventory(subscription: str, /) -> Estate:
+    raise RuntimeError(f"subscription {subscription}: no inventory while PROBE_BUDGET is 0")
+
+
 def probe_cycle_once(environ: Mapping[str, str], now: datetime | None = None) -> CycleOutcome:
     settings = Settings.from_env(environ)
+    if settings.probe_budget == 0:
+        # Probes are off: no client, no storage, no estate read (a few hundred ARM reads an
+        # hour for nothing). The empty cycle still logs its line and returns its outcome.
+        return run_probe_cycle(
+            (), inventory=_no_inventory, queue=None, budget=0, now=now or datetime.now(UTC)
+        )
     inventory, queue, store = make_deps(settings, environ)
     return run_probe_cycle(
         settings.subscriptions,
