@@ -20,7 +20,7 @@ from shared.adapters.clients import default_credential
 from shared.adapters.probe_ledger import ProbeLedger
 from shared.adapters.tables import FindingStore
 from shared.compose import probe_deps, storage_clients
-from shared.config import Settings
+from shared.config import TRIGGER_STORAGE, Settings
 from shared.jobs.probe import (
     ProbeDeps,
     ProbeOptions,
@@ -83,7 +83,8 @@ def _text(msg: func.QueueMessage) -> str:
     return msg.get_body().decode("utf-8", errors="replace")
 
 
-@bp.queue_trigger(arg_name="msg", queue_name="%PROBE_QUEUE%", connection="AzureWebJobsStorage")
+# connection: the same setting the senders use (Settings rejects any other STORAGE_CONNECTION)
+@bp.queue_trigger(arg_name="msg", queue_name="%PROBE_QUEUE%", connection=TRIGGER_STORAGE)
 def probe_worker(msg: func.QueueMessage) -> None:
     with redacted_exceptions():  # the worker hands an exception's text to the host
         result = probe_once(_text(msg), os.environ, message_id=msg.id or "")
@@ -93,9 +94,7 @@ def probe_worker(msg: func.QueueMessage) -> None:
     )  # fmt: skip
 
 
-@bp.queue_trigger(
-    arg_name="msg", queue_name="%PROBE_QUEUE%-poison", connection="AzureWebJobsStorage"
-)
+@bp.queue_trigger(arg_name="msg", queue_name="%PROBE_QUEUE%-poison", connection=TRIGGER_STORAGE)
 def probe_poison(msg: func.QueueMessage) -> None:
     with redacted_exceptions():
         result = probe_once(_text(msg), os.environ, poison=True)

@@ -17,7 +17,12 @@ from urllib.parse import urlsplit
 
 from shared.errors import ConfigError
 
-__all__ = ["SETTINGS", "Setting", "Settings"]
+__all__ = ["SETTINGS", "TRIGGER_STORAGE", "Setting", "Settings"]
+
+# The connection the queue triggers read (functions/probe_worker.py). A trigger's connection is
+# fixed in the binding when the host indexes the app, so it cannot follow STORAGE_CONNECTION:
+# the senders must use this same name, or probe requests go to a queue no worker reads.
+TRIGGER_STORAGE = "AzureWebJobsStorage"
 
 _QUEUE_NAME = re.compile(r"[a-z0-9](?:[a-z0-9]|-(?!-)){1,61}[a-z0-9]")  # fullmatch only
 _TABLE_PREFIX = re.compile(r"[A-Za-z][A-Za-z0-9]{0,39}")
@@ -49,7 +54,11 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("PROBE_BUDGET", "20", "run commands allowed per probe cycle, all clusters together"),
     Setting("PROBE_QUEUE", "probe-requests", "queue of node probe requests"),
-    Setting("STORAGE_CONNECTION", "AzureWebJobsStorage", "app setting prefix of the storage"),
+    Setting(
+        "STORAGE_CONNECTION",
+        TRIGGER_STORAGE,
+        "app setting prefix of the storage; only the one the queue triggers read is accepted",
+    ),
     Setting("TABLE_PREFIX", "tunnelwatch", "prefix of the Table Storage table names"),
     Setting(
         "ARM_ENDPOINT",
@@ -138,13 +147,25 @@ def _plain(value: str) -> str:
     return value
 
 
+def _trigger_storage(value: str) -> str:
+    # Never quoted: a connection string put here by mistake holds the account key.
+    if value == TRIGGER_STORAGE:
+        return value
+    what = "a connection string" if "=" in value or ";" in value else "another setting"
+    raise ValueError(
+        f"names {what}, but the probe queue triggers read {TRIGGER_STORAGE}: the scan would "
+        f"send probe requests where no worker reads them. Leave it unset (or {TRIGGER_STORAGE}) "
+        f"and configure the storage under {TRIGGER_STORAGE}"
+    )
+
+
 _PARSERS: dict[str, Callable[[str], Any]] = {
     "TUNNELWATCH_SUBSCRIPTIONS": _subscriptions,
     "SCAN_SCHEDULE": _cron,
     "PROBE_SCHEDULE": _cron,
     "PROBE_BUDGET": _int_range(0, 10_000),
     "PROBE_QUEUE": _match(_QUEUE_NAME, "queue name (3-63 lower-case letters, digits, hyphens)"),
-    "STORAGE_CONNECTION": _plain,
+    "STORAGE_CONNECTION": _trigger_storage,
     "TABLE_PREFIX": _match(_TABLE_PREFIX, "table prefix (a letter, then letters and digits)"),
     "ARM_ENDPOINT": _https_url,
     "ARM_CA_BUNDLE": _plain,

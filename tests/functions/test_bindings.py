@@ -85,3 +85,8 @@ def test_probe_functions_are_registered_on_the_probe_queue_and_its_poison_queue(
     # The host moves a message it gave up on to "<queue>-poison": the same name as ours.
     assert poison["queueName"] == "%PROBE_QUEUE%-poison"
     assert worker["connection"] == poison["connection"] == "AzureWebJobsStorage"
+    # ... the same setting the senders use: the only STORAGE_CONNECTION Settings accepts
+    settings = Settings.from_env(
+        {"TUNNELWATCH_SUBSCRIPTIONS": "00000000-0000-0000-0000-000000000000"}
+    )
+    assert settings.storage_connection == worker["connection"]

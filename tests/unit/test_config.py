@@ -90,3 +90,26 @@ def test_sample_settings_and_readme_list_every_setting() -> None:
         assert setting.key in sample, f"{setting.key} missing from local.settings.sample.json"
         assert f"`{setting.key}`" in readme, f"{setting.key} not described in README.md"
     Settings.from_env(sample)  # the sample itself is valid
+
+
+def test_storage_connection_must_be_the_one_the_queue_triggers_read() -> None:
+    # The probe worker's trigger reads AzureWebJobsStorage; a scan sending elsewhere would
+    # queue probe requests no worker ever receives.
+    assert Settings.from_env({"TUNNELWATCH_SUBSCRIPTIONS": SUB}).storage_connection == (
+        "AzureWebJobsStorage"
+    )
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({"TUNNELWATCH_SUBSCRIPTIONS": SUB, "STORAGE_CONNECTION": "ProbeStore"})
+    (problem,) = info.value.problems
+    assert problem.startswith("STORAGE_CONNECTION: names another setting")
+    assert "AzureWebJobsStorage" in problem
+
+
+def test_a_connection_string_in_storage_connection_is_refused_without_quoting_it() -> None:
+    key = "AccountKey=c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0"
+    value = f"DefaultEndpointsProtocol=https;AccountName=acct;{key}"
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({"TUNNELWATCH_SUBSCRIPTIONS": SUB, "STORAGE_CONNECTION": value})
+    (problem,) = info.value.problems
+    assert "names a connection string" in problem
+    assert "c2VjcmV0" not in problem and "acct" not in problem
