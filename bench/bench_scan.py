@@ -199,7 +199,7 @@ def _scan(sim: _Simulator, batch_metrics: bool) -> ScanResult:
     sim.reset()
     outcome = run_scan(ScanOptions(subscriptions=(SUBSCRIPTION,)), deps)
     server_total = sum(sim.calls().values())
-    counts = deps.clients_for(SUBSCRIPTION).counter.snapshot()
+    counts = deps.arm_calls(SUBSCRIPTION)  # fresh deps: this scan's calls
     per_set = sum(n for op, n in counts.requests.items() if " rg:virtualMachineScaleSets/" in op)
     # per resource (GET rg:loadBalancers/{}/metrics) or batched (POST sub:metrics:getbatch)
     metrics_ops = {op: n for op, n in counts.requests.items() if _is_metrics(op)}

@@ -8,14 +8,13 @@ unknown cloud without override, metrics are read per resource through ARM.
 Used by the timer function (from app settings) and by `tunnelwatch scan` (from its options).
 Storage comes from the Functions host's own connection: a connection string in
 `<prefix>` (local, Azurite) or identity-based `<prefix>__tableServiceUri` /
-`<prefix>__queueServiceUri` with `<prefix>__credential=managedidentity` and `<prefix>__clientId`
-(Azure). Secrets (connection strings) are never logged.
+`<prefix>__queueServiceUri` (or `<prefix>__accountName`: shared.adapters.storage_endpoints) with
+`<prefix>__credential=managedidentity` and `<prefix>__clientId` (Azure). Secrets (connection strings) are never logged.
 """
 
 from __future__ import annotations
 
 import socket
-import threading
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -27,7 +26,7 @@ from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 from azure.mgmt.monitor import MonitorManagementClient
 from azure.monitor.querymetrics import MetricsClient
 
-from shared.adapters.arm_inventory import read_estate
+from shared.adapters.arm_reads import ArmReads, cached_inventory
 from shared.adapters.clients import (
     ArmClients,
     RetrySettings,
@@ -39,9 +38,9 @@ from shared.adapters.clients import (
 from shared.adapters.probe_ledger import ProbeLedger
 from shared.adapters.queues import STORAGE_CONNECT_TIMEOUT, STORAGE_READ_TIMEOUT, ProbeQueue
 from shared.adapters.runcommand import RunCommandRunner
+from shared.adapters.storage_endpoints import service_uris
 from shared.adapters.tables import FindingStore
 from shared.errors import ConfigError
-from shared.inventory.model import Estate
 from shared.jobs.probe import ProbeDeps
 from shared.jobs.scan import Resolver, ScanDeps
 
@@ -119,15 +118,16 @@ def storage_clients(
                     "UseDevelopmentStorage=true)"
                 ]
             ) from None
-    table_uri = environ.get(f"{prefix}__tableServiceUri", "").strip()
-    queue_uri = environ.get(f"{prefix}__queueServiceUri", "").strip()
-    if not table_uri or not queue_uri:
+    uris = service_uris(environ, prefix)
+    if uris is None:
         raise ConfigError(
             [
-                f"{prefix}: set a connection string, or {prefix}__tableServiceUri and "
-                f"{prefix}__queueServiceUri with {prefix}__credential=managedidentity"
+                f"{prefix}: set a connection string, or {prefix}__accountName (or "
+                f"{prefix}__tableServiceUri and {prefix}__queueServiceUri) with "
+                f"{prefix}__credential=managedidentity"
             ]
         )
+    table_uri, queue_uri = uris
     credential: TokenCredential
     client_id = environ.get(f"{prefix}__clientId", "").strip()
     if environ.get(f"{prefix}__credential", "").strip().lower() == "managedidentity":
@@ -189,50 +189,18 @@ def scan_deps(
             )  # fmt: skip
         return batch[key]
 
+    arm = ArmReads(clients_for, monitor_for, metrics_batch_for)
     return ScanDeps(
-        clients_for=clients_for,
-        monitor_for=monitor_for,
+        inventory=arm.inventory,
+        service_tags=arm.service_tags,
+        snat_metrics=arm.snat_metrics,
+        arm_calls=arm.calls,
         resolver=resolver,
         clock=clock or (lambda: datetime.now(UTC)),
         store=store,
         queue=queue,
         progress=progress,
-        metrics_batch_for=metrics_batch_for,
     )
-
-
-def cached_inventory(
-    clients_for: Callable[[str], ArmClients],
-    clock: Callable[[], datetime],
-    ttl_seconds: float = 300,
-) -> Callable[[str], Estate]:
-    """subscription -> its estate, read again when older than `ttl_seconds`.
-
-    A probe cycle brings many messages at once; each is checked against the inventory, and
-    reading the subscription once per few minutes (not once per message) keeps ARM reads flat.
-    Stale data costs little: a stopped or removed instance answers run command with 409/404,
-    which the worker records as skipped.
-    """
-    cache: dict[str, tuple[datetime, Estate]] = {}
-    locks: dict[str, threading.Lock] = {}
-    guard = threading.Lock()
-
-    def inventory(subscription: str) -> Estate:
-        key = subscription.lower()
-        with guard:
-            lock = locks.setdefault(key, threading.Lock())
-        # The host runs several messages at once: when the entry expires, one of them reads
-        # the subscription again and the others wait for that read instead of repeating it.
-        with lock:
-            now = clock()
-            hit = cache.get(key)
-            if hit is not None and (now - hit[0]).total_seconds() < ttl_seconds:
-                return hit[1]
-            estate = read_estate(clients_for(key), key)
-            cache[key] = (now, estate)
-            return estate
-
-    return inventory
 
 
 def probe_deps(

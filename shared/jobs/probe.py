@@ -38,17 +38,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from azure.core.exceptions import AzureError
-
-from shared.adapters.probe_ledger import REFUSED_PARTITION, LedgerEntry, ProbeLedger, ProbeStatus
-from shared.adapters.queues import ProbeQueue
-from shared.adapters.runcommand import Failure, RunCommandRunner, RunOutcome
-from shared.adapters.tables import ClusterScan, Coverage, FindingState, FindingStore
+from shared.adapters.probe_ledger import REFUSED_PARTITION, LedgerEntry, ProbeStatus
+from shared.adapters.runcommand import Failure, RunOutcome
+from shared.adapters.tables import ClusterScan, Coverage, FindingState
 from shared.analysis.findings import Finding, Kind
 from shared.checks.node import node_findings
 from shared.checks.probe_outcomes import denied_finding, gave_up_finding, unreadable_finding
-from shared.errors import InputError
+from shared.errors import ArmError, InputError
 from shared.inventory.model import Estate
+from shared.jobs.ports import FindingRecords, Inventory, ProbeClaims, ProbeSender, RunCommandFor
 from shared.jobs.probe_plan import (
     PlannedRun,
     Resolved,
@@ -92,12 +90,12 @@ class ProbeOptions:
 
 @dataclass
 class ProbeDeps:
-    inventory: Callable[[str], Estate]  # subscription -> a fresh (or briefly cached) estate
-    runner_for: Callable[[str], RunCommandRunner]  # subscription -> run command client
-    store: FindingStore
-    ledger: ProbeLedger
-    queue: ProbeQueue  # probe-requests: retries and deep probes
-    poison: ProbeQueue  # probe-requests-poison
+    inventory: Inventory  # subscription -> a fresh (or briefly cached) estate
+    runner_for: RunCommandFor  # subscription -> run command client
+    store: FindingRecords
+    ledger: ProbeClaims
+    queue: ProbeSender  # probe-requests: retries and deep probes
+    poison: ProbeSender  # probe-requests-poison
     clock: Callable[[], datetime]
     script: str = field(default_factory=script_text)
     jitter: Callable[[], float] = field(default=random.random)  # 0..1, spreads retries
@@ -176,12 +174,12 @@ class _Worker:
         r = self.request
         try:
             estate = self.deps.inventory(r.subscription)
-        except AzureError as exc:
+        except ArmError as exc:
             # ARM is not answering: nothing is known about the node yet, so nothing is
             # decided; the same request later, like a failed run command.
-            log.warning("probe %s: inventory read failed: %s", r.request_id, type(exc).__name__)
-            failed = RunOutcome(failure=Failure.FAILED, code=type(exc).__name__, message=str(exc))
-            return self._later(f"inventory read failed: {type(exc).__name__}", failed)
+            log.warning("probe %s: inventory read failed: %s", r.request_id, exc.kind)
+            failed = RunOutcome(failure=Failure.FAILED, code=exc.kind, message=str(exc))
+            return self._later(f"inventory read failed: {exc.kind}", failed)
         self.estate = estate
         try:
             resolved = resolve_request(r, estate, self.options.subscriptions)
@@ -449,7 +447,7 @@ def handle_poison(text: str, options: ProbeOptions, deps: ProbeDeps) -> ProbeRes
     worker.earlier = seen.run_commands if seen is not None else 0
     try:
         estate = deps.inventory(request.subscription)
-    except AzureError as exc:
+    except ArmError as exc:
         return _poison_later(request, options, deps, worker.now, exc)
     try:
         resolved = resolve_request(request, estate, options.subscriptions)
@@ -475,13 +473,13 @@ def handle_poison(text: str, options: ProbeOptions, deps: ProbeDeps) -> ProbeRes
 
 
 def _poison_later(
-    request: ProbeRequest, options: ProbeOptions, deps: ProbeDeps, now: datetime, exc: AzureError
+    request: ProbeRequest, options: ProbeOptions, deps: ProbeDeps, now: datetime, exc: ArmError
 ) -> ProbeResult:
     """The inventory could not be read, so the node cannot be named in a finding: the poison
     message goes back on the poison queue, delayed, rather than through the host's retries
     (3 in 3 minutes, then a queue nobody reads and a finding never written). Until the
     request is `poison_patience_hours` old; then it is logged and dropped."""
-    why = f"inventory read failed: {type(exc).__name__}: {str(exc)[:200]}"
+    why = f"inventory read failed: {exc.kind}: {str(exc)[:200]}"
     if now - request.requested_at > timedelta(hours=options.poison_patience_hours):
         log.error(
             "poison probe %s of %s dropped after %d hours: %s",

@@ -10,16 +10,13 @@ is the routine pass over every cluster.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from azure.core.exceptions import AzureError
-
-from shared.adapters.queues import ProbeQueue
-from shared.adapters.tables import ClusterScan, Coverage, FindingStore
-from shared.errors import InputError
+from shared.adapters.tables import ClusterScan, Coverage
+from shared.errors import ArmError, InputError
 from shared.inventory.model import Estate
+from shared.jobs.ports import FindingRecords, Inventory, ProbeSender
 from shared.jobs.probe_plan import Refused, cycle_requests
 from shared.probe_requests import ProbeRequest
 
@@ -40,11 +37,11 @@ class CycleOutcome:
 def run_probe_cycle(
     subscriptions: tuple[str, ...],
     *,
-    inventory: Callable[[str], Estate],
-    queue: ProbeQueue | None,
+    inventory: Inventory,
+    queue: ProbeSender | None,
     budget: int,
     now: datetime,
-    store: FindingStore | None = None,
+    store: FindingRecords | None = None,
 ) -> CycleOutcome:
     cycle_id = f"probe-{now:%Y%m%dT%H%M%SZ}"
     estates: list[Estate] = []
@@ -52,7 +49,7 @@ def run_probe_cycle(
     for subscription in subscriptions:
         try:
             estates.append(inventory(subscription))
-        except (AzureError, InputError) as exc:
+        except (ArmError, InputError) as exc:
             errors.append(f"subscription {subscription}: inventory failed: {exc}")
             log.error("probe cycle %s: subscription %s: %s", cycle_id, subscription, exc)
     requests, skipped, refused = cycle_requests(
@@ -70,7 +67,7 @@ def run_probe_cycle(
 
 
 def record_refused(
-    store: FindingStore, refused: list[Refused], *, run_id: str, now: datetime
+    store: FindingRecords, refused: list[Refused], *, run_id: str, now: datetime
 ) -> None:
     """Store each refusal in its pool's triage scope, as PARTIAL: the pool was not probed, so
     the findings its earlier probes opened stay open; its next successful triage resolves it."""

@@ -31,29 +31,20 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from azure.core.exceptions import AzureError
-from azure.mgmt.monitor import MonitorManagementClient
-from azure.monitor.querymetrics import MetricsClient
-
-from shared.adapters.arm_inventory import read_estate
-from shared.adapters.clients import ArmClients
-from shared.adapters.inventory.rest import as_doc
-from shared.adapters.metrics import MetricsRead, MetricsTarget, read_snat_metrics_batch
-from shared.adapters.queues import ProbeQueue
+from shared.adapters.metrics import MetricsRead, MetricsTarget
 from shared.adapters.tables import (
     ClusterScan,
     Coverage,
     Event,
-    FindingStore,
     HistoryEvent,
     RecordResult,
     RunStatus,
     ScanRun,
 )
 from shared.analysis.findings import Cause, Finding, Kind, Origin, Severity, Subject
-from shared.analysis.nsg import ServiceTags, load_service_tags
+from shared.analysis.nsg import ServiceTags
 from shared.analysis.snat.remedies import capacity_findings
 from shared.checks.paths import PathChecker
 from shared.checks.snat import (
@@ -63,8 +54,16 @@ from shared.checks.snat import (
     snat_inputs,
     snat_target,
 )
-from shared.errors import InputError, StorageError
+from shared.errors import ArmError, InputError, StorageError
 from shared.inventory.model import Cluster, Estate, Read
+from shared.jobs.ports import (
+    ArmCallCounts,
+    FindingRecords,
+    Inventory,
+    ProbeSender,
+    ServiceTagSource,
+    SnatMetricsSource,
+)
 from shared.jobs.probe_cycle import record_refused
 from shared.jobs.probe_plan import Refused, triage_request, triage_share
 from shared.probe_requests import ProbeRequest
@@ -105,20 +104,22 @@ class ScanOptions:
 
 @dataclass
 class ScanDeps:
-    clients_for: Callable[[str], ArmClients]
-    monitor_for: Callable[[str], MonitorManagementClient]
+    """What a scan reads and writes, as ports (shared/jobs/ports.py); shared/compose.py builds
+    the real ones once per process."""
+
+    inventory: Inventory
+    service_tags: ServiceTagSource
+    snat_metrics: SnatMetricsSource
+    arm_calls: ArmCallCounts
     resolver: Resolver
     clock: Callable[[], datetime]
-    store: FindingStore | None = None
-    queue: ProbeQueue | None = None
+    store: FindingRecords | None = None
+    queue: ProbeSender | None = None
     progress: Callable[[str], None] | None = None
     # (subscription, location) -> (fetched at, tags); kept across scans of one process
     tag_cache: dict[tuple[str, str], tuple[datetime, ServiceTags | None]] = field(
         default_factory=dict
     )
-    # (subscription, region) -> the metrics:getBatch client of that region, or None to read
-    # that region's SNAT metrics per resource through `monitor_for`; no callable: never batch
-    metrics_batch_for: Callable[[str, str], MetricsClient | None] | None = None
 
 
 @dataclass
@@ -171,21 +172,21 @@ def run_scan(options: ScanOptions, deps: ScanDeps) -> ScanOutcome:
     errors: list[str] = []
     calls: Counter[str] = Counter()
     for subscription in options.subscriptions:
-        clients = deps.clients_for(subscription)
-        monitor = deps.monitor_for(subscription)
+        # The counts only grow (the clients live as long as the process): this run's are the
+        # difference.
+        before = Counter(deps.arm_calls(subscription).requests)
         try:
-            estate = read_estate(clients, subscription)
-        except (AzureError, InputError) as exc:
+            estate = deps.inventory(subscription)
+        except (ArmError, InputError) as exc:
             errors.append(f"subscription {subscription}: cluster list failed: {exc}")
             log.error("subscription %s: cluster list failed: %s", subscription, exc)
             estate = None
         if estate is not None:
             errors.extend(str(e) for e in estate.errors if not e.cluster_id)
-            scanned, notes = _scan_estate(estate, clients, monitor, options, deps)
+            scanned, notes = _scan_estate(estate, options, deps)
             outcomes += scanned
             errors += notes
-        # The monitor client shares the ARM clients' counter (built with it in wiring.py).
-        calls.update(clients.counter.snapshot().requests)
+        calls.update(Counter(deps.arm_calls(subscription).requests) - before)
     finished = deps.clock()
     opened: dict[str, list[Finding]] | None = None
     if deps.store is not None:
@@ -238,7 +239,9 @@ def run_scan(options: ScanOptions, deps: ScanDeps) -> ScanOutcome:
     )  # fmt: skip
 
 
-def _record(store: FindingStore, *, o: ClusterOutcome, run_id: str, now: datetime) -> RecordResult:
+def _record(
+    store: FindingRecords, *, o: ClusterOutcome, run_id: str, now: datetime
+) -> RecordResult:
     reason = "; ".join(o.notes) if o.coverage is not Coverage.COMPLETE else ""
     return store.record_cluster(
         ClusterScan(
@@ -257,11 +260,11 @@ class _Storage:
     already retried what was safe), and the run ends FAILED with that error; the scan's
     findings are still returned, printed and turned into probe requests."""
 
-    store: FindingStore | None
+    store: FindingRecords | None
     run_id: str
     error: StorageError | None = None
 
-    def write(self, call: Callable[[FindingStore], _T]) -> _T | None:
+    def write(self, call: Callable[[FindingRecords], _T]) -> _T | None:
         if self.store is None or self.error is not None:
             return None
         try:
@@ -284,17 +287,13 @@ def _opened(flips: Iterable[HistoryEvent]) -> list[Finding]:
 
 
 def _scan_estate(
-    estate: Estate,
-    clients: ArmClients,
-    monitor: MonitorManagementClient,
-    options: ScanOptions,
-    deps: ScanDeps,
+    estate: Estate, options: ScanOptions, deps: ScanDeps
 ) -> tuple[list[ClusterOutcome], list[str]]:
     """Every cluster's outcome, and the subscription-level notes (metrics fallbacks)."""
     live = [c for c in estate.clusters if c.power_state.lower() != "stopped"]
     targets = {c.id: snat_target(estate, c) for c in live}
     now = deps.clock()
-    snat = _read_snat(estate.subscription, live, targets, monitor, options, deps, now)
+    snat = _read_snat(estate.subscription, live, targets, options, deps, now)
     checkers: dict[str, PathChecker] = {}
     out = []
     for n, cluster in enumerate(estate.clusters, 1):
@@ -302,7 +301,7 @@ def _scan_estate(
             deps.progress(f"[{n}/{len(estate.clusters)}] {cluster.name}")
         location = cluster.location.lower()
         if location not in checkers:
-            tags = _service_tags(clients, estate.subscription, location, options, deps)
+            tags = _service_tags(estate.subscription, location, options, deps)
             checkers[location] = PathChecker(
                 estate, service_tags=tags, check_legacy_ports=options.check_legacy_tunnel_ports
             )
@@ -316,7 +315,6 @@ def _read_snat(
     subscription: str,
     clusters: list[Cluster],
     targets: dict[str, SnatTarget | str],
-    monitor: MonitorManagementClient,
     options: ScanOptions,
     deps: ScanDeps,
     now: datetime,
@@ -333,19 +331,8 @@ def _read_snat(
         return MetricsRead()
     if deps.progress:
         deps.progress(f"SNAT metrics of {len(wanted)} resource(s)")
-    make = deps.metrics_batch_for
-
-    def batch_for(sub: str, region: str) -> MetricsClient | None:
-        # the estate's spelling: wiring keys its clients (and call counters) by it
-        same = sub.lower() == subscription.lower()
-        return make(subscription if same else sub, region) if make else None
-
-    read = read_snat_metrics_batch(
-        wanted,
-        batch_client_for=batch_for,
-        monitor=monitor,
-        now=now,
-        window_minutes=options.snat_window_minutes,
+    read = deps.snat_metrics(
+        subscription, wanted, now=now, window_minutes=options.snat_window_minutes
     )
     log.info(
         "subscription %s: SNAT metrics of %d resource(s), %d unreadable, %d fallback(s)",
@@ -386,7 +373,7 @@ def _scan_cluster(
                 outcome.notes.append(f"SNAT not checked: {target}")
         else:
             outcome.findings += _snat(cluster, target, snat, options, now, outcome)
-    except (AzureError, InputError) as exc:
+    except (ArmError, InputError) as exc:
         log.error("cluster %s: scan failed: %s", cluster.id, exc)
         outcome.coverage = Coverage.FAILED
         outcome.notes.append(f"scan failed: {exc}")
@@ -499,7 +486,7 @@ def _api_server_ips(estate: Estate, cluster: Cluster, resolver: Resolver) -> tup
 
 
 def _service_tags(
-    clients: ArmClients, subscription: str, location: str, options: ScanOptions, deps: ScanDeps
+    subscription: str, location: str, options: ScanOptions, deps: ScanDeps
 ) -> ServiceTags | None:
     key = (subscription, location)
     now = deps.clock()
@@ -507,9 +494,8 @@ def _service_tags(
     if cached and now - cached[0] < timedelta(hours=options.service_tags_cache_hours):
         return cached[1]
     try:
-        doc: dict[str, Any] = as_doc(clients.network.service_tags.list(location))
-        tags = load_service_tags(doc, f"service tags {location}")
-    except (AzureError, InputError) as exc:
+        tags = deps.service_tags(subscription, location)
+    except (ArmError, InputError) as exc:
         # Without tags, rules naming them are undecided (never guessed): findings say so, and
         # the NSG findings are held. Not cached: the next scan asks again.
         log.warning("service tags for %s unavailable: %s", location, exc)
