@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 AZURITE := node_modules/.bin/azurite
 
-.PHONY: demo test lint typecheck pytest bench sysdeps venv clean
+.PHONY: demo test lint typecheck pytest bench sysdeps venv clean infra-check
 
 demo: sysdeps $(STAMP) $(AZURITE)
 	@$(BIN)/python -m examples.demo
@@ -71,6 +71,28 @@ pytest: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run_all
+
+# Compile infra/ with the Bicep compiler, and, when `az` is logged in, ask Azure what a
+# subscription deployment would change (nothing is deployed). Not part of `make test`: it needs
+# the Azure CLI with Bicep, which cannot be installed on the build machines. Run it once before
+# the first `azd up` (docs/deploy.md). INFRA_LOCATION defaults to $AZURE_LOCATION; extra
+# parameters in INFRA_PARAMS, for example INFRA_PARAMS="vnetEnabled=true enableNodeProbes=true".
+INFRA_ENV      ?= $(or $(AZURE_ENV_NAME),tunnelwatch-check)
+INFRA_LOCATION ?= $(AZURE_LOCATION)
+INFRA_PARAMS   ?=
+infra-check:
+	@command -v az >/dev/null 2>&1 || { echo "error: infra-check needs the Azure CLI (az) with Bicep: install az (https://learn.microsoft.com/cli/azure/install-azure-cli), then run 'az bicep install'" >&2; exit 2; }
+	az bicep build -f infra/main.bicep --stdout >/dev/null
+	@echo "infra/main.bicep compiles"
+	@if ! az account show >/dev/null 2>&1; then \
+	  echo "note: not logged in to Azure (az login): what-if skipped"; \
+	elif [ -z "$(INFRA_LOCATION)" ]; then \
+	  echo "error: what-if needs a region: INFRA_LOCATION=<region> (or AZURE_LOCATION)" >&2; exit 2; \
+	else \
+	  echo "what-if in subscription $$(az account show --query id -o tsv), $(INFRA_LOCATION):"; \
+	  az deployment sub what-if --location "$(INFRA_LOCATION)" -f infra/main.bicep \
+	    -p environmentName=$(INFRA_ENV) location=$(INFRA_LOCATION) $(INFRA_PARAMS); \
+	fi
 
 clean:
 	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info

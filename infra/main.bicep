@@ -4,7 +4,9 @@
 // off) for the Functions host, the deployment package and the findings tables; Log Analytics
 // and Application Insights; a Flex Consumption plan with the Python 3.11 function app. Grants
 // the identity Reader on this subscription and data roles on its own storage and telemetry;
-// run command on AKS nodes only when enableNodeProbes is true.
+// run command on AKS nodes only when enableNodeProbes is true. With vnetEnabled: a virtual
+// network, the app integrated in it, and the storage reachable only through blob, queue and
+// table private endpoints; with inboundPrivateEndpoint too, the app itself only through one.
 //
 // Deploy with `azd up` (parameters from main.parameters.json and the azd environment) or
 // `az deployment sub create -l <region> -f infra/main.bicep -p environmentName=<name> location=<region>`.
@@ -32,8 +34,24 @@ param resourceGroupName string = ''
 @description('Grant the app run command on scale-set instances, i.e. root on AKS nodes, for node probes (UFW, iptables, netcat). Off by default: tunnelwatch is read-only unless you opt in.')
 param enableNodeProbes bool = false
 
+@description('With enableNodeProbes: resource id (or GUID) of the node probe role an administrator created beforehand in this subscription (docs/deploy.md). Empty: the template creates it, which needs Microsoft.Authorization/roleDefinitions/write (Owner or User Access Administrator).')
+param nodeProbeRoleDefinitionId string = ''
+
+@description('Private networking: a virtual network, the app integrated in a delegated subnet, blob/queue/table private endpoints with their privatelink DNS zones, storage public network access off.')
+param vnetEnabled bool = false
+
+@description('With vnetEnabled: also an inbound private endpoint for the app (privatelink.azurewebsites.net), and its public endpoint off. Ignored without vnetEnabled.')
+param inboundPrivateEndpoint bool = false
+
+@description('With vnetEnabled: address space of the new virtual network (a /16 or smaller down to /23; its first two /24s become the subnets). Pick one that does not overlap networks you peer it with.')
+param vnetAddressPrefix string = '10.0.0.0/16'
+
+@description('With inboundPrivateEndpoint: the privatelink zone of function apps in this cloud (Azure US Government: privatelink.azurewebsites.us; Azure China: privatelink.chinacloudsites.cn).')
+param appPrivateDnsZoneName string = 'privatelink.azurewebsites.net'
+
 @description('Memory of each Flex Consumption instance, in MB.')
 @allowed([
+  512
   2048
   4096
 ])
@@ -67,8 +85,10 @@ param probeBudget int = 20
 @maxLength(63)
 param probeQueue string = 'probe-requests'
 
-@description('STORAGE_CONNECTION: app setting prefix of the storage the app reads and writes.')
-@minLength(1)
+@description('STORAGE_CONNECTION: app setting prefix of the storage the app reads and writes. Only AzureWebJobsStorage: the probe queue triggers read that connection, and the app refuses any other (shared/config.py TRIGGER_STORAGE).')
+@allowed([
+  'AzureWebJobsStorage'
+])
 param storageConnection string = 'AzureWebJobsStorage'
 
 @description('TABLE_PREFIX: prefix of the Table Storage table names (the app creates the tables).')
@@ -114,6 +134,7 @@ var tags = {
 }
 var functionAppName = 'func-tunnelwatch-${resourceToken}'
 var deploymentContainerName = 'app-package-${take(resourceToken, 7)}'
+var inboundPrivate = vnetEnabled && inboundPrivateEndpoint
 
 // environment().resourceManager ends with '/'; the app wants it without.
 var resourceManager = environment().resourceManager
@@ -164,6 +185,67 @@ module storage './modules/storage.bicep' = {
     location: location
     tags: tags
     deploymentContainerName: deploymentContainerName
+    privateOnly: vnetEnabled
+  }
+}
+
+// ---- private networking (vnetEnabled)
+
+module network './modules/network.bicep' = if (vnetEnabled) {
+  name: 'network'
+  scope: rg
+  params: {
+    name: 'vnet-tunnelwatch-${resourceToken}'
+    location: location
+    tags: tags
+    addressPrefix: vnetAddressPrefix
+  }
+}
+
+// One endpoint per storage service the app uses: blob (host locks, deployment package), queue
+// (probe requests), table (findings). The Flex quickstart's pattern covers blob only.
+module blobPrivateEndpoint './modules/private-endpoint.bicep' = if (vnetEnabled) {
+  name: 'pe-blob'
+  scope: rg
+  params: {
+    name: 'pe-blob-${resourceToken}'
+    location: location
+    tags: tags
+    vnetId: network.outputs.id
+    subnetId: network.outputs.privateEndpointSubnetId
+    targetId: storage.outputs.id
+    groupId: 'blob'
+    dnsZoneName: 'privatelink.blob.${environment().suffixes.storage}'
+  }
+}
+
+module queuePrivateEndpoint './modules/private-endpoint.bicep' = if (vnetEnabled) {
+  name: 'pe-queue'
+  scope: rg
+  params: {
+    name: 'pe-queue-${resourceToken}'
+    location: location
+    tags: tags
+    vnetId: network.outputs.id
+    subnetId: network.outputs.privateEndpointSubnetId
+    targetId: storage.outputs.id
+    groupId: 'queue'
+    dnsZoneName: 'privatelink.queue.${environment().suffixes.storage}'
+  }
+}
+
+module tablePrivateEndpoint './modules/private-endpoint.bicep' = if (vnetEnabled) {
+  name: 'pe-table'
+  scope: rg
+  params: {
+    name: 'pe-table-${resourceToken}'
+    location: location
+    tags: tags
+    vnetId: network.outputs.id
+    subnetId: network.outputs.privateEndpointSubnetId
+    targetId: storage.outputs.id
+    groupId: 'table'
+    dnsZoneName: 'privatelink.table.${environment().suffixes.storage}'
   }
 }
 
@@ -194,6 +276,7 @@ module subscriptionRoles './modules/roles-subscription.bicep' = {
     principalId: identity.outputs.principalId
     enableNodeProbes: enableNodeProbes
     environmentName: environmentName
+    nodeProbeRoleDefinitionId: nodeProbeRoleDefinitionId
   }
 }
 
@@ -217,11 +300,34 @@ module functionApp './modules/functionapp.bicep' = {
     storageConnection: storageConnection
     instanceMemoryMB: instanceMemoryMB
     maximumInstanceCount: maximumInstanceCount
+    virtualNetworkSubnetId: vnetEnabled ? network.outputs.appSubnetId : ''
+    inboundPrivateOnly: inboundPrivate
   }
-  // The host starts with identity-based storage: let the data roles exist first.
+  // The host starts with identity-based storage: let the data roles (and, with vnetEnabled,
+  // the private endpoints it reaches the storage through) exist first.
   dependsOn: [
     appRoles
+    blobPrivateEndpoint
+    queuePrivateEndpoint
+    tablePrivateEndpoint
   ]
+}
+
+// The app's inbound private endpoint (inboundPrivateEndpoint): the site and its scm (deployment)
+// host name both resolve to it inside the VNet; their public endpoint is off.
+module appPrivateEndpoint './modules/private-endpoint.bicep' = if (inboundPrivate) {
+  name: 'pe-app'
+  scope: rg
+  params: {
+    name: 'pe-app-${resourceToken}'
+    location: location
+    tags: tags
+    vnetId: network.outputs.id
+    subnetId: network.outputs.privateEndpointSubnetId
+    targetId: functionApp.outputs.id
+    groupId: 'sites'
+    dnsZoneName: appPrivateDnsZoneName
+  }
 }
 
 // ---- outputs (UPPER_SNAKE: azd stores them in the environment's .env)
@@ -236,4 +342,7 @@ output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
 output AZURE_APPLICATION_INSIGHTS_NAME string = monitoring.outputs.applicationInsightsName
 output AZURE_LOG_ANALYTICS_NAME string = monitoring.outputs.logAnalyticsName
 output TUNNELWATCH_TABLE_PREFIX string = tablePrefix
+output AZURE_FUNCTION_APP_HOST_NAME string = functionApp.outputs.defaultHostName
 output TUNNELWATCH_NODE_PROBES_ENABLED bool = subscriptionRoles.outputs.nodeProbesEnabled
+output TUNNELWATCH_NODE_PROBE_ROLE_CREATED bool = subscriptionRoles.outputs.nodeProbeRoleCreated
+output AZURE_VNET_NAME string = vnetEnabled ? network.outputs.name : ''

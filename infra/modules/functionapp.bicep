@@ -50,6 +50,7 @@ param storageConnection string = 'AzureWebJobsStorage'
 
 @description('Memory of each instance, in MB.')
 @allowed([
+  512
   2048
   4096
 ])
@@ -60,9 +61,15 @@ param instanceMemoryMB int = 2048
 @maxValue(1000)
 param maximumInstanceCount int = 40
 
+@description('Subnet (delegated to Microsoft.App/environments) the app is integrated in, for its outbound traffic; empty: no virtual network.')
+param virtualNetworkSubnetId string = ''
+
+@description('Turn the app\'s public inbound endpoint off (an inbound private endpoint then reaches it).')
+param inboundPrivateOnly bool = false
+
 // The identity-based connection, under two app setting prefixes. The Functions host reads
 // `AzureWebJobsStorage__*` (timer singleton locks in blobs, queue triggers); the scan reads
-// `<STORAGE_CONNECTION>__*` (shared/jobs/wiring.py storage_clients). Both point at the same
+// `<STORAGE_CONNECTION>__*` (shared/compose.py storage_clients). Both point at the same
 // account; with the default STORAGE_CONNECTION they are the same keys.
 var hostStorageSettings = {
   AzureWebJobsStorage__credential: 'managedidentity'
@@ -108,6 +115,10 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
   properties: {
     serverFarmId: plan.id
     httpsOnly: true
+    // Outbound through the VNet: the storage private endpoints resolve through the privatelink
+    // zones linked to it. Inbound stays public unless inboundPrivateOnly.
+    virtualNetworkSubnetId: empty(virtualNetworkSubnetId) ? null : virtualNetworkSubnetId
+    publicNetworkAccess: inboundPrivateOnly ? 'Disabled' : 'Enabled'
     siteConfig: {
       minTlsVersion: '1.2'
       ftpsState: 'Disabled'

@@ -20,6 +20,9 @@ param tags object = {}
 @description('Blob container that holds the Flex Consumption deployment package.')
 param deploymentContainerName string
 
+@description('Private endpoints only: public network access off (vnetEnabled in main.bicep).')
+param privateOnly bool = false
+
 resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   name: name
   location: location
@@ -36,12 +39,13 @@ resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {
     allowSharedKeyAccess: false
     defaultToOAuthAuthentication: true
     allowCrossTenantReplication: false
-    // No virtual network in this template: the account is reachable over the public endpoint,
-    // and only principals with a data role (the app's identity) can use it.
-    publicNetworkAccess: 'Enabled'
+    // Without vnetEnabled the account is reachable over the public endpoint, and only
+    // principals with a data role (the app's identity) can use it. With it, only the blob,
+    // queue and table private endpoints reach it (landing-zone policies deny public storage).
+    publicNetworkAccess: privateOnly ? 'Disabled' : 'Enabled'
     networkAcls: {
-      defaultAction: 'Allow'
-      bypass: 'AzureServices'
+      defaultAction: privateOnly ? 'Deny' : 'Allow'
+      bypass: privateOnly ? 'None' : 'AzureServices'
     }
   }
 }

@@ -13,14 +13,17 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from shared.adapters.tables.keys import TableNames
-from shared.config import SETTINGS, Setting, Settings
+from shared.config import SETTINGS, TRIGGER_STORAGE, Setting, Settings
 from shared.errors import ConfigError
+from tests.skips import cannot_run
 
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
@@ -29,6 +32,8 @@ MODULES = INFRA / "modules"
 PARAMETERS = INFRA / "main.parameters.json"
 AZURE_YAML = ROOT / "azure.yaml"
 DEPLOY_DOC = ROOT / "docs" / "deploy.md"
+FUNCIGNORE = ROOT / ".funcignore"
+MAKEFILE = ROOT / "Makefile"
 
 # Built-in role definition ids this project may use, with their names, from Microsoft's
 # "Azure built-in roles" pages (learn.microsoft.com/azure/role-based-access-control/built-in-roles).
@@ -68,6 +73,20 @@ FLEX_DEPRECATED = (
     "SCM_DO_BUILD_DURING_DEPLOYMENT",
     "ENABLE_ORYX_BUILD",
 )
+# The node probe role's actions, checked against Microsoft's resource provider operations list
+# (learn.microsoft.com/azure/role-based-access-control/permissions/compute): exactly what
+# Reader lacks for a probe. Every read the worker does (the cluster, scale sets, instances with
+# their instance view) comes from Reader on the subscription.
+NODE_PROBE_ACTIONS = [
+    "Microsoft.Compute/virtualMachineScaleSets/virtualMachines/runCommand/action",
+    "Microsoft.Compute/locations/operations/read",
+]
+# privatelink zones of the vnetEnabled option, per private endpoint sub-resource.
+STORAGE_ZONES = {
+    "blob": "'privatelink.blob.${environment().suffixes.storage}'",
+    "queue": "'privatelink.queue.${environment().suffixes.storage}'",
+    "table": "'privatelink.table.${environment().suffixes.storage}'",
+}
 GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I)
 A_SUBSCRIPTION = "00000000-0000-0000-0000-000000000001"
 
@@ -221,12 +240,19 @@ class Bicep:
     @property
     def modules(self) -> dict[str, tuple[Path, str]]:
         found = {}
-        for m in re.finditer(r"(?m)^module\s+(\w+)\s+'([^']+)'\s*=\s*\{", self.text):
+        pattern = r"(?m)^module\s+(\w+)\s+'([^']+)'\s*=\s*(?:if\s*\([^)]*\)\s*)?\{"
+        for m in re.finditer(pattern, self.text):
             found[m.group(1)] = (
                 (self.path.parent / m.group(2)).resolve(),
                 balanced(self.text, m.end() - 1),
             )
         return found
+
+    @property
+    def module_conditions(self) -> dict[str, str]:
+        """The `if (...)` condition of every module, '' when unconditional."""
+        pattern = r"(?m)^module\s+(\w+)\s+'[^']+'\s*=\s*(?:if\s*\(([^)]*)\)\s*)?\{"
+        return {m.group(1): (m.group(2) or "").strip() for m in re.finditer(pattern, self.text)}
 
 
 def camel(key: str) -> str:
@@ -366,6 +392,14 @@ def test_string_lengths_match_the_app_validation(main: Bicep) -> None:
     assert checked == 2  # PROBE_QUEUE, TABLE_PREFIX
 
 
+def test_storage_connection_allows_only_what_the_triggers_read(main: Bicep) -> None:
+    # the app refuses any other STORAGE_CONNECTION at start; the template refuses it first
+    allowed = _allowed_strings(main.params["storageConnection"])
+    assert allowed == [TRIGGER_STORAGE]
+    assert all(_accepts("STORAGE_CONNECTION", value) for value in allowed)
+    assert not _accepts("STORAGE_CONNECTION", "OtherStorage")
+
+
 # ---- the function app ------------------------------------------------------------------------
 
 
@@ -426,6 +460,148 @@ def test_storage_is_identity_only() -> None:
     assert storage["supportsHttpsTrafficOnly"] == "true"
 
 
+def _allowed(param: Param) -> list[int]:
+    (decorator,) = [d for d in param.decorators if d.startswith("@allowed(")]
+    return [int(v) for v in re.findall(r"\d+", decorator)]
+
+
+def test_flex_instance_sizes_include_512_mb(main: Bicep) -> None:
+    app = Bicep.load(MODULES / "functionapp.bicep")
+    for bicep in (main, app):
+        param = bicep.params["instanceMemoryMB"]
+        assert _allowed(param) == [512, 2048, 4096], bicep.path.name
+        assert param.default == "2048"
+
+
+def test_funcignore_keeps_what_is_not_the_app_out_of_the_package() -> None:
+    ignored = {line.strip().rstrip("/") for line in FUNCIGNORE.read_text().splitlines()}
+    for name in (
+        "package.json",
+        "package-lock.json",
+        "node_modules",
+        "docs",
+        "tests",
+        "bench",
+        "examples",
+        ".venv",
+    ):
+        assert name in ignored, name
+    # what the app runs stays in
+    for name in ("function_app.py", "host.json", "requirements.txt", "functions", "shared"):
+        assert name not in ignored, name
+
+
+# ---- private networking (vnetEnabled, inboundPrivateEndpoint) ------------------------------
+
+
+def _module_params(main: Bicep, name: str) -> dict[str, str]:
+    _, body = main.modules[name]
+    return top_level_entries(balanced(body, body.index("{", body.index("params"))))
+
+
+def test_private_networking_is_opt_in(main: Bicep) -> None:
+    assert main.params["vnetEnabled"].default == "false"
+    assert main.params["inboundPrivateEndpoint"].default == "false"
+    assert re.search(r"(?m)^var inboundPrivate = vnetEnabled && inboundPrivateEndpoint$", main.text)
+    conditions = main.module_conditions
+    assert conditions["network"] == "vnetEnabled"
+    assert conditions["appPrivateEndpoint"] == "inboundPrivate"
+    unconditional = {"identity", "storage", "monitoring", "appRoles", "subscriptionRoles"}
+    assert {m for m, c in conditions.items() if not c} == unconditional | {"functionApp"}
+    parameters = json.loads(PARAMETERS.read_text())["parameters"]
+    assert parameters["vnetEnabled"]["value"] == "${TUNNELWATCH_VNET_ENABLED=false}"
+    assert (
+        parameters["inboundPrivateEndpoint"]["value"]
+        == "${TUNNELWATCH_INBOUND_PRIVATE_ENDPOINT=false}"
+    )
+
+
+def test_blob_queue_and_table_each_get_a_private_endpoint_and_zone(main: Bicep) -> None:
+    endpoint_modules = {
+        name: _module_params(main, name)
+        for name, (path, _) in main.modules.items()
+        if path.name == "private-endpoint.bicep"
+    }
+    storage = {
+        p["groupId"].strip("'"): (name, p)
+        for name, p in endpoint_modules.items()
+        if p["targetId"] == "storage.outputs.id"
+    }
+    assert set(storage) == set(STORAGE_ZONES)  # all three: the app uses queues and tables too
+    conditions = main.module_conditions
+    for service, (name, params) in storage.items():
+        assert conditions[name] == "vnetEnabled", name
+        assert params["dnsZoneName"] == STORAGE_ZONES[service], name
+        assert params["subnetId"] == "network.outputs.privateEndpointSubnetId", name
+        assert params["vnetId"] == "network.outputs.id", name
+    (app,) = [p for p in endpoint_modules.values() if p["targetId"] == "functionApp.outputs.id"]
+    assert app["groupId"] == "'sites'" and app["dnsZoneName"] == "appPrivateDnsZoneName"
+    assert main.params["appPrivateDnsZoneName"].default == "'privatelink.azurewebsites.net'"
+    # the host needs its storage endpoints before it starts
+    _, body = main.modules["functionApp"]
+    depends = balanced(body, body.index("[", body.index("dependsOn")))
+    for name, _ in storage.values():
+        assert name in depends, name
+
+
+def test_private_endpoint_module_links_its_zone_and_registers_the_address() -> None:
+    pe = Bicep.load(MODULES / "private-endpoint.bicep")
+    assert _allowed_strings(pe.params["groupId"]) == ["blob", "queue", "table", "sites"]
+    (zone,) = pe.resources("Microsoft.Network/privateDnsZones")
+    assert top_level_entries(zone[2])["location"] == "'global'"
+    (link,) = pe.resources("Microsoft.Network/privateDnsZones/virtualNetworkLinks")
+    assert top_level_entries(link[2])["parent"] == "zone"
+    link_props = top_level_entries(link[2][link[2].index("{", link[2].index("properties")) :])
+    assert link_props["registrationEnabled"] == "false"
+    assert re.search(r"virtualNetwork:\s*\{\s*id: vnetId\s*\}", link[2])
+    (endpoint,) = pe.resources("Microsoft.Network/privateEndpoints")
+    body = endpoint[2]
+    assert re.search(r"privateLinkServiceId: targetId", body)
+    assert re.search(r"groupIds: \[\s*groupId\s*\]", body)
+    assert re.search(r"subnet: \{\s*id: subnetId\s*\}", body)
+    assert "resource dnsGroup 'privateDnsZoneGroups'" in body
+    assert "privateDnsZoneId: zone.id" in body
+
+
+def _allowed_strings(param: Param) -> list[str]:
+    (decorator,) = [d for d in param.decorators if d.startswith("@allowed(")]
+    return re.findall(r"'([^']*)'", decorator)
+
+
+def test_app_subnet_is_delegated_for_flex_consumption() -> None:
+    net = Bicep.load(MODULES / "network.bicep")
+    (vnet,) = net.resources("Microsoft.Network/virtualNetworks")
+    delegations = re.findall(r"serviceName: '([^']+)'", vnet[2])
+    # Flex Consumption integrates through Microsoft.App/environments, not Microsoft.Web/serverFarms
+    assert delegations == ["Microsoft.App/environments"]
+    assert "privateEndpointNetworkPolicies: 'Disabled'" in vnet[2]
+    assert set(net.outputs) >= {"id", "appSubnetId", "privateEndpointSubnetId"}
+
+
+def test_storage_public_access_off_with_vnet(main: Bicep) -> None:
+    assert _module_params(main, "storage")["privateOnly"] == "vnetEnabled"
+    storage = Bicep.load(MODULES / "storage.bicep")
+    assert storage.params["privateOnly"].default == "false"
+    props = top_level_entries(storage.block_after(r"properties\s*:"))
+    assert props["publicNetworkAccess"] == "privateOnly ? 'Disabled' : 'Enabled'"
+    acls = top_level_entries(storage.block_after(r"networkAcls\s*:"))
+    assert acls["defaultAction"] == "privateOnly ? 'Deny' : 'Allow'"
+
+
+def test_app_is_integrated_and_its_inbound_stays_public_unless_asked(main: Bicep) -> None:
+    params = _module_params(main, "functionApp")
+    assert params["virtualNetworkSubnetId"] == "vnetEnabled ? network.outputs.appSubnetId : ''"
+    assert params["inboundPrivateOnly"] == "inboundPrivate"
+    app = Bicep.load(MODULES / "functionapp.bicep")
+    assert app.params["inboundPrivateOnly"].default == "false"
+    site = app.resources("Microsoft.Web/sites")[0][2]
+    props = top_level_entries(balanced(site, site.index("{", site.index("properties"))))
+    assert props["virtualNetworkSubnetId"] == (
+        "empty(virtualNetworkSubnetId) ? null : virtualNetworkSubnetId"
+    )
+    assert props["publicNetworkAccess"] == "inboundPrivateOnly ? 'Disabled' : 'Enabled'"
+
+
 # ---- roles -----------------------------------------------------------------------------------
 
 
@@ -467,26 +643,73 @@ def test_role_assignments_are_named_scope_principal_role() -> None:
         assert props["principalType"] == "'ServicePrincipal'", where
 
 
-def test_run_command_only_when_node_probes_are_enabled(main: Bicep) -> None:
-    assert main.params["enableNodeProbes"].default == "false"
+def _node_probe_role() -> tuple[Bicep, str, str]:
     subs = Bicep.load(MODULES / "roles-subscription.bicep")
-    assert subs.params["enableNodeProbes"].default == "false"
     roles = subs.resources("Microsoft.Authorization/roleDefinitions")
     assert len(roles) == 1
     _, condition, body = roles[0]
-    assert condition.strip() == "enableNodeProbes"
+    return subs, condition, body
+
+
+def test_run_command_only_when_node_probes_are_enabled(main: Bicep) -> None:
+    assert main.params["enableNodeProbes"].default == "false"
+    subs, condition, body = _node_probe_role()
+    assert subs.params["enableNodeProbes"].default == "false"
+    # created only when probes are on and no administrator-made role is given
+    assert condition.strip() == "createNodeProbeRole"
+    assert re.search(
+        r"(?m)^var createNodeProbeRole = enableNodeProbes && empty\(nodeProbeRoleDefinitionId\)$",
+        subs.text,
+    )
+    assert "notActions: []" in body and "dataActions: []" in body
+    probe = [a for a in _role_assignments() if "nodeProbeRoleId" in a[2]]
+    assert len(probe) == 1 and probe[0][1].strip() == "enableNodeProbes"
+    # every other assignment is unconditional and built-in
+    assert all(not c for w, c, b, _ in _role_assignments() if "nodeProbeRoleId" not in b)
+
+
+def test_node_probe_role_holds_exactly_what_reader_lacks() -> None:
+    _, _, body = _node_probe_role()
     actions = re.findall(
         r"'(Microsoft\.[^']+)'", balanced(body, body.index("[", body.index("actions")))
     )
-    changing = [a for a in actions if not a.endswith("/read")]
-    assert changing == [
-        "Microsoft.Compute/virtualMachineScaleSets/virtualMachines/runCommand/action"
-    ]
-    assert "notActions: []" in body and "dataActions: []" in body
-    probe = [a for a in _role_assignments() if "nodeProbeRoleName" in a[2]]
-    assert len(probe) == 1 and probe[0][1].strip() == "enableNodeProbes"
-    # every other assignment is unconditional and built-in
-    assert all(not c for w, c, b, _ in _role_assignments() if "nodeProbeRoleName" not in b)
+    assert actions == NODE_PROBE_ACTIONS
+    # the reads come from Reader, which the same module always assigns
+    reader = [a for a in _role_assignments() if "reader)" in a[2]]
+    assert [(a[1], a[3]) for a in reader] == [("", "roles-subscription.bicep")]
+    # the comment no longer claims the role works without Reader
+    raw = (MODULES / "roles-subscription.bicep").read_text()
+    assert "narrowed" not in raw and "does not work without it" in raw
+
+
+def test_node_probe_role_is_assigned_by_its_own_id() -> None:
+    subs, _, _ = _node_probe_role()
+    assert subs.params["nodeProbeRoleDefinitionId"].default == "''"
+    assert re.search(
+        r"(?m)^var nodeProbeRoleId = createNodeProbeRole \? nodeProbeRole\.id : givenNodeProbeRoleId$",
+        subs.text,
+    )
+    # an administrator's role: a full id as `az role definition create` prints it, or its GUID
+    given = re.search(r"(?m)^var givenNodeProbeRoleId = (.+)$", subs.text)
+    assert given
+    assert given.group(1) == (
+        "contains(nodeProbeRoleDefinitionId, '/') ? nodeProbeRoleDefinitionId : "
+        "'${subscription().id}/providers/Microsoft.Authorization/roleDefinitions/"
+        "${nodeProbeRoleDefinitionId}'"
+    )
+    (probe,) = [a for a in _role_assignments() if "nodeProbeRoleId" in a[2]]
+    props = top_level_entries(balanced(probe[2], probe[2].index("{", probe[2].index("properties"))))
+    assert props["roleDefinitionId"] == "nodeProbeRoleId"  # not a recomputed resource id
+    assert re.search(r"dependsOn:\s*\[\s*nodeProbeRole\s*\]", probe[2])
+
+
+def test_main_passes_the_administrators_role_through(main: Bicep) -> None:
+    assert main.params["nodeProbeRoleDefinitionId"].default == "''"
+    _, body = main.modules["subscriptionRoles"]
+    params = top_level_entries(balanced(body, body.index("{", body.index("params"))))
+    assert params["nodeProbeRoleDefinitionId"] == "nodeProbeRoleDefinitionId"
+    parameters = json.loads(PARAMETERS.read_text())["parameters"]
+    assert parameters["nodeProbeRoleDefinitionId"]["value"] == "${TUNNELWATCH_NODE_PROBE_ROLE_ID=}"
 
 
 def test_scopes(main: Bicep) -> None:
@@ -502,7 +725,9 @@ def test_scopes(main: Bicep) -> None:
 
 def test_module_parameters_and_outputs_line_up(main: Bicep) -> None:
     modules = main.modules
-    assert len(modules) == 6
+    # identity, storage, monitoring, two role modules, the app; network and four private
+    # endpoints (blob, queue, table, the app's inbound one)
+    assert len(modules) == 11
     for name, (path, body) in modules.items():
         assert path.is_file(), f"module {name}: {path} missing"
         module = Bicep.load(path)
@@ -595,6 +820,72 @@ def test_no_secret_looking_literal() -> None:
 
 
 # ---- docs/deploy.md --------------------------------------------------------------------------
+
+
+def _make_target(name: str) -> tuple[str, str]:
+    """(prerequisites, recipe) of a Makefile target."""
+    text = MAKEFILE.read_text()
+    m = re.search(rf"(?m)^{re.escape(name)}:(.*)\n((?:\t.*\n)*)", text)
+    assert m, f"Makefile has no target {name}"
+    return m.group(1), m.group(2)
+
+
+def test_infra_check_builds_and_what_ifs_but_is_not_part_of_make_test() -> None:
+    _, recipe = _make_target("infra-check")
+    assert "az bicep build -f infra/main.bicep" in recipe
+    assert "az deployment sub what-if" in recipe and "az account show" in recipe
+    test_deps, _ = _make_target("test")
+    assert "infra-check" not in test_deps
+    assert "infra-check" not in _make_target("pytest")[1]
+
+
+def test_infra_check_says_what_is_missing_without_az(tmp_path: Path) -> None:
+    make = shutil.which("make")
+    if make is None:
+        cannot_run("make is not installed")
+    # a PATH with make's shell and nothing else: no az on it
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    for tool in ("sh", "echo"):
+        found = shutil.which(tool)
+        if found:
+            (bindir / tool).symlink_to(found)
+    done = subprocess.run(
+        [make, "-s", "infra-check"],
+        cwd=ROOT,
+        env={"PATH": str(bindir), "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert "needs the Azure CLI (az)" in done.stderr
+    assert "az bicep install" in done.stderr
+
+
+def test_deploy_doc_covers_roles_networking_and_the_check() -> None:
+    doc = DEPLOY_DOC.read_text()
+    # who can deploy node probes, and the way without that right
+    assert "Microsoft.Authorization/roleDefinitions/write" in doc
+    assert "User Access Administrator" in doc
+    assert "nodeProbeRoleDefinitionId" in doc and "TUNNELWATCH_NODE_PROBE_ROLE_ID" in doc
+    for action in NODE_PROBE_ACTIONS:
+        assert action in doc, action
+    assert "instanceView/read" not in doc
+    assert "RoleDefinitionDoesNotExist" in doc  # the replication retry
+    # private networking
+    for word in ("vnetEnabled", "inboundPrivateEndpoint", "Microsoft.App/environments"):
+        assert word in doc, word
+    for zone in ("blob", "queue", "table"):
+        assert f"privatelink.{zone}.core.windows.net" in doc, zone
+    assert "privatelink.azurewebsites.net" in doc
+    assert "make infra-check" in doc
+    assert doc.index("make infra-check") < doc.index("## Deploy with `azd up`")
+    # stale text is gone
+    assert "when it lands" not in doc
+    assert "node probe permission there too" not in doc
+    assert "512" in doc
 
 
 def test_deploy_doc_states_status_and_names_real_tables_and_parameters(main: Bicep) -> None:
