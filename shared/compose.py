@@ -9,7 +9,8 @@ Used by the timer function (from app settings) and by `tunnelwatch scan` (from i
 Storage comes from the Functions host's own connection: a connection string in
 `<prefix>` (local, Azurite) or identity-based `<prefix>__tableServiceUri` /
 `<prefix>__queueServiceUri` (or `<prefix>__accountName`: shared.adapters.storage_endpoints) with
-`<prefix>__credential=managedidentity` and `<prefix>__clientId` (Azure). Secrets (connection strings) are never logged.
+`<prefix>__credential=managedidentity` and `<prefix>__clientId` (Azure). Secrets (connection
+strings) are never logged.
 """
 
 from __future__ import annotations
