@@ -33,6 +33,21 @@ from shared.analysis.iptables.model import (
     Verdict,
 )
 from shared.analysis.shell import command
+from shared.analysis.walk import (
+    Assumption,
+    Limits,
+    Outcome,
+    WalkAborted,
+    agreed,
+    drain,
+    hex_mark,
+    other_blocks,
+    path_summary,
+    same_on_every_path,
+    split,
+    undecided_of,
+    with_next_packets,
+)
 from shared.errors import InputError
 
 __all__ = ["HOOKS", "INCOMPLETE", "Limits", "evaluate_input", "evaluate_ruleset"]
@@ -46,13 +61,6 @@ HOOKS: tuple[tuple[str, str], ...] = (
     ("security", "INPUT"),
     ("nat", "INPUT"),
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    branches: int = 256  # paths explored through undecided rules
-    steps: int = 2_000_000  # rules looked at, over all branches
-    depth: int = 64  # nested jumps (the kernel refuses loops; a dump might still have one)
 
 
 @dataclass(slots=True)
@@ -72,7 +80,7 @@ class _Branch:
     trace: list[TraceStep] = field(default_factory=list)
     # An undecided rule and what this path assumes of it: True/False (matches or not), or
     # for a jump to a chain the capture lacks, what that chain does ("KUBE-X accepts" ...).
-    assumed: list[tuple[Undecided, bool | str]] = field(default_factory=list)
+    assumed: list[tuple[Undecided, Assumption]] = field(default_factory=list)
     force: bool = False  # the next rule is taken as matching (the "matches" side of a fork)
     accepted_by: DecidedBy | None = None
     accepted_rs: Ruleset | None = None
@@ -90,14 +98,10 @@ class _Branch:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class _Outcome:
-    verdict: Verdict
-    decided_by: DecidedBy | None
-    trace: tuple[TraceStep, ...]
-    assumed: tuple[tuple[Undecided, bool | str], ...]
-    reason: str = ""
-    rs: Ruleset | None = None  # the ruleset that decided
+class _Outcome(Outcome[DecidedBy, TraceStep, Undecided, Ruleset]):
+    """A path's end; its origin is the ruleset that decided."""
+
+    __slots__ = ()
 
 
 INCOMPLETE = "capture incomplete"
@@ -131,10 +135,6 @@ _CUT_TABLE = (
 
 # Tables where a chain the capture lacks can only accept, drop, reject or return (and mark).
 _BOUNDED_TABLES = frozenset(("filter", "security"))
-
-
-class _Abort(Exception):
-    """A limit was reached; the verdict is unknown for this reason."""
 
 
 def _ctx(packet: Packet) -> Ctx:
@@ -207,7 +207,7 @@ class _Walker:
                         br.accepted_by,
                         tuple(br.trace),
                         tuple(br.assumed),
-                        rs=br.accepted_rs,
+                        origin=br.accepted_rs,
                     )
                 rs, table, chain = self.hooks[br.hook]
                 if table == "nat" and (br.ctx.untracked or br.ctx.established):
@@ -233,7 +233,7 @@ class _Walker:
             entry = frame.rules[frame.index]
             self.steps += 1
             if self.steps > self.limits.steps:
-                raise _Abort(f"more than {self.limits.steps} rule checks")
+                raise WalkAborted(f"more than {self.limits.steps} rule checks")
             if isinstance(entry, PendingRule):
                 ctx = br.ctx
                 if any(c.test(ctx) is False for c in entry.quick):
@@ -265,12 +265,9 @@ class _Walker:
                     u = Undecided(
                         frame.table, frame.chain, rule.number, rule.text, "; ".join(reasons)
                     )
-                    other = br.fork()
-                    other.stack[-1].index -= 1
+                    other = split(br, self.work, u, taken=True, untaken=False)
+                    other.stack[-1].index -= 1  # runs this rule again, as matching
                     other.force = True
-                    other.assumed.append((u, True))
-                    self.work.append(other)
-                    br.assumed.append((u, False))
                     continue
             out = self._apply(br, frame, rule)
             if out is not None:
@@ -282,7 +279,9 @@ class _Walker:
         """The end of a path whose next step the capture does not show."""
         br.trace.append(TraceStep(table, chain, None, None, "capture incomplete"))
         reason = f"{INCOMPLETE}: {why}"
-        return _Outcome(Verdict.UNKNOWN, None, tuple(br.trace), tuple(br.assumed), reason, rs=rs)
+        return _Outcome(
+            Verdict.UNKNOWN, None, tuple(br.trace), tuple(br.assumed), reason, origin=rs
+        )
 
     def _step(self, br: _Branch, frame: _Frame, rule: Rule, action: str) -> None:
         br.trace.append(
@@ -310,7 +309,7 @@ class _Walker:
             verdict = Verdict.DROP if k is TargetKind.DROP else Verdict.REJECT
             self._step(br, frame, rule, verdict.value)
             by = DecidedBy(frame.table, frame.chain, rule.number, rule.text)
-            return _Outcome(verdict, by, tuple(br.trace), tuple(br.assumed), rs=frame.rs)
+            return _Outcome(verdict, by, tuple(br.trace), tuple(br.assumed), origin=frame.rs)
         if k is TargetKind.RETURN:
             self._step(br, frame, rule, "return")
             return self._leave(br, explicit=True)
@@ -320,13 +319,13 @@ class _Walker:
             if k is TargetKind.GOTO:
                 br.stack.pop()
             if len(br.stack) >= self.limits.depth:
-                raise _Abort(f"jumps nested deeper than {self.limits.depth} (a loop?)")
+                raise WalkAborted(f"jumps nested deeper than {self.limits.depth} (a loop?)")
             entries = frame.rs.chain_entries(frame.table, t.name)
             br.stack.append(_Frame(frame.rs, frame.table, t.name, entries))
             return None
         if k is TargetKind.EFFECT and t.effect is not None:
             t.effect(br.ctx)
-            self._step(br, frame, rule, f"{t.name} (mark now {_hex(br.ctx.mark)})")
+            self._step(br, frame, rule, f"{t.name} (mark now {hex_mark(br.ctx.mark)})")
             return None
         if k is TargetKind.CONTINUE:
             self._step(br, frame, rule, f"{t.name}, continue")
@@ -338,7 +337,7 @@ class _Walker:
         self._step(br, frame, rule, "unknown")
         by = DecidedBy(frame.table, frame.chain, rule.number, rule.text)
         return _Outcome(
-            Verdict.UNKNOWN, by, tuple(br.trace), tuple(br.assumed), t.note, rs=frame.rs
+            Verdict.UNKNOWN, by, tuple(br.trace), tuple(br.assumed), t.note, origin=frame.rs
         )
 
     def _unseen_chain(self, br: _Branch, frame: _Frame, rule: Rule) -> _Outcome | None:
@@ -363,7 +362,7 @@ class _Walker:
         self._step(br, frame, rule, f"{verb} {t.name}: not in the capture")
         for verdict in (Verdict.DROP, Verdict.REJECT):
             assumed = (*br.assumed, (u, f"{t.name} {verdict.value}s"))
-            self.finished.append(_Outcome(verdict, by, tuple(br.trace), assumed, rs=frame.rs))
+            self.finished.append(_Outcome(verdict, by, tuple(br.trace), assumed, origin=frame.rs))
         br.ctx.mark = br.ctx.ctmark = None
         accepted = br.fork()
         accepted.assumed.append((u, f"{t.name} accepts"))
@@ -385,7 +384,7 @@ class _Walker:
         source = rs.source if self.multi else ""
         br.trace.append(TraceStep(table, chain, None, None, f"policy {policy}", source))
         if policy == "DROP":
-            return _Outcome(Verdict.DROP, by, tuple(br.trace), tuple(br.assumed), rs=rs)
+            return _Outcome(Verdict.DROP, by, tuple(br.trace), tuple(br.assumed), origin=rs)
         self._end_hook(br, by, rs)
         return None
 
@@ -395,10 +394,6 @@ class _Walker:
         if br.accepted_by is None or br.accepted_by.table != "filter":
             br.accepted_by = by  # the filter table's accept is the one users look for
             br.accepted_rs = rs
-
-
-def _hex(mark: int | None) -> str:
-    return "unknown" if mark is None else hex(mark)
 
 
 def _cause(rs: Ruleset, by: DecidedBy | None) -> int | None:
@@ -418,12 +413,6 @@ def evaluate_ruleset(
     return _evaluate([rs], packet, limits, handshake=handshake)
 
 
-_NEXT_PACKETS = (
-    "the SYN is let in; this verdict is for the connection's next packets "
-    "(ESTABLISHED, ACK), which a TCP connection needs as well"
-)
-
-
 def _evaluate(
     rulesets: Sequence[Ruleset],
     packet: Packet,
@@ -433,15 +422,11 @@ def _evaluate(
 ) -> IptablesVerdict:
     """The first packet's verdict; for an accepted TCP SYN also the next packets' verdict."""
     first = _walk_all(rulesets, packet, limits, established=False)
-    if not handshake or first.verdict is not Verdict.ACCEPT or packet.proto_number() != 6:
+    if not handshake:
         return first
-    after = _walk_all(rulesets, packet, limits, established=True)
-    if after.verdict is Verdict.ACCEPT:
-        # Report the first packet's path; still list what was undecided on the second pass.
-        extra = tuple(u for u in after.undecided if u not in first.undecided)
-        return replace(first, undecided=first.undecided + extra)
-    reason = f"{_NEXT_PACKETS}: {after.reason}" if after.reason else ""
-    return replace(after, reason=reason, notes=(*after.notes, _NEXT_PACKETS))
+    return with_next_packets(
+        first, packet, lambda: _walk_all(rulesets, packet, limits, established=True)
+    )
 
 
 def _walk_all(
@@ -456,13 +441,8 @@ def _walk_all(
     walker.work.append(_Branch(ctx))
     outcomes: list[_Outcome] = []
     try:
-        while walker.work:
-            if len(outcomes) + len(walker.work) > lim.branches:
-                raise _Abort(f"more than {lim.branches} paths through undecided rules")
-            outcomes.append(walker.run(walker.work.pop()))
-            outcomes += walker.finished
-            walker.finished.clear()
-    except _Abort as exc:
+        drain(walker.work, walker.run, lim, outcomes, walker.finished)
+    except WalkAborted as exc:
         undecided = _undecided(outcomes, walker.work)
         return IptablesVerdict(
             Verdict.UNKNOWN,
@@ -483,11 +463,8 @@ def _caveats(rulesets: Sequence[Ruleset]) -> tuple[str, ...]:
 def _undecided(
     outcomes: Sequence[_Outcome], pending: Sequence[_Branch] = ()
 ) -> tuple[Undecided, ...]:
-    seen: dict[tuple[str, str, int], Undecided] = {}
-    for assumed in [o.assumed for o in outcomes] + [tuple(b.assumed) for b in pending]:
-        for u, _ in assumed:
-            seen.setdefault((u.table, u.chain, u.rule_number), u)
-    return tuple(seen.values())
+    assumed = [o.assumed for o in outcomes] + [tuple(b.assumed) for b in pending]
+    return undecided_of(assumed, lambda u: (u.table, u.chain, u.rule_number))
 
 
 def _assumptions(o: _Outcome) -> str:
@@ -496,7 +473,7 @@ def _assumptions(o: _Outcome) -> str:
     return ", ".join(f"{u.table} {u.chain} #{u.rule_number} {_hit(hit)}" for u, hit in o.assumed)
 
 
-def _hit(hit: bool | str) -> str:
+def _hit(hit: Assumption) -> str:
     if isinstance(hit, str):
         return hit
     return "matches" if hit else "does not match"
@@ -504,26 +481,15 @@ def _hit(hit: bool | str) -> str:
 
 def _combine(rulesets: Sequence[Ruleset], outcomes: list[_Outcome]) -> IptablesVerdict:
     first = outcomes[0]
-    rs = first.rs or rulesets[0]
+    rs = first.origin or rulesets[0]
     undecided = _undecided(outcomes)
     verdicts = {o.verdict for o in outcomes}
     notes = list(_caveats(rulesets))
-    if (len(verdicts) == 1 and first.verdict is not Verdict.UNKNOWN) or all(
-        o.verdict.blocks for o in outcomes
-    ):
+    if agreed(outcomes):
         if undecided:
-            notes.append(
-                f"{len(undecided)} rule(s) could not be decided; every path gives the same result"
-            )
-        others: list[DecidedBy] = []
-        for o in outcomes[1:]:
-            if (
-                o.decided_by is not None
-                and o.decided_by != first.decided_by
-                and o.decided_by not in others
-            ):
-                others.append(o.decided_by)
-        if others and first.verdict.blocks:
+            notes.append(same_on_every_path(undecided))
+        others = other_blocks(outcomes)
+        if others:
             notes.append("blocked on every path, but which rule blocks depends on undecided rules")
         kinds = [v for v in (Verdict.DROP, Verdict.REJECT) if v in verdicts]
         blocked_as = ""
@@ -538,24 +504,20 @@ def _combine(rulesets: Sequence[Ruleset], outcomes: list[_Outcome]) -> IptablesV
             undecided=undecided,
             notes=tuple(notes),
             command=rs.command(),
-            other_blocks=tuple(others) if first.verdict.blocks else (),
+            other_blocks=tuple(others),
             blocked_as=blocked_as,
         )
     if len(outcomes) == 1:
         reason = first.reason
     else:
-        paths = "; ".join(
-            f"{o.verdict.value}{' (' + o.reason + ')' if o.reason else ''} if {_assumptions(o)}"
-            for o in outcomes[:6]
-        )
-        more = f" (and {len(outcomes) - 6} more paths)" if len(outcomes) > 6 else ""
-        reason = f"the outcome depends on rules that cannot be decided: {paths}{more}"
+        paths = path_summary(outcomes, _assumptions)
+        reason = f"the outcome depends on rules that cannot be decided: {paths}"
         hidden = _hidden_reading(outcomes, rs)
         if hidden:
             notes.insert(0, reason)
             reason = hidden
     unknown = next((o for o in outcomes if o.verdict is Verdict.UNKNOWN), first)
-    rs = unknown.rs or rs
+    rs = unknown.origin or rs
     return IptablesVerdict(
         Verdict.UNKNOWN,
         rs.source,
@@ -593,7 +555,7 @@ def _hidden_reading(outcomes: Sequence[_Outcome], rs: Ruleset) -> str:
         f"{_names(rules)} decide it"
     )
 
-    def likely(hit: bool | str, u: Undecided) -> bool:
+    def likely(hit: Assumption, u: Undecided) -> bool:
         return hit is (u.reason == HIDDEN_IFACE)
 
     reading = next(

@@ -7,11 +7,19 @@ tens of thousands of rules, and a packet to the kubelet only ever visits a few c
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from enum import Enum, StrEnum
-from typing import Any, Protocol
+from typing import Any
+
+from shared.analysis.walk import (
+    PROTOCOLS,
+    IPAddress,
+    Packet,
+    PacketVerdict,
+    fields_json,
+    verdict_json,
+)
 
 __all__ = [
     "BUILTIN_CHAINS",
@@ -41,8 +49,6 @@ __all__ = [
     "verdict_json",
 ]
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-
 # Why a rule of an `iptables --list` without -v is undecided (see parse_list): its interface
 # is not shown. HIDDEN_LO: a bare ACCEPT, most likely the loopback rule `-i lo -j ACCEPT`.
 HIDDEN = "the listing hides interfaces (no -v)"
@@ -58,104 +64,7 @@ BUILTIN_CHAINS: dict[str, tuple[str, ...]] = {
     "security": ("INPUT", "FORWARD", "OUTPUT"),
 }
 
-# Protocol names iptables accepts (from /etc/protocols) and their numbers.
-PROTOCOLS: dict[str, int] = {
-    "all": 0,
-    "icmp": 1,
-    "igmp": 2,
-    "tcp": 6,
-    "udp": 17,
-    "ipv6": 41,
-    "gre": 47,
-    "esp": 50,
-    "ah": 51,
-    "icmpv6": 58,
-    "ipv6-icmp": 58,
-    "ospf": 89,
-    "vrrp": 112,
-    "sctp": 132,
-    "udplite": 136,
-    "mh": 135,
-    "ip": 0,
-    "hopopt": 0,
-    "ipencap": 4,
-    "egp": 8,
-    "pup": 12,
-    "xns-idp": 22,
-    "rdp": 27,
-    "dccp": 33,
-    "ipv6-route": 43,
-    "ipv6-frag": 44,
-    "rsvp": 46,
-    "ipv6-nonxt": 59,
-    "ipv6-opts": 60,
-    "eigrp": 88,
-    "ipip": 94,
-    "encap": 98,
-    "pim": 103,
-    "ipcomp": 108,
-    "l2tp": 115,
-    "isis": 124,
-    "mpls-in-ip": 137,
-}
-
-
-@dataclass(frozen=True, slots=True)
-class Packet:
-    """A NEW inbound connection's first packet (a TCP SYN for tcp), as the INPUT path sees it.
-
-    `dst` None means the node address is not known; `sport` None means any source port;
-    `in_iface` None means the interface is not known. Matches on an unknown field are undecided.
-    """
-
-    src: IPAddress
-    dst: IPAddress | None = None
-    dport: int = 10250
-    proto: str = "tcp"
-    in_iface: str | None = None
-    sport: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.dst is not None and self.dst.version != self.src.version:
-            raise ValueError("src and dst must be of one address family")
-        if self.proto_number() is None:
-            raise ValueError(f"unknown protocol {self.proto!r}")
-        for port in (self.dport, self.sport):
-            if port is not None and not 0 <= port <= 65535:
-                raise ValueError(f"port {port} is outside 0-65535")
-
-    @property
-    def family(self) -> int:
-        return self.src.version
-
-    def proto_number(self) -> int | None:
-        p = self.proto.lower()
-        if p.isdigit():
-            num = int(p)
-            return num if 0 < num < 256 else None
-        named = PROTOCOLS.get(p)
-        return named if named else None  # "all" is not a packet's protocol
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "src": str(self.src),
-            "dst": None if self.dst is None else str(self.dst),
-            "dport": self.dport,
-            "sport": self.sport,
-            "proto": self.proto,
-            "in_iface": self.in_iface,
-        }
-
-
-class Verdict(StrEnum):
-    ACCEPT = "accept"
-    DROP = "drop"
-    REJECT = "reject"
-    UNKNOWN = "unknown"
-
-    @property
-    def blocks(self) -> bool:
-        return self in (Verdict.DROP, Verdict.REJECT)
+Verdict = PacketVerdict  # the name the engine used before walk.py
 
 
 class Backend(StrEnum):
@@ -357,60 +266,6 @@ class Ruleset:
         return any(
             name.startswith(("ufw-", "ufw6-")) for t in self.tables.values() for name in t.chains
         )
-
-
-def fields_json(obj: Any) -> dict[str, Any]:
-    """A dataclass of plain values (str, int, None) as JSON: every field, in order."""
-    return {f.name: getattr(obj, f.name) for f in fields(obj)}
-
-
-class _Json(Protocol):
-    def to_json(self) -> dict[str, Any]: ...
-
-
-class _VerdictLike(Protocol):
-    """What the iptables and the nftables engine's verdicts have in common."""
-
-    @property
-    def verdict(self) -> Verdict: ...
-    @property
-    def cause(self) -> int | None: ...
-    @property
-    def decided_by(self) -> _Json | None: ...
-    @property
-    def trace(self) -> tuple[_Json, ...]: ...
-    @property
-    def undecided(self) -> tuple[_Json, ...]: ...
-    @property
-    def source(self) -> str: ...
-    @property
-    def reason(self) -> str: ...
-    @property
-    def notes(self) -> tuple[str, ...]: ...
-    @property
-    def other_blocks(self) -> tuple[_Json, ...]: ...
-    @property
-    def packet(self) -> Packet | None: ...
-
-
-def verdict_json(v: _VerdictLike, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The JSON document of a verdict, either engine's; `extra` keys come after "notes"."""
-    doc: dict[str, Any] = {
-        "verdict": v.verdict.value,
-        "cause": v.cause,
-        "decided_by": None if v.decided_by is None else v.decided_by.to_json(),
-        "trace": [s.to_json() for s in v.trace],
-        "undecided": [u.to_json() for u in v.undecided],
-        "source": v.source,
-        "reason": v.reason,
-        "notes": list(v.notes),
-        **(extra or {}),
-    }
-    if v.packet is not None:
-        doc["packet"] = v.packet.to_json()
-    if v.other_blocks:
-        doc["other_blocks"] = [d.to_json() for d in v.other_blocks]
-    return doc
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,6 @@ parse (JSON to model), match (one match or map lookup), evaluate (the walk), rem
 
 from __future__ import annotations
 
-from shared.analysis.iptables.model import Packet, Verdict
 from shared.analysis.nftables.evaluate import Limits, evaluate_input
 from shared.analysis.nftables.model import (
     NftDecidedBy,
@@ -27,6 +26,9 @@ from shared.analysis.nftables.model import (
 )
 from shared.analysis.nftables.parse import parse_ruleset
 from shared.analysis.nftables.remediation import CHECK, findings_for, fix_commands
+from shared.analysis.walk import Packet, PacketVerdict
+
+Verdict = PacketVerdict  # the name used before walk.py
 
 __all__ = [
     "CHECK",
@@ -37,6 +39,7 @@ __all__ = [
     "NftUndecided",
     "NftVerdict",
     "Packet",
+    "PacketVerdict",
     "Verdict",
     "evaluate_input",
     "findings_for",

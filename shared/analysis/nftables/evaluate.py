@@ -25,7 +25,6 @@ import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
-from shared.analysis.iptables.model import Packet, Verdict
 from shared.analysis.nftables.match import Ctx, decide, lookup
 from shared.analysis.nftables.model import (
     Cond,
@@ -46,6 +45,23 @@ from shared.analysis.nftables.model import (
     Vmap,
 )
 from shared.analysis.nftables.values import CT_STATES, TCP_FLAGS
+from shared.analysis.walk import (
+    Assumption,
+    Limits,
+    Outcome,
+    Packet,
+    PacketVerdict,
+    WalkAborted,
+    agreed,
+    drain,
+    hex_mark,
+    other_blocks,
+    path_summary,
+    same_on_every_path,
+    split,
+    undecided_of,
+    with_next_packets,
+)
 
 __all__ = ["Limits", "evaluate_input"]
 
@@ -54,11 +70,9 @@ _NAT_PRIO = {"prerouting": -100, "input": 100}  # NF_IP_PRI_NAT_DST / NF_IP_PRI_
 _CONNTRACK = -200  # NF_IP_PRI_CONNTRACK
 
 
-@dataclass(frozen=True, slots=True)
-class Limits:
-    branches: int = 256
-    steps: int = 500_000
-    depth: int = 64  # the kernel allows 16 nested jumps (NFT_JUMP_STACK_SIZE)
+# Statements, not rules, are counted here; the kernel allows 16 nested jumps
+# (NFT_JUMP_STACK_SIZE), the depth limit stays above that.
+_LIMITS = Limits(steps=500_000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,13 +96,10 @@ class _Frame:
     via: tuple[str, str] | None = None  # (map, element) of a named verdict map that led here
 
 
-@dataclass(frozen=True, slots=True)
-class _Outcome:
-    verdict: Verdict
-    decided_by: NftDecidedBy | None
-    trace: tuple[NftTraceStep, ...]
-    assumed: tuple[tuple[NftUndecided, str], ...]
-    reason: str = ""
+class _Outcome(Outcome[NftDecidedBy, NftTraceStep, NftUndecided, None]):
+    """A path's end."""
+
+    __slots__ = ()
 
 
 @dataclass(slots=True)
@@ -98,7 +109,7 @@ class _Branch:
     hook: int = 0
     stack: list[_Frame] = field(default_factory=list)
     trace: list[NftTraceStep] = field(default_factory=list)
-    assumed: list[tuple[NftUndecided, str]] = field(default_factory=list)
+    assumed: list[tuple[NftUndecided, Assumption]] = field(default_factory=list)
     accepted_by: NftDecidedBy | None = None
     # A verdict map outcome this branch was forked to take (applied when it resumes).
     pending: tuple[VerdictStmt | None, str] | None = None
@@ -113,10 +124,6 @@ class _Branch:
             list(self.assumed),
             self.accepted_by,
         )
-
-
-class _Abort(Exception):
-    """A limit was reached."""
 
 
 def _by(rule: NftRule) -> NftDecidedBy:
@@ -165,7 +172,7 @@ class _Walker:
         while True:
             if not br.stack:
                 if br.hook >= len(self.bases):
-                    return self.done(br, Verdict.ACCEPT, br.accepted_by)
+                    return self.done(br, PacketVerdict.ACCEPT, br.accepted_by)
                 if not self.enter(br, self.bases[br.hook]):
                     br.hook += 1
                 continue
@@ -183,7 +190,7 @@ class _Walker:
             f.stmt += 1
             self.steps += 1
             if self.steps > self.limits.steps:
-                raise _Abort(f"more than {self.limits.steps} statements evaluated")
+                raise WalkAborted(f"more than {self.limits.steps} statements evaluated")
             out = self.exec(br, f, rule, stmt)
             if out is not None:
                 return out
@@ -224,11 +231,8 @@ class _Walker:
 
     def maybe(self, br: _Branch, u: NftUndecided, enters: str, skips: str) -> None:
         """Forks at a base chain the packet may or may not pass: the fork skips it."""
-        other = br.fork()
-        other.assumed.append((u, skips))
+        other = split(br, self.work, u, taken=skips, untaken=enters)
         other.hook += 1
-        self.work.append(other)
-        br.assumed.append((u, enters))
 
     def exec(self, br: _Branch, f: _Frame, rule: NftRule, stmt: object) -> _Outcome | None:
         ctx = br.ctx
@@ -241,17 +245,15 @@ class _Walker:
                 return None
             if hit is None and _effective(rule, f.stmt):
                 u = self.undecided(f, rule, why)
-                other = br.fork()
-                other.assumed.append((u, "matches"))
-                self.work.append(other)  # resumes after this match
-                br.assumed.append((u, "does not match"))
+                # the copy resumes after this match
+                split(br, self.work, u, taken="matches", untaken="does not match")
             f.rule, f.stmt = f.rule + 1, 0
             return None
         if isinstance(stmt, NoOp):
             return None
         if isinstance(stmt, Effect):
             self.effect(br, stmt)
-            self.step(br, f, rule, f"{stmt.target} set (mark now {_hex(ctx.mark)})")
+            self.step(br, f, rule, f"{stmt.target} set (mark now {hex_mark(ctx.mark)})")
             return None
         if isinstance(stmt, VerdictStmt):
             return self.verdict(br, f, rule, stmt, None)
@@ -315,7 +317,7 @@ class _Walker:
             return None
         if k in (VKind.DROP, VKind.REJECT):
             self.step(br, f, rule, k.value + via)
-            verdict = Verdict.DROP if k is VKind.DROP else Verdict.REJECT
+            verdict = PacketVerdict.DROP if k is VKind.DROP else PacketVerdict.REJECT
             if elem is None:
                 # Reached through a named verdict map's element (kube-proxy's reject-chain):
                 # that element, not the shared rule, is what sends this packet here.
@@ -337,7 +339,7 @@ class _Walker:
                 br.stack.pop()
                 entry = entry or f.via
             if len(br.stack) >= self.limits.depth:
-                raise _Abort(f"jumps nested deeper than {self.limits.depth}")
+                raise WalkAborted(f"jumps nested deeper than {self.limits.depth}")
             br.stack.append(_Frame(f.table, f.table.chains[v.target], via=entry))
             return None
         why = (
@@ -349,7 +351,7 @@ class _Walker:
 
     def unknown(self, br: _Branch, f: _Frame, rule: NftRule, why: str) -> _Outcome:
         self.step(br, f, rule, f"unknown: {why}")
-        return _Outcome(Verdict.UNKNOWN, _by(rule), tuple(br.trace), tuple(br.assumed), why)
+        return _Outcome(PacketVerdict.UNKNOWN, _by(rule), tuple(br.trace), tuple(br.assumed), why)
 
     def leave(self, br: _Branch, rule: NftRule | None) -> _Outcome | None:
         """Leaves the current chain; leaving the base chain applies its policy."""
@@ -362,7 +364,7 @@ class _Walker:
         self.step(br, _Frame(base.table, c), None, f"policy {policy}")
         by = NftDecidedBy(c.family, c.table, c.name, policy=policy)
         if policy == "drop":
-            return self.done(br, Verdict.DROP, by)
+            return self.done(br, PacketVerdict.DROP, by)
         if br.accepted_by is None or base.hook == "input":
             br.accepted_by = by
         br.hook += 1
@@ -389,12 +391,8 @@ class _Walker:
         else:
             ctx.ctmark = new
 
-    def done(self, br: _Branch, verdict: Verdict, by: NftDecidedBy | None) -> _Outcome:
+    def done(self, br: _Branch, verdict: PacketVerdict, by: NftDecidedBy | None) -> _Outcome:
         return _Outcome(verdict, by, tuple(br.trace), tuple(br.assumed))
-
-
-def _hex(v: int | None) -> str:
-    return "unknown" if v is None else hex(v)
 
 
 def _bases(rs: NftRuleset, family: int) -> tuple[list[_Base], list[str], list[str]]:
@@ -446,39 +444,24 @@ def _walk(
     ct = CT_STATES["established"] if ack else CT_STATES["new"]
     walker.work.append(_Branch(_ctx(packet, ack), ct))
     outcomes: list[_Outcome] = []
-    while walker.work:
-        if len(outcomes) + len(walker.work) > limits.branches:
-            raise _Abort(f"more than {limits.branches} paths through undecided rules")
-        outcomes.append(walker.run(walker.work.pop()))
+    drain(walker.work, walker.run, limits, outcomes)
     return outcomes
 
 
 def _undecided(outcomes: Sequence[_Outcome]) -> tuple[NftUndecided, ...]:
-    seen: dict[tuple[str, str, str, int | None, str], NftUndecided] = {}
-    for o in outcomes:
-        for u, _ in o.assumed:
-            seen.setdefault((u.family, u.table, u.chain, u.handle, u.rule), u)
-    return tuple(seen.values())
+    return undecided_of(
+        (o.assumed for o in outcomes), lambda u: (u.family, u.table, u.chain, u.handle, u.rule)
+    )
 
 
 def _combine(source: str, outcomes: list[_Outcome]) -> NftVerdict:
     first = outcomes[0]
     undecided = _undecided(outcomes)
-    verdicts = {o.verdict for o in outcomes}
     notes: list[str] = []
-    if (len(verdicts) == 1 and first.verdict is not Verdict.UNKNOWN) or all(
-        o.verdict.blocks for o in outcomes
-    ):
+    if agreed(outcomes):
         if undecided:
-            notes.append(
-                f"{len(undecided)} rule(s) could not be decided; every path gives the same result"
-            )
-        others: list[NftDecidedBy] = []
-        if first.verdict.blocks:
-            for o in outcomes[1:]:
-                d = o.decided_by
-                if d is not None and d != first.decided_by and d not in others:
-                    others.append(d)
+            notes.append(same_on_every_path(undecided))
+        others = other_blocks(outcomes)
         return NftVerdict(
             first.verdict,
             source,
@@ -491,29 +474,23 @@ def _combine(source: str, outcomes: list[_Outcome]) -> NftVerdict:
     if len(outcomes) == 1:
         reason = first.reason
     else:
-        paths = "; ".join(
-            f"{o.verdict.value}{' (' + o.reason + ')' if o.reason else ''} if "
-            + (", ".join(f"handle {u.handle} of {u.chain}: {how}" for u, how in o.assumed) or "-")
-            for o in outcomes[:6]
+        paths = path_summary(
+            outcomes,
+            lambda o: (
+                ", ".join(f"handle {u.handle} of {u.chain}: {how}" for u, how in o.assumed) or "-"
+            ),
         )
-        more = f" (and {len(outcomes) - 6} more paths)" if len(outcomes) > 6 else ""
         why = "; ".join(f"handle {u.handle} of {u.chain}: {u.reason}" for u in undecided[:4])
-        reason = f"the outcome depends on what cannot be decided ({why}): {paths}{more}"
-    unknown = next((o for o in outcomes if o.verdict is Verdict.UNKNOWN), first)
+        reason = f"the outcome depends on what cannot be decided ({why}): {paths}"
+    unknown = next((o for o in outcomes if o.verdict is PacketVerdict.UNKNOWN), first)
     return NftVerdict(
-        Verdict.UNKNOWN,
+        PacketVerdict.UNKNOWN,
         source,
         unknown.decided_by if len(outcomes) == 1 else None,
         unknown.trace,
         undecided,
         reason,
     )
-
-
-_NEXT = (
-    "the SYN is let in; this verdict is for the connection's next packets (ESTABLISHED, "
-    "ACK), which a TCP connection needs as well"
-)
 
 
 def evaluate_input(
@@ -530,7 +507,7 @@ def evaluate_input(
     the connection too, and that is the verdict. iptables-nft's own tables are skipped and
     listed in `skipped`: the iptables engine reads them from iptables-save.
     """
-    lim = limits or Limits()
+    lim = limits or _LIMITS
     bases, skipped, notes = _bases(ruleset, packet.family)
     evaluated = tuple(b.label() for b in bases)
     fams = {"inet", "netdev", "ip" if packet.family == 4 else "ip6"}
@@ -538,7 +515,7 @@ def evaluate_input(
     if not bases:
         note = "no native nftables base chain on hook ingress, prerouting or input for IPv"
         return NftVerdict(
-            Verdict.ACCEPT,
+            PacketVerdict.ACCEPT,
             ruleset.source,
             notes=(f"{note}{packet.family}: nothing here filters the packet",),
             skipped=tuple(skipped),
@@ -546,16 +523,16 @@ def evaluate_input(
         )
     try:
         first = _combine(ruleset.source, _walk(bases, packet, lim, False, ct_on))
-        if handshake and first.verdict is Verdict.ACCEPT and packet.proto_number() == 6:
-            after = _combine(ruleset.source, _walk(bases, packet, lim, True, ct_on))
-            if after.verdict is Verdict.ACCEPT:
-                extra = tuple(u for u in after.undecided if u not in first.undecided)
-                first = replace(first, undecided=first.undecided + extra)
-            else:
-                reason = f"{_NEXT}: {after.reason}" if after.reason else ""
-                first = replace(after, reason=reason, notes=(*after.notes, _NEXT))
-    except _Abort as exc:
-        first = NftVerdict(Verdict.UNKNOWN, ruleset.source, reason=f"evaluation stopped: {exc}")
+        if handshake:
+            first = with_next_packets(
+                first,
+                packet,
+                lambda: _combine(ruleset.source, _walk(bases, packet, lim, True, ct_on)),
+            )
+    except WalkAborted as exc:
+        first = NftVerdict(
+            PacketVerdict.UNKNOWN, ruleset.source, reason=f"evaluation stopped: {exc}"
+        )
     return replace(
         first,
         notes=(*first.notes, *notes),

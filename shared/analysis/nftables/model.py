@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from shared.analysis.iptables.model import Packet, Verdict, fields_json, verdict_json
+from shared.analysis.walk import Packet, PacketVerdict, fields_json, verdict_json
 
 __all__ = [
     "Cond",
@@ -37,13 +37,13 @@ __all__ = [
     "NftVerdict",
     "NoOp",
     "Packet",
+    "PacketVerdict",
     "Part",
     "Right",
     "SetRef",
     "Stmt",
     "Unknown",
     "VKind",
-    "Verdict",
     "VerdictStmt",
     "Vmap",
     "Wild",
@@ -332,7 +332,7 @@ class NftUndecided:
 class NftVerdict:
     """What the native nftables tables do to the packet (the iptables-nft tables excluded)."""
 
-    verdict: Verdict
+    verdict: PacketVerdict
     source: str
     decided_by: NftDecidedBy | None = None
     trace: tuple[NftTraceStep, ...] = ()

@@ -27,7 +27,6 @@ from shared.analysis.findings import (
     Severity,
     Subject,
 )
-from shared.analysis.iptables.model import Packet, Verdict
 from shared.analysis.iptables.remediation import (
     flow_text,
     inconclusive_finding,
@@ -36,6 +35,7 @@ from shared.analysis.iptables.remediation import (
 )
 from shared.analysis.nftables.model import NftTraceStep, NftVerdict
 from shared.analysis.shell import Command, command, pipeline
+from shared.analysis.walk import Packet, PacketVerdict
 
 __all__ = ["CHECK", "findings_for", "fix_commands", "trace_summary"]
 
@@ -141,11 +141,11 @@ def trace_summary(trace: tuple[NftTraceStep, ...], limit: int = 12) -> list[str]
 def findings_for(v: NftVerdict, subject: Subject) -> list[Finding]:
     """No finding for accept; a critical problem for a block; an inconclusive one otherwise."""
     what = flow_text(v.packet)
-    if v.verdict is Verdict.ACCEPT:
+    if v.verdict is PacketVerdict.ACCEPT:
         return []
     skipped = [f"skipped table {s}" for s in v.skipped]
     by = v.decided_by
-    if v.verdict is Verdict.UNKNOWN:
+    if v.verdict is PacketVerdict.UNKNOWN:
         evidence = [f"source: {v.source}", f"why: {v.reason}"]
         if by is not None:
             evidence.append(f"at: {by.where()}" + (f": {by.rule}" if by.rule else ""))
@@ -176,7 +176,7 @@ def findings_for(v: NftVerdict, subject: Subject) -> list[Finding]:
         listing = command("nft", "-a", "list", "chain", by.family, by.table, by.chain)
         notes.append(f"check the handle first with `{listing}`")
     notes.append(TUNNEL_POD_REMINDER)
-    verb = "drops" if v.verdict is Verdict.DROP else "rejects"
+    verb = "drops" if v.verdict is PacketVerdict.DROP else "rejects"
     if by.policy is not None:
         summary = f"allow {what} before the {by.policy} policy of {by.family} {by.table} {by.chain}"
     elif by.element is not None:

@@ -13,8 +13,8 @@ import ipaddress
 from typing import Any
 
 from shared.analysis.iptables.conds import SERVICES
-from shared.analysis.iptables.model import PROTOCOLS
 from shared.analysis.nftables.model import Field, Interval, Part, Wild
+from shared.analysis.walk import PROTOCOLS
 
 __all__ = [
     "CT_STATES",
