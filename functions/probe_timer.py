@@ -15,10 +15,7 @@ from datetime import UTC, datetime
 
 import azure.functions as func
 
-from shared.adapters.clients import ArmClients, build_clients, default_credential
-from shared.adapters.queues import ProbeQueue
-from shared.adapters.tables import FindingStore
-from shared.compose import cached_inventory, storage_clients
+from shared.compose import CycleDeps, root_for
 from shared.config import Settings
 from shared.inventory.model import Estate
 from shared.jobs.probe_cycle import CycleOutcome, run_probe_cycle
@@ -28,23 +25,11 @@ log = logging.getLogger(__name__)
 bp = func.Blueprint()  # type: ignore[no-untyped-call]
 
 
-CycleDeps = tuple[Callable[[str], Estate], ProbeQueue, FindingStore]
+__all__ = ["CycleDeps", "bp", "make_deps", "probe_cycle_once", "probe_timer"]
 
 
 def production_deps(settings: Settings, environ: Mapping[str, str]) -> CycleDeps:
-    tables, queue = storage_clients(environ, settings.storage_connection, settings.probe_queue)
-    queue.ensure()
-    store = FindingStore(tables, prefix=settings.table_prefix)
-    store.ensure_tables()
-    credential = default_credential(settings.arm_endpoint)
-
-    def clients_for(subscription: str) -> ArmClients:
-        return build_clients(
-            credential, subscription, arm_endpoint=settings.arm_endpoint,
-            ca_bundle=settings.arm_ca_bundle or None,
-        )  # fmt: skip
-
-    return cached_inventory(clients_for, lambda: datetime.now(UTC), 0), queue, store
+    return root_for(settings, environ).cycle()
 
 
 make_deps: Callable[[Settings, Mapping[str, str]], CycleDeps] = production_deps

@@ -5,7 +5,7 @@ The job never raises for a bad message or a failed run command: those are record
 (refused, skipped, retry as a new delayed message, denied, poisoned). It raises only when our
 own storage fails; the host then retries the message (host.json maxDequeueCount) and finally
 moves it to `<queue>-poison`, where `probe_poison` turns it into an inconclusive finding.
-`make_deps` is this module's seam, as in scan_timer.
+`make_deps` is this module's seam, as in scan_timer (production: the process's composition root).
 """
 
 from __future__ import annotations
@@ -16,14 +16,10 @@ from collections.abc import Callable, Mapping
 
 import azure.functions as func
 
-from shared.adapters.clients import default_credential
-from shared.adapters.probe_ledger import ProbeLedger
-from shared.adapters.tables import FindingStore
-from shared.compose import probe_deps, storage_clients
+from shared.compose import probe_options, root_for
 from shared.config import TRIGGER_STORAGE, Settings
 from shared.jobs.probe import (
     ProbeDeps,
-    ProbeOptions,
     ProbeResult,
     handle_poison,
     handle_probe_message,
@@ -35,32 +31,11 @@ bp = func.Blueprint()  # type: ignore[no-untyped-call]
 
 
 def production_deps(settings: Settings, environ: Mapping[str, str]) -> ProbeDeps:
-    tables, queue = storage_clients(environ, settings.storage_connection, settings.probe_queue)
-    store = FindingStore(tables, prefix=settings.table_prefix)
-    ledger = ProbeLedger(tables, prefix=settings.table_prefix)
-    poison = queue.sibling(f"{settings.probe_queue}-poison")
-    # Once per process (the deps are cached): the worker may run before any scan made them,
-    # and it sends to the poison queue itself (the host creates that one only when it uses it).
-    store.ensure_tables()
-    ledger.ensure()
-    poison.ensure()
-    return probe_deps(
-        default_credential(settings.arm_endpoint),
-        arm_endpoint=settings.arm_endpoint,
-        ca_bundle=settings.arm_ca_bundle or None,
-        store=store,
-        ledger=ledger,
-        queue=queue,
-        poison=poison,
-    )
+    return root_for(settings, environ).probe()
 
 
 make_deps: Callable[[Settings, Mapping[str, str]], ProbeDeps] = production_deps
 _deps: dict[str, ProbeDeps] = {}  # one per process: the inventory cache lives in it
-
-
-def _options(settings: Settings) -> ProbeOptions:
-    return ProbeOptions(subscriptions=settings.subscriptions, budget=settings.probe_budget)
 
 
 def _deps_for(settings: Settings, environ: Mapping[str, str]) -> ProbeDeps:
@@ -75,8 +50,8 @@ def probe_once(
     settings = Settings.from_env(environ)
     deps = _deps_for(settings, environ)
     if poison:
-        return handle_poison(text, _options(settings), deps)
-    return handle_probe_message(text, _options(settings), deps, message_id=message_id)
+        return handle_poison(text, probe_options(settings), deps)
+    return handle_probe_message(text, probe_options(settings), deps, message_id=message_id)
 
 
 def _text(msg: func.QueueMessage) -> str:

@@ -1,11 +1,15 @@
-"""Building a scan's real dependencies: ARM clients, Azure Monitor, DNS, Table Storage, the queue.
+"""The composition root: the one module that builds the jobs' real dependencies (ARM clients,
+Azure Monitor, DNS, Table Storage, the queues) from Settings and the environment. `root_for`
+keeps one Root per process, so every function invocation reuses what the first one built;
+`tunnelwatch scan` builds its deps here too (`scan_deps`, `scan_options`). SDK clients are
+constructed here and in shared/adapters/clients.py (ARM, monitor, metrics, credential), whose
+helpers only this module calls; adapters/queues.py makes the QueueClients of ProbeQueue.
 
 SNAT metrics are read in batches from the regional metrics data plane of the ARM endpoint's cloud
 (`https://<region>.metrics.monitor.azure.com` for public Azure); `metrics_endpoint` overrides
 that (the simulator, a cloud clients.py does not know; `{region}` in it is replaced). For an
 unknown cloud without override, metrics are read per resource through ARM.
 
-Used by the timer function (from app settings) and by `tunnelwatch scan` (from its options).
 Storage comes from the Functions host's own connection: a connection string in
 `<prefix>` (local, Azurite) or identity-based `<prefix>__tableServiceUri` /
 `<prefix>__queueServiceUri` (or `<prefix>__accountName`: shared.adapters.storage_endpoints) with
@@ -15,7 +19,9 @@ strings) are never logged.
 
 from __future__ import annotations
 
+import logging
 import socket
+import threading
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -27,13 +33,14 @@ from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 from azure.mgmt.monitor import MonitorManagementClient
 from azure.monitor.querymetrics import MetricsClient
 
-from shared.adapters.arm_reads import ArmReads, cached_inventory
+from shared.adapters.arm_reads import ArmReads, cached_inventory, read_inventory
 from shared.adapters.clients import (
     ArmClients,
     RetrySettings,
     build_clients,
     build_metrics_batch_client,
     build_monitor_client,
+    default_credential,
     metrics_endpoint_for,
 )
 from shared.adapters.probe_ledger import ProbeLedger
@@ -41,18 +48,29 @@ from shared.adapters.queues import STORAGE_CONNECT_TIMEOUT, STORAGE_READ_TIMEOUT
 from shared.adapters.runcommand import RunCommandRunner
 from shared.adapters.storage_endpoints import service_uris
 from shared.adapters.tables import FindingStore
-from shared.errors import ConfigError
-from shared.jobs.probe import ProbeDeps
-from shared.jobs.scan import Resolver, ScanDeps
+from shared.config import Settings
+from shared.errors import ConfigError, StorageError
+from shared.inventory.model import Estate
+from shared.jobs.ports import Inventory
+from shared.jobs.probe import ProbeDeps, ProbeOptions
+from shared.jobs.scan import Resolver, ScanDeps, ScanOptions
 
 __all__ = [
+    "CycleDeps",
+    "Root",
     "cached_inventory",
     "dns_resolver",
+    "make_credential",
     "probe_deps",
+    "probe_options",
+    "root_for",
     "scan_deps",
+    "scan_options",
     "static_resolver",
     "storage_clients",
 ]
+
+log = logging.getLogger(__name__)
 
 
 def dns_resolver(name: str) -> tuple[str, ...]:
@@ -161,6 +179,7 @@ def scan_deps(
         metrics_endpoint_for(arm_endpoint, "region", metrics_endpoint)  # not https: fail now
     clients: dict[str, ArmClients] = {}
     batch: dict[tuple[str, str], MetricsClient] = {}
+    monitors: dict[str, MonitorManagementClient] = {}
 
     def clients_for(subscription: str) -> ArmClients:
         if subscription not in clients:
@@ -171,11 +190,12 @@ def scan_deps(
         return clients[subscription]
 
     def monitor_for(subscription: str) -> MonitorManagementClient:
-        arm = clients_for(subscription)
-        return build_monitor_client(
-            credential, subscription, arm_endpoint=arm_endpoint, ca_bundle=ca_bundle,
-            counter=arm.counter, retry=retry, read_timeout=read_timeout,
-        )  # fmt: skip
+        if subscription not in monitors:
+            monitors[subscription] = build_monitor_client(
+                credential, subscription, arm_endpoint=arm_endpoint, ca_bundle=ca_bundle,
+                counter=clients_for(subscription).counter, retry=retry, read_timeout=read_timeout,
+            )  # fmt: skip
+        return monitors[subscription]
 
     def metrics_batch_for(subscription: str, region: str) -> MetricsClient | None:
         endpoint = metrics_endpoint_for(arm_endpoint, region, metrics_endpoint)
@@ -245,3 +265,169 @@ def probe_deps(
         poison=poison,
         clock=now,
     )
+
+
+# --- The composition root: one per process -------------------------------------------------
+
+CycleDeps = tuple[Inventory, ProbeQueue, FindingStore]
+
+# The root's one seam: ARM endpoint -> the credential of every ARM and metrics client. Tests
+# that run the root against the ARM simulator assign a factory of the simulator's credential.
+make_credential: Callable[[str], TokenCredential] = default_credential
+
+
+def scan_options(settings: Settings) -> ScanOptions:
+    """The scan's options from Settings: the timer and `tunnelwatch scan` alike."""
+    return ScanOptions(
+        subscriptions=settings.subscriptions,
+        snat_threshold_percent=settings.snat_threshold_percent,
+        snat_window_minutes=settings.snat_window_minutes,
+        snat_min_bad_points=settings.snat_min_bad_points,
+        check_legacy_tunnel_ports=settings.check_legacy_tunnel_ports,
+        probe_budget=settings.probe_budget,
+        service_tags_cache_hours=settings.service_tags_cache_hours,
+    )
+
+
+def probe_options(settings: Settings) -> ProbeOptions:
+    return ProbeOptions(subscriptions=settings.subscriptions, budget=settings.probe_budget)
+
+
+class Root:
+    """Every client and adapter of one process, built from its Settings and environment on
+    first use and kept: the Functions worker runs every trigger of the app in one process, and
+    each invocation reuses them (the service-tag cache and the probe worker's inventory cache
+    live in the deps; tables and queues are created once). One credential serves every ARM
+    and metrics client; each job family has its own clients, so a scan's call counts are its
+    own even while the probe worker runs beside it.
+
+    Creating tables and queues is retried on the next use until it succeeded once: storage
+    that is down when the process starts must not leave them missing for its lifetime.
+    """
+
+    def __init__(self, settings: Settings, environ: Mapping[str, str]) -> None:
+        self.settings = settings
+        self._environ = dict(environ)
+        self._lock = threading.RLock()
+        self._credential: TokenCredential | None = None
+        self._storage: tuple[TableServiceClient, ProbeQueue] | None = None
+        self._store: FindingStore | None = None
+        self._ledger: ProbeLedger | None = None
+        self._poison: ProbeQueue | None = None
+        self._scan: ScanDeps | None = None
+        self._probe: ProbeDeps | None = None
+        self._cycle: CycleDeps | None = None
+        self._created: set[str] = set()  # tables and queues known to exist
+
+    def credential(self) -> TokenCredential:
+        with self._lock:
+            if self._credential is None:
+                self._credential = make_credential(self.settings.arm_endpoint)
+            return self._credential
+
+    def _tables_and_queue(self) -> tuple[TableServiceClient, ProbeQueue]:
+        if self._storage is None:
+            s = self.settings
+            self._storage = storage_clients(self._environ, s.storage_connection, s.probe_queue)
+        return self._storage
+
+    def store(self) -> FindingStore:
+        with self._lock:
+            if self._store is None:
+                tables, _ = self._tables_and_queue()
+                self._store = FindingStore(tables, prefix=self.settings.table_prefix)
+            return self._store
+
+    def queue(self) -> ProbeQueue:
+        with self._lock:
+            return self._tables_and_queue()[1]
+
+    def _create(self, name: str, create: Callable[[], None]) -> None:
+        """Create a table or queue once per process (raises StorageError, retried next use)."""
+        if name not in self._created:
+            create()
+            self._created.add(name)
+
+    def scan(self) -> ScanDeps:
+        with self._lock:
+            store, queue = self.store(), self.queue()
+            for name, create in (("tables", store.ensure_tables), ("queue", queue.ensure)):
+                try:
+                    self._create(name, create)
+                except StorageError as exc:
+                    # Scan anyway: the run's first write fails too and ends it FAILED.
+                    log.error("storage not ready: %s", exc)
+            if self._scan is None:
+                s = self.settings
+                self._scan = scan_deps(
+                    self.credential(), arm_endpoint=s.arm_endpoint,
+                    ca_bundle=s.arm_ca_bundle or None, resolver=dns_resolver,
+                    store=store, queue=queue,
+                )  # fmt: skip
+            return self._scan
+
+    def probe(self) -> ProbeDeps:
+        with self._lock:
+            s = self.settings
+            store, queue = self.store(), self.queue()
+            if self._ledger is None:
+                self._ledger = ProbeLedger(self._tables_and_queue()[0], prefix=s.table_prefix)
+            if self._poison is None:
+                self._poison = queue.sibling(f"{s.probe_queue}-poison")
+            # The worker may run before any scan made them, and it sends to the poison queue
+            # itself (the host creates that one only when it uses it).
+            self._create("tables", store.ensure_tables)
+            self._create("ledger", self._ledger.ensure)
+            self._create("poison", self._poison.ensure)
+            if self._probe is None:
+                self._probe = probe_deps(
+                    self.credential(), arm_endpoint=s.arm_endpoint,
+                    ca_bundle=s.arm_ca_bundle or None, store=store, ledger=self._ledger,
+                    queue=queue, poison=self._poison,
+                )  # fmt: skip
+            return self._probe
+
+    def cycle(self) -> CycleDeps:
+        """The probe timer's: an inventory read fresh each cycle (hourly), the queue, the store."""
+        with self._lock:
+            store, queue = self.store(), self.queue()
+            self._create("queue", queue.ensure)
+            self._create("tables", store.ensure_tables)
+            if self._cycle is None:
+                s = self.settings
+                credential = self.credential()
+                clients: dict[str, ArmClients] = {}
+
+                def clients_for(subscription: str) -> ArmClients:
+                    if subscription not in clients:
+                        clients[subscription] = build_clients(
+                            credential, subscription, arm_endpoint=s.arm_endpoint,
+                            ca_bundle=s.arm_ca_bundle or None,
+                        )  # fmt: skip
+                    return clients[subscription]
+
+                def inventory(subscription: str, /) -> Estate:
+                    return read_inventory(clients_for(subscription), subscription)
+
+                self._cycle = (inventory, queue, store)
+            return self._cycle
+
+
+_roots: dict[tuple[Settings, tuple[tuple[str, str], ...]], Root] = {}
+_roots_lock = threading.Lock()
+
+
+def _storage_environment(environ: Mapping[str, str], prefix: str) -> tuple[tuple[str, str], ...]:
+    return tuple(
+        sorted((k, v) for k, v in environ.items() if k == prefix or k.startswith(f"{prefix}__"))
+    )
+
+
+def root_for(settings: Settings, environ: Mapping[str, str]) -> Root:
+    """This process's root for these settings (built on first use, then the same one)."""
+    key = (settings, _storage_environment(environ, settings.storage_connection))
+    with _roots_lock:
+        root = _roots.get(key)
+        if root is None:
+            root = _roots[key] = Root(settings, environ)
+        return root

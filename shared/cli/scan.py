@@ -76,12 +76,18 @@ def register(commands: Any) -> None:
 
 
 def _handle(args: argparse.Namespace) -> CommandResult:
-    from shared.adapters.clients import default_credential
     from shared.adapters.credentials import StaticTokenCredential
     from shared.adapters.tables import FindingStore
-    from shared.compose import dns_resolver, scan_deps, static_resolver, storage_clients
+    from shared.compose import (
+        dns_resolver,
+        make_credential,
+        scan_deps,
+        scan_options,
+        static_resolver,
+        storage_clients,
+    )
     from shared.config import Settings
-    from shared.jobs.scan import ScanOptions, run_scan
+    from shared.jobs.scan import run_scan
 
     subs = args.subscription or [
         s for s in os.environ.get("TUNNELWATCH_SUBSCRIPTIONS", "").split(",") if s.strip()
@@ -93,6 +99,7 @@ def _handle(args: argparse.Namespace) -> CommandResult:
         "SNAT_MIN_BAD_POINTS": str(args.snat_min_bad),
         "PROBE_BUDGET": str(args.probe_budget),
         "ARM_ENDPOINT": args.arm_endpoint,
+        "CHECK_LEGACY_TUNNEL_PORTS": "true" if args.check_legacy_ports else "false",
     }
     settings = Settings.from_env(env)  # the same validation as the app; ConfigError -> exit 2
     overrides = {}
@@ -105,7 +112,7 @@ def _handle(args: argparse.Namespace) -> CommandResult:
     credential = (
         StaticTokenCredential.from_file(args.access_token_file)
         if args.access_token_file
-        else default_credential(settings.arm_endpoint)
+        else make_credential(settings.arm_endpoint)
     )
     store = queue = None
     if args.record:
@@ -132,15 +139,7 @@ def _handle(args: argparse.Namespace) -> CommandResult:
         resolver=resolver, store=store, queue=queue, progress=progress,
         metrics_endpoint=args.metrics_endpoint,
     )  # fmt: skip
-    options = ScanOptions(
-        subscriptions=settings.subscriptions,
-        snat_threshold_percent=settings.snat_threshold_percent,
-        snat_window_minutes=settings.snat_window_minutes,
-        snat_min_bad_points=settings.snat_min_bad_points,
-        check_legacy_tunnel_ports=args.check_legacy_ports,
-        probe_budget=settings.probe_budget,
-    )
-    outcome = run_scan(options, deps)
+    outcome = run_scan(scan_options(settings), deps)  # the timer's options, from Settings
     if progress:
         sys.stderr.write("\n")
     findings = outcome.findings
