@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.analysis import shell
+from shared.analysis import netcat, shell
 from shared.analysis.findings import (
     TUNNEL_POD_REMINDER,
     Cause,
@@ -239,6 +239,23 @@ def test_triage_timeout_and_refusal_are_problems_about_the_target_node() -> None
     rem = found[0].remediation
     assert rem is not None and "deep probe of node-a" in rem.summary
     assert any("DROP" in n for n in rem.notes) and any("REJECT" in n for n in rem.notes)
+
+
+def test_probe_and_pasted_nc_read_a_failure_alike() -> None:
+    """One nc-to-finding mapping: the node probe's kubelet test and `analyze nc` on the same
+    lines say how it failed in the same words, with the same notes and evidence lines."""
+    lines = [
+        f"target={PEER_IP}:10250",
+        f"nc: connect to {PEER_IP} port 10250 (tcp) timed out: Operation now in progress",
+        f"{PEER_IP}:10250 exit=1",
+    ]
+    [probe] = _findings(_output([f"nc\t{x}" for x in lines], mode="triage"), PEERS)
+    [pasted] = netcat.findings(netcat.analyze("\n".join(lines), "paste", expect=1))
+    assert probe.title.endswith(" not reachable from aks-nodepool1-12345678-vmss000003: timed out")
+    assert pasted.title == f"{PEER_IP}:10250 not reachable: timed out"
+    assert probe.remediation is not None and pasted.remediation is not None
+    assert probe.remediation.notes == pasted.remediation.notes
+    assert probe.evidence[1:] == tuple(f"probe {e}" for e in pasted.evidence)
 
 
 def test_untested_peer_is_inconclusive() -> None:

@@ -202,6 +202,6 @@ def test_cli_silent_z_and_echo_status(tmp_path: Path, capsys: pytest.CaptureFixt
     doc = json.loads(capsys.readouterr().out)
     assert code == 1 and doc["counts"]["failed"] == 1 and doc["counts"]["open"] == 1
     [finding] = doc["findings"]
-    assert finding["title"] == "connection to 10.77.0.5:10250: failed"
+    assert finding["title"] == "10.77.0.5:10250 not reachable: failed"
     code = _cli(tmp_path, "$ nc -z 10.77.0.5 443; echo $?\n0\n", "--expect", "1")
     assert code == 0, capsys.readouterr().out

@@ -40,13 +40,13 @@ from dataclasses import dataclass, field, replace
 
 from shared.analysis.findings import (
     Finding,
-    Kind,
     Origin,
     Remediation,
     Severity,
     Subject,
 )
 from shared.analysis.netcat.commands import CommandLine, Invocation, exit_outcome, invocation
+from shared.analysis.netcat.finding import WHAT_A_FAILURE_MEANS, Reading, connection_finding
 from shared.analysis.netcat.lines import (
     MAX_LINE,
     Line,
@@ -421,13 +421,7 @@ _NODE_CHECKS = Remediation(
         ),
         _NSG_SHOW,
     ),
-    notes=(
-        "A timeout means packets were dropped: an NSG deny (NSGs drop silently) or a DROP rule "
-        "in UFW/iptables on the target node.",
-        "A refusal comes from the target node itself: a REJECT rule (UFW/iptables) or nothing "
-        "listening on the port (kubelet down). 'No route to host' can also be a REJECT rule "
-        "(icmp-host-unreachable / icmp-host-prohibited).",
-    ),
+    notes=WHAT_A_FAILURE_MEANS,
 )
 _EGRESS_CHECKS = Remediation(
     summary=(
@@ -440,7 +434,7 @@ _EGRESS_CHECKS = Remediation(
 
 
 def findings(report: NetcatReport, subject: Subject | None = None) -> tuple[Finding, ...]:
-    """A PROBLEM per blocked target, an INCONCLUSIVE per unknown one.
+    """A PROBLEM per blocked target, an INCONCLUSIVE per unknown one (`netcat.finding`).
 
     The cause stays None on purpose: a failed connect says that something blocks the port,
     not what (NSG, UFW, iptables, a dead kubelet). The remediation points at the checks that
@@ -449,41 +443,20 @@ def findings(report: NetcatReport, subject: Subject | None = None) -> tuple[Find
     subject = subject or Subject()
     out: list[Finding] = []
     for r in report.results:
+        port = r.target.port
+        egress = port in EGRESS_PORTS
         label = r.target.label()
-        evidence = tuple(
-            f"line {a.line_number}: {a.line}" + (f" ({a.reason})" if a.reason else "")
-            for a in r.attempts
+        reading = Reading(
+            check="probe.tcp",
+            cause=None,
+            subject=subject,
+            key=label if r.target.host is not None else f"line{r.decisive.line_number}",
+            target=label,
+            severity=Severity.CRITICAL if port == KUBELET_PORT or egress else Severity.WARNING,
+            remediation=_EGRESS_CHECKS if egress else _NODE_CHECKS,
+            origin=Origin.ARTICLE if port == KUBELET_PORT else Origin.TUNNELWATCH,
         )
-        if r.status.blocked:
-            port = r.target.port
-            egress = port in EGRESS_PORTS
-            critical = port == KUBELET_PORT or egress
-            out.append(
-                Finding(
-                    check="probe.tcp",
-                    cause=None,
-                    kind=Kind.PROBLEM,
-                    severity=Severity.CRITICAL if critical else Severity.WARNING,
-                    subject=subject,
-                    title=f"connection to {label}: {r.status.value}",
-                    evidence=evidence,
-                    remediation=_EGRESS_CHECKS if egress else _NODE_CHECKS,
-                    key=label if r.target.host is not None else f"line{r.decisive.line_number}",
-                    origin=Origin.ARTICLE if port == KUBELET_PORT else Origin.TUNNELWATCH,
-                )
-            )
-        elif r.status is Status.UNKNOWN:
-            out.append(
-                Finding(
-                    check="probe.tcp",
-                    cause=None,
-                    kind=Kind.INCONCLUSIVE,
-                    severity=Severity.WARNING,
-                    subject=subject,
-                    title=f"connection to {label}: outcome unknown ({r.decisive.reason})",
-                    evidence=evidence,
-                    key=label if r.target.host is not None else f"line{r.decisive.line_number}",
-                    origin=Origin.TUNNELWATCH,
-                )
-            )
+        finding = connection_finding(r, reading)
+        if finding is not None:
+            out.append(finding)
     return tuple(out)

@@ -25,7 +25,7 @@ from shared.analysis.findings import (
     Severity,
     Subject,
 )
-from shared.analysis.netcat import ProbeResult, Status
+from shared.analysis.netcat.finding import WHAT_A_FAILURE_MEANS, Reading, connection_finding
 from shared.analysis.shell import Command, command, placeholder
 from shared.checks.node.common import Where
 from shared.inventory.model import Cluster
@@ -33,13 +33,6 @@ from shared.probe.output import ProbeReport, TlsCheck, target_results
 
 __all__ = ["api_findings", "tls_findings", "triage_findings", "tunnel_findings"]
 
-_REACH_NOTES = (
-    "A timeout means the SYN was dropped on the way: an NSG deny (NSGs drop silently) or a "
-    "DROP rule in UFW/iptables on the target node.",
-    "A refusal comes from the target node itself: a REJECT rule in UFW/iptables, or nothing "
-    "listening on 10250 (kubelet down). 'No route to host' can also be a REJECT rule "
-    "(icmp-host-unreachable / icmp-host-prohibited).",
-)
 TLS_TITLE = (
     "a TLS-inspecting firewall or proxy between the node and the API server breaks Konnectivity"
 )
@@ -49,13 +42,6 @@ _CA_NOTE = (
     "view --raw --minify -o jsonpath='{.clusters[0].cluster.certificate-authority-data}' | "
     "base64 -d | openssl x509 -noout -subject"
 )
-
-
-def _evidence(r: ProbeResult) -> tuple[str, ...]:
-    return tuple(
-        f"probe line {a.line_number}: {a.line}" + (f" ({a.reason})" if a.reason else "")
-        for a in r.attempts
-    )
 
 
 def triage_findings(
@@ -85,49 +71,27 @@ def _named_findings(
     for r in report.targets.results if report.targets is not None else ():
         host = r.target.host or ""
         node = peers.get(host, "")
-        subject = Subject(cluster.subscription, cluster.id, "", node or "", host)
-        label = r.target.label()
-        # The probing pool, not node, in the key: triage runs on any node of the pool.
-        key = f"{label}:from-pool={where.subject.node_pool}"
-        if r.status.blocked:
-            how = "timed out" if r.status is Status.TIMEOUT else r.status.value
-            out.append(
-                Finding(
-                    check="node.kubelet",
-                    cause=None,
-                    kind=Kind.PROBLEM,
-                    severity=Severity.CRITICAL,
-                    subject=subject,
-                    title=f"kubelet port of {node or host} not reachable from "
-                    f"{where.subject.node}: {how}",
-                    evidence=(
-                        f"probed from {where.subject.node} (pool {where.subject.node_pool})",
-                        *_evidence(r),
-                    ),
-                    remediation=Remediation(
-                        "nc alone cannot tell which layer blocks TCP 10250. A deep probe of "
-                        f"{node or host} (its UFW and iptables rules, evaluated) and the NSG "
-                        "check decide the cause.",
-                        notes=_REACH_NOTES,
-                    ),
-                    key=key,
-                )
-            )
-        elif r.status is Status.UNKNOWN:
-            out.append(
-                Finding(
-                    check="node.kubelet",
-                    cause=None,
-                    kind=Kind.INCONCLUSIVE,
-                    severity=Severity.WARNING,
-                    subject=subject,
-                    title=f"kubelet port of {node or host}: outcome unknown "
-                    f"({r.decisive.reason or 'no recognisable output'})",
-                    evidence=_evidence(r),
-                    key=key,
-                    origin=Origin.TUNNELWATCH,
-                )
-            )
+        probed_from = where.subject.node
+        reading = Reading(
+            check="node.kubelet",
+            cause=None,
+            subject=Subject(cluster.subscription, cluster.id, "", node or "", host),
+            # The probing pool, not node, in the key: triage runs on any node of the pool.
+            key=f"{r.target.label()}:from-pool={where.subject.node_pool}",
+            target=f"kubelet port of {node or host}",
+            path=f" from {probed_from}",
+            remediation=Remediation(
+                "nc alone cannot tell which layer blocks TCP 10250. A deep probe of "
+                f"{node or host} (its UFW and iptables rules, evaluated) and the NSG "
+                "check decide the cause.",
+                notes=WHAT_A_FAILURE_MEANS,
+            ),
+            evidence_prefix="probe ",
+            context=(f"probed from {probed_from} (pool {where.subject.node_pool})",),
+        )
+        finding = connection_finding(r, reading)
+        if finding is not None:
+            out.append(finding)
     return out
 
 
@@ -151,7 +115,7 @@ def _cut(report: ProbeReport, where: Where, why: str) -> Finding:
             "(tunnelwatch's NSG check), a route table, or a rule on this probing node itself "
             "(its OUTPUT chain, ufw's outgoing policy). The next triage names more as the named "
             "ones are fixed.",
-            notes=_REACH_NOTES,
+            notes=WHAT_A_FAILURE_MEANS,
         ),
         key="unnamed",
         origin=Origin.TUNNELWATCH,
@@ -186,48 +150,29 @@ def api_findings(report: ProbeReport, where: Where) -> list[Finding]:
         return []
     out = []
     for r in report.api.results:
-        label = r.target.label()
-        if r.status.blocked:
-            retest = where.invoke(_nc(r.target.host, r.target.port))
-            out.append(
-                Finding(
-                    check="node.egress.api",
-                    cause=Cause.EGRESS,
-                    kind=Kind.PROBLEM,
-                    severity=Severity.CRITICAL,
-                    subject=where.subject,
-                    title=f"the API server {label} is not reachable from the node: "
-                    f"{r.status.value}",
-                    evidence=_evidence(r),
-                    remediation=Remediation(
-                        "The tunnel agent on this node dials the API server on TCP 443. Let "
-                        "the node reach it: NSG outbound rules of the node subnet and NIC, a "
-                        "route table sending 0.0.0.0/0 to a firewall and that firewall's "
-                        "rules, and SNAT capacity (tunnelwatch analyze snat). Then test again.",
-                        commands=(retest,),
-                        notes=(TUNNEL_POD_REMINDER,),
-                    ),
-                    key=label,
-                    origin=Origin.TUNNELWATCH,
-                )
-            )
-        elif r.status is Status.UNKNOWN:
-            out.append(_unknown(where, "node.egress.api", f"the API server {label}", r))
+        retest = where.invoke(_nc(r.target.host, r.target.port))
+        reading = Reading(
+            check="node.egress.api",
+            cause=Cause.EGRESS,
+            subject=where.subject,
+            key=r.target.label(),
+            target=f"the API server {r.target.label()}",
+            path=" from the node",
+            remediation=Remediation(
+                "The tunnel agent on this node dials the API server on TCP 443. Let "
+                "the node reach it: NSG outbound rules of the node subnet and NIC, a "
+                "route table sending 0.0.0.0/0 to a firewall and that firewall's "
+                "rules, and SNAT capacity (tunnelwatch analyze snat). Then test again.",
+                commands=(retest,),
+                notes=(TUNNEL_POD_REMINDER,),
+            ),
+            origin=Origin.TUNNELWATCH,
+            evidence_prefix="probe ",
+        )
+        finding = connection_finding(r, reading)
+        if finding is not None:
+            out.append(finding)
     return out
-
-
-def _unknown(where: Where, check: str, what: str, r: ProbeResult) -> Finding:
-    return Finding(
-        check=check,
-        cause=Cause.EGRESS,
-        kind=Kind.INCONCLUSIVE,
-        severity=Severity.WARNING,
-        subject=where.subject,
-        title=f"{what} from the node: outcome unknown",
-        evidence=_evidence(r),
-        key=r.target.label(),
-        origin=Origin.TUNNELWATCH,
-    )
 
 
 def _tls_evidence(t: TlsCheck) -> tuple[str, ...]:
@@ -306,30 +251,25 @@ def tunnel_findings(report: ProbeReport, where: Where) -> list[Finding]:
         return []
     out = []
     for r in report.tunnel.results:
-        label = r.target.label()
-        if r.status.blocked:
-            retest = where.invoke(_nc(r.target.host, 9000))
-            out.append(
-                Finding(
-                    check="node.egress.tunnelfront",
-                    cause=Cause.EGRESS,
-                    kind=Kind.PROBLEM,
-                    severity=Severity.CRITICAL,
-                    subject=where.subject,
-                    title=f"tunnel-front runs on this node but cannot reach the API server on "
-                    f"TCP 9000: {r.status.value}",
-                    evidence=_evidence(r),
-                    remediation=Remediation(
-                        "Allow egress TCP 9000 from the node subnet to the API server (the "
-                        "article's fix for tunnel-front): the NSG outbound rules of the node "
-                        "subnet and NIC, and the rules of any firewall a route table sends "
-                        "the traffic to. Then test again.",
-                        commands=(retest,),
-                        notes=(TUNNEL_POD_REMINDER,),
-                    ),
-                    key=label,
-                )
-            )
-        elif r.status is Status.UNKNOWN:
-            out.append(_unknown(where, "node.egress.tunnelfront", f"TCP 9000 to {label}", r))
+        retest = where.invoke(_nc(r.target.host, 9000))
+        reading = Reading(
+            check="node.egress.tunnelfront",
+            cause=Cause.EGRESS,
+            subject=where.subject,
+            key=r.target.label(),
+            target=f"the API server {r.target.label()}",
+            path=" from this node, where tunnel-front runs",
+            remediation=Remediation(
+                "Allow egress TCP 9000 from the node subnet to the API server (the "
+                "article's fix for tunnel-front): the NSG outbound rules of the node "
+                "subnet and NIC, and the rules of any firewall a route table sends "
+                "the traffic to. Then test again.",
+                commands=(retest,),
+                notes=(TUNNEL_POD_REMINDER,),
+            ),
+            evidence_prefix="probe ",
+        )
+        finding = connection_finding(r, reading)
+        if finding is not None:
+            out.append(finding)
     return out
