@@ -12,7 +12,14 @@ import random
 import time
 from typing import Any
 
-from shared.analysis.nsg import Flow, TagContext, Verdict, evaluate_flow, parse_nsg, propose_fix
+from shared.analysis.nsg import (
+    Flow,
+    NsgFlowVerdict,
+    TagContext,
+    evaluate_flow,
+    parse_nsg,
+    propose_fix,
+)
 
 _TAGS = ["VirtualNetwork", "Internet", "AzureLoadBalancer", "Storage.EastUS"]
 _PROTOS = ["Tcp", "Udp", "*", "Tcp", "Tcp"]
@@ -112,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
     fixes = sum(1 for v in verdicts if propose_fix(v) is not None)
     fix_s = time.perf_counter() - started
 
-    mix = {v: sum(1 for x in verdicts if x.verdict is v) for v in Verdict}
+    mix = {v: sum(1 for x in verdicts if x.verdict is v) for v in NsgFlowVerdict}
     rate = parsed / parse_s
     print(f"rules parsed (with defaults): {parsed} in {parse_s:.3f} s = {rate:,.0f} rules/s")
     print(f"flows evaluated: {len(flows)} in {eval_s:.3f} s = {len(flows) / eval_s:,.0f} flows/s")

@@ -22,9 +22,9 @@ from shared.analysis.findings import Finding, Kind, Origin, Remediation, Severit
 from shared.analysis.nsg import (
     Flow,
     Nsg,
+    NsgFlowVerdict,
     ServiceTags,
     TagContext,
-    Verdict,
     evaluate_flow,
     findings_for,
     parse_nsg,
@@ -209,7 +209,7 @@ class PathChecker:
                             )
                             verdict = evaluate_flow(flow, subnet_nsg, nic_nsg, self._context(vnet))
                             result.flows_evaluated += 1
-                            if verdict.verdict is Verdict.ALLOW:
+                            if verdict.verdict is NsgFlowVerdict.ALLOW:
                                 continue
                             fix = propose_fix(verdict, fix_source=src_net, fix_destination=dst_net)
                             subject = _subject(cluster, pool, verdict)
@@ -246,7 +246,7 @@ class PathChecker:
                 )  # fmt: skip
                 verdict = evaluate_flow(flow, subnet_nsg, nic_nsg, self._context(src.vnet))
                 result.flows_evaluated += 1
-                if verdict.verdict is Verdict.ALLOW:
+                if verdict.verdict is NsgFlowVerdict.ALLOW:
                     continue
                 fix = propose_fix(
                     verdict, fix_source=src_net, fix_destination=ipaddress.ip_network(api_ip)

@@ -15,7 +15,7 @@ from typing import Any
 from shared.analysis.findings import Finding, Subject
 from shared.analysis.iptables import (
     Packet,
-    Verdict,
+    PacketVerdict,
     evaluate_input,
     findings_for,
     parse_rulesets,
@@ -34,12 +34,12 @@ from shared.cli.common import (
 
 __all__ = ["EXIT_CODES", "flow_packet", "headline", "register", "verdict_result"]
 
-# The exit code of a verdict of the iptables engine (and of the nftables engine, its Verdict).
+# The exit code of a verdict of the iptables engine (and of the nftables engine, its PacketVerdict).
 EXIT_CODES = {
-    Verdict.ACCEPT: ExitCode.OK,
-    Verdict.DROP: ExitCode.PROBLEM,
-    Verdict.REJECT: ExitCode.PROBLEM,
-    Verdict.UNKNOWN: ExitCode.INCONCLUSIVE,
+    PacketVerdict.ACCEPT: ExitCode.OK,
+    PacketVerdict.DROP: ExitCode.PROBLEM,
+    PacketVerdict.REJECT: ExitCode.PROBLEM,
+    PacketVerdict.UNKNOWN: ExitCode.INCONCLUSIVE,
 }
 
 

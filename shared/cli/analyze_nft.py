@@ -16,7 +16,7 @@ from typing import Any
 from shared.analysis.findings import Subject
 from shared.analysis.nftables import (
     NftVerdict,
-    Verdict,
+    PacketVerdict,
     evaluate_input,
     findings_for,
     parse_ruleset,
@@ -57,7 +57,7 @@ def handle(args: argparse.Namespace) -> CommandResult:
     try:
         verdict = evaluate_input(parse_ruleset(text, name), packet)
     except CaptureIncomplete as exc:  # cut JSON: what it lacks may decide (exit 3, not 2)
-        verdict = NftVerdict(Verdict.UNKNOWN, name, reason=exc.message, packet=packet)
+        verdict = NftVerdict(PacketVerdict.UNKNOWN, name, reason=exc.message, packet=packet)
     result = verdict_result(verdict, findings_for(verdict, Subject(resource=name)), _text)
     return with_paste(result, [(name, paste)])
 

@@ -14,10 +14,10 @@ from shared.analysis.findings import TUNNEL_POD_REMINDER, Subject
 from shared.analysis.nsg import (
     Flow,
     Nsg,
+    NsgFlowVerdict,
     NsgVerdict,
     ServiceTags,
     TagContext,
-    Verdict,
     evaluate_flow,
     findings_for,
     load_service_tags,
@@ -40,7 +40,7 @@ from shared.errors import InputError
 
 __all__ = ["register"]
 
-_EXIT = {Verdict.ALLOW: ExitCode.OK, Verdict.DENY: ExitCode.PROBLEM}
+_EXIT = {NsgFlowVerdict.ALLOW: ExitCode.OK, NsgFlowVerdict.DENY: ExitCode.PROBLEM}
 _NONE = "none"  # --src-asg none: the side is a member of no ASG
 
 

@@ -163,11 +163,11 @@ def handle(args: argparse.Namespace) -> CommandResult:
     found = list(remedies.findings(report, capacity=capacity, resource_group=rg, cluster=cluster))
     if capacity is not None:
         found += remedies.capacity_findings(capacity, resource_group=rg, cluster=cluster)
-    if report.verdict in (snat.Verdict.EXHAUSTED, snat.Verdict.AT_RISK) or any(
+    if report.verdict in (snat.SnatState.EXHAUSTED, snat.SnatState.AT_RISK) or any(
         f.kind is Kind.PROBLEM for f in found
     ):
         code = ExitCode.PROBLEM
-    elif report.verdict is snat.Verdict.UNKNOWN:
+    elif report.verdict is snat.SnatState.UNKNOWN:
         code = ExitCode.INCONCLUSIVE
     else:
         code = ExitCode.OK

@@ -35,11 +35,11 @@ exit codes: 0 allowed, 1 denied, rejected or rate-limited (LIMIT), 2 unreadable 
 3 inconclusive"""
 
 _EXIT = {
-    ufw.Verdict.ALLOW: ExitCode.OK,
-    ufw.Verdict.LIMIT: ExitCode.PROBLEM,  # the tunnel's bursts hit it: see the epilog
-    ufw.Verdict.DENY: ExitCode.PROBLEM,
-    ufw.Verdict.REJECT: ExitCode.PROBLEM,
-    ufw.Verdict.UNKNOWN: ExitCode.INCONCLUSIVE,
+    ufw.UfwFlowVerdict.ALLOW: ExitCode.OK,
+    ufw.UfwFlowVerdict.LIMIT: ExitCode.PROBLEM,  # the tunnel's bursts hit it: see the epilog
+    ufw.UfwFlowVerdict.DENY: ExitCode.PROBLEM,
+    ufw.UfwFlowVerdict.REJECT: ExitCode.PROBLEM,
+    ufw.UfwFlowVerdict.UNKNOWN: ExitCode.INCONCLUSIVE,
 }
 
 

@@ -52,7 +52,7 @@ def _run(node: Host, preamble: str = DEEP) -> tuple[str, ProbeReport]:
     return proc.stdout, parse_probe_output(proc.stdout, node.name)
 
 
-def _verdicts(rulesets: list[iptables.Ruleset], dsts: list[str]) -> list[str]:
+def _verdicts(rulesets: list[iptables.IptablesRuleset], dsts: list[str]) -> list[str]:
     out = []
     for dst in dsts:
         for src in SOURCES:
@@ -66,7 +66,7 @@ def _verdicts(rulesets: list[iptables.Ruleset], dsts: list[str]) -> list[str]:
     return out
 
 
-def _parse(texts: list[str], label: str) -> list[iptables.Ruleset]:
+def _parse(texts: list[str], label: str) -> list[iptables.IptablesRuleset]:
     """Every dump holding a table (as node.py reads them: a comment-only dump holds none)."""
     tabled = [t for t in texts if any(x[:1] not in ("", "#") for x in t.splitlines())]
     return [rs for t in tabled for rs in iptables.parse_rulesets(t, label)]

@@ -30,9 +30,9 @@ import pytest
 from shared.analysis.findings import Subject
 from shared.analysis.ufw import (
     Policy,
+    UfwFlowVerdict,
     UfwRule,
     UfwStatus,
-    Verdict,
     evaluate,
     findings_for,
     parse_status,
@@ -251,7 +251,7 @@ def _run_config(node: UfwHost, peer: Host, cfg: Config, tally: Tally) -> None:
                 default_incoming=None if name == "verbose" else Policy(cfg.default),
             )
             with tally.lock:
-                if verdict.verdict is Verdict.UNKNOWN:
+                if verdict.verdict is UfwFlowVerdict.UNKNOWN:
                     tally.unknown += 1
                     tally.unknown_reasons.append(f"{name}: {verdict.reason}")
                     continue
@@ -267,8 +267,8 @@ def _run_config(node: UfwHost, peer: Host, cfg: Config, tally: Tally) -> None:
                 and fix_target is None
                 and verdict.verdict
                 in {
-                    Verdict.DENY,
-                    Verdict.REJECT,
+                    UfwFlowVerdict.DENY,
+                    UfwFlowVerdict.REJECT,
                 }
             ):
                 [finding] = findings_for(verdict, Subject(resource="lab"))
@@ -351,7 +351,7 @@ def test_numbered_read_back_and_delete(labs: list[tuple[UfwHost, Host]]) -> None
     assert all(r.number is None for r in verbose.rules + plain.rules)
     src = ipaddress.ip_address("10.250.0.20")
     verdict = evaluate(numbered, src=src, dst=ipaddress.ip_address(NODE[0]))
-    assert verdict.verdict is Verdict.DENY and verdict.rule is not None
+    assert verdict.verdict is UfwFlowVerdict.DENY and verdict.rule is not None
     assert verdict.rule.number == 3
     [finding] = findings_for(verdict, Subject())
     assert finding.remediation is not None
@@ -360,9 +360,9 @@ def test_numbered_read_back_and_delete(labs: list[tuple[UfwHost, Host]]) -> None
     # the REJECT; verbose shows TWMulti's ports, so there it is decided.
     v6 = ipaddress.ip_address("2001:db8::9")
     unsure = evaluate(numbered, src=v6)
-    assert unsure.verdict is Verdict.UNKNOWN
+    assert unsure.verdict is UfwFlowVerdict.UNKNOWN
     assert [u.rule.number for u in unsure.undecided if u.rule is not None] == [7]
-    assert evaluate(verbose, src=v6).verdict is Verdict.REJECT
+    assert evaluate(verbose, src=v6).verdict is UfwFlowVerdict.REJECT
     assert peer.connect([{"src": str(src), "dst": NODE[0], "port": 10250}]) == ["timeout"]
     node.ufw("--force", "delete", "3")
     again = parse_status(node.ufw("status", "numbered").stdout, "numbered")

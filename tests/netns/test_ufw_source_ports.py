@@ -112,8 +112,11 @@ def test_source_port_rules_decided_as_the_kernel_does(rig: Rig) -> None:
     assert seen == ["timeout", "open"]  # the kernel: default deny; 1024:65535 covers the range
     for fmt, text in captures.items():
         kubelet, other = _verdict(text, 10250), _verdict(text, 10251)
-        assert kubelet.verdict is ufw.Verdict.DENY and kubelet.rule is None, (fmt, kubelet.reason)
-        assert other.verdict is ufw.Verdict.ALLOW, (fmt, other.reason)
+        assert kubelet.verdict is ufw.UfwFlowVerdict.DENY and kubelet.rule is None, (
+            fmt,
+            kubelet.reason,
+        )
+        assert other.verdict is ufw.UfwFlowVerdict.ALLOW, (fmt, other.reason)
         assert any("32768-60999" in n for n in kubelet.notes), (fmt, kubelet.notes)
     # From source port 139 the Samba rule matches: nc -p 139 gets through, and so says the
     # analyzer told that source port.
@@ -123,7 +126,7 @@ def test_source_port_rules_decided_as_the_kernel_does(rig: Rig) -> None:
     assert probe.returncode == 0, probe.stderr
     for fmt, text in captures.items():
         v = _verdict(text, 10250, src_ports=(139, 139))
-        assert v.verdict is ufw.Verdict.ALLOW and v.rule is not None, (fmt, v.reason)
+        assert v.verdict is ufw.UfwFlowVerdict.ALLOW and v.rule is not None, (fmt, v.reason)
         assert "Samba" in v.rule.text
 
 

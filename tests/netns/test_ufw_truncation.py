@@ -175,8 +175,8 @@ def test_the_defects_capture(captures: dict[tuple[str, str], str]) -> None:
     for n in range(3, deny):
         cut = "\n".join(lines[:n]) + "\n"
         v = ufw.evaluate(ufw.parse_status(cut, "cut"), src=src, dst=dst)
-        assert v.verdict is ufw.Verdict.UNKNOWN, (n, v.reason)
+        assert v.verdict is ufw.UfwFlowVerdict.UNKNOWN, (n, v.reason)
         assert v.reason.startswith("capture incomplete: "), v.reason
     cut = "\n".join(lines[:deny]) + "\n"
     v = ufw.evaluate(ufw.parse_status(cut, "cut"), src=src, dst=dst)
-    assert v.verdict is ufw.Verdict.DENY and v.rule is not None and v.rule.line == deny
+    assert v.verdict is ufw.UfwFlowVerdict.DENY and v.rule is not None and v.rule.line == deny

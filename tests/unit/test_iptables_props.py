@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from shared.analysis.findings import Subject
 from shared.analysis.iptables import (
     Packet,
-    Verdict,
+    PacketVerdict,
     evaluate_input,
     findings_for,
     parse_rulesets,
@@ -158,7 +158,12 @@ def _check(text: str) -> None:
         assert exc.source in ("fuzz", "<input>")
         assert str(exc)
         return
-    assert v.verdict in (Verdict.ACCEPT, Verdict.DROP, Verdict.REJECT, Verdict.UNKNOWN)
+    assert v.verdict in (
+        PacketVerdict.ACCEPT,
+        PacketVerdict.DROP,
+        PacketVerdict.REJECT,
+        PacketVerdict.UNKNOWN,
+    )
     doc = v.to_json()
     assert set(doc) >= {"verdict", "cause", "decided_by", "trace", "undecided", "source"}
     findings_for(v, Subject())

@@ -11,9 +11,9 @@ from shared.analysis.nsg import (
     Fix,
     Flow,
     Nsg,
+    NsgFlowVerdict,
     NsgVerdict,
     TagContext,
-    Verdict,
     choose_priority,
     evaluate_flow,
     findings_for,
@@ -30,7 +30,7 @@ FLOW = Flow("inbound", "10.224.0.4", "10.224.0.5", 10250)
 
 def _deny(n: Nsg, flow: Flow = FLOW) -> NsgVerdict:
     v = evaluate_flow(flow, n, None, VNET)
-    assert v.verdict is Verdict.DENY
+    assert v.verdict is NsgFlowVerdict.DENY
     return v
 
 
@@ -202,7 +202,7 @@ def assert_fix_works(n: Nsg, fix: Fix, flow: Flow = FLOW) -> None:
         if not r.default
     ]
     fixed = parse_nsg(doc(*existing, *rules), "fixed.json")
-    assert evaluate_flow(flow, fixed, None, VNET).verdict is Verdict.ALLOW
+    assert evaluate_flow(flow, fixed, None, VNET).verdict is NsgFlowVerdict.ALLOW
 
 
 @pytest.mark.parametrize("priorities", [[200], [100], [100, 101, 102, 104], [150, 149, 148, 300]])

@@ -16,8 +16,8 @@ from shared.analysis.nsg import (
     Access,
     Flow,
     Nsg,
+    NsgFlowVerdict,
     TagContext,
-    Verdict,
     evaluate_flow,
     load_service_tags,
     match_rule,
@@ -284,8 +284,8 @@ def test_evaluation_never_raises_and_the_index_agrees(
         assert match_rule(parsed, flow, ctx)[0] is expected, raw
     # The verdict follows from the layers, and the fix (if any) is well-formed.
     outcomes = {lr.outcome for lr in v.layers}
-    if Verdict.DENY in outcomes:
-        assert v.verdict is Verdict.DENY
+    if NsgFlowVerdict.DENY in outcomes:
+        assert v.verdict is NsgFlowVerdict.DENY
         fix = propose_fix(v)
         assert fix is not None
         for fr in fix.rules:
@@ -297,8 +297,8 @@ def test_evaluation_never_raises_and_the_index_agrees(
                 assert fr.priority == deny < fr.moves_deny_to <= 4096
                 assert "rule update" in fr.commands[0] and "rule create" in fr.commands[1]
             assert fr.denying_rule.access is Access.DENY
-    elif outcomes == {Verdict.ALLOW}:
-        assert v.verdict is Verdict.ALLOW
+    elif outcomes == {NsgFlowVerdict.ALLOW}:
+        assert v.verdict is NsgFlowVerdict.ALLOW
     else:
-        assert v.verdict is Verdict.UNKNOWN
+        assert v.verdict is NsgFlowVerdict.UNKNOWN
         assert any(u.matters for u in v.undecided)

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shared.analysis.findings import Cause, Kind, Origin, Severity
-from shared.analysis.snat import ResourceKind, Verdict, evaluate, parse_metrics, snat_capacity
+from shared.analysis.snat import ResourceKind, SnatState, evaluate, parse_metrics, snat_capacity
 from shared.analysis.snat.capacity import default_ports_per_node
 from shared.analysis.snat.remedies import capacity_findings, findings
 from shared.cli.main import main
@@ -55,7 +55,7 @@ def _lb(used: list[float | None], allocated: float = 1000.0, failed: list[float]
     return {"interval": "PT1M", "value": metrics}
 
 
-def _verdict(doc: Any, **kw: Any) -> Verdict:
+def _verdict(doc: Any, **kw: Any) -> SnatState:
     return evaluate(parse_metrics(json.dumps(doc), "m"), "m", **kw).verdict
 
 
@@ -80,20 +80,20 @@ def test_fixtures(name: str, verdict: str, kind: str) -> None:
 
 def test_n_of_m_judges_a_window_not_a_point() -> None:
     # 800/1000 = 80% counts as high (>= threshold); a single high point is a flap
-    assert _verdict(_lb([100, 100, 800, 100, 100])) is Verdict.OK
-    assert _verdict(_lb([100, 800, 100, 800, 800])) is Verdict.EXHAUSTED
-    assert _verdict(_lb([100, 800, 100, 800, 790])) is Verdict.OK
-    assert _verdict(_lb([100, 800, 100, 800, 790]), threshold=79) is Verdict.EXHAUSTED
-    assert _verdict(_lb([800, 800, 100, 100, 100]), window=5, min_bad=3) is Verdict.OK
-    assert _verdict(_lb([900, 100, 100, 100, 100]), window=5, min_bad=1) is Verdict.EXHAUSTED
+    assert _verdict(_lb([100, 100, 800, 100, 100])) is SnatState.OK
+    assert _verdict(_lb([100, 800, 100, 800, 800])) is SnatState.EXHAUSTED
+    assert _verdict(_lb([100, 800, 100, 800, 790])) is SnatState.OK
+    assert _verdict(_lb([100, 800, 100, 800, 790]), threshold=79) is SnatState.EXHAUSTED
+    assert _verdict(_lb([800, 800, 100, 100, 100]), window=5, min_bad=3) is SnatState.OK
+    assert _verdict(_lb([900, 100, 100, 100, 100]), window=5, min_bad=1) is SnatState.EXHAUSTED
 
 
 def test_missing_points_are_not_zeros() -> None:
     # 2 present and low, 3 missing: exhaustion would need all three missing to be high
-    assert _verdict(_lb([100, None, 100, None, None, 0])) is not Verdict.OK
-    assert _verdict(_lb([100, None, None, None, 100])) is Verdict.UNKNOWN
-    assert _verdict(_lb([900, None, None, 100, 100])) is Verdict.AT_RISK
-    assert _verdict(_lb([100, None, 100, 100, 100])) is Verdict.OK  # 4 low: decided
+    assert _verdict(_lb([100, None, 100, None, None, 0])) is not SnatState.OK
+    assert _verdict(_lb([100, None, None, None, 100])) is SnatState.UNKNOWN
+    assert _verdict(_lb([900, None, None, 100, 100])) is SnatState.AT_RISK
+    assert _verdict(_lb([100, None, 100, 100, 100])) is SnatState.OK  # 4 low: decided
     report = evaluate(parse_metrics(json.dumps(_lb([900, None, None, 100, 100])), "m"), "m")
     (backend,) = report.backends
     assert (backend.points_over, backend.points_present) == (1, 3)
@@ -103,18 +103,18 @@ def test_missing_points_are_not_zeros() -> None:
 def test_the_window_ends_at_the_newest_data_not_at_now() -> None:
     doc = _lb([900, 900, 900, None, None, None])  # the last three minutes have not arrived
     report = evaluate(parse_metrics(json.dumps(doc), "m"), "m", window=3, min_bad=3)
-    assert report.verdict is Verdict.EXHAUSTED
+    assert report.verdict is SnatState.EXHAUSTED
     assert report.window.end == T0 + timedelta(minutes=2)
     stale = evaluate(parse_metrics(json.dumps(doc), "m"), "m", now=T0 + timedelta(hours=2))
-    assert stale.verdict is Verdict.UNKNOWN and any("stale" in r for r in stale.reasons)
+    assert stale.verdict is SnatState.UNKNOWN and any("stale" in r for r in stale.reasons)
 
 
 def test_failed_connections_in_the_window_mean_exhaustion() -> None:
-    assert _verdict(_lb([100] * 5, failed=[0, 0, 0, 0, 2])) is Verdict.EXHAUSTED
+    assert _verdict(_lb([100] * 5, failed=[0, 0, 0, 0, 2])) is SnatState.EXHAUSTED
     old = evaluate(
         parse_metrics(json.dumps(_lb([100] * 9, failed=[5, 0, 0, 0, 0, 0, 0, 0, 0])), "m"), "m"
     )
-    assert old.verdict is Verdict.OK and old.failed_before_window == 5
+    assert old.verdict is SnatState.OK and old.failed_before_window == 5
 
 
 def test_kind_detection_and_name_casing() -> None:
@@ -129,7 +129,7 @@ def test_kind_detection_and_name_casing() -> None:
         ]
     }
     report = evaluate(parse_metrics(json.dumps(doc), "m"), "m")
-    assert report.kind is ResourceKind.NAT_GATEWAY and report.verdict is Verdict.EXHAUSTED
+    assert report.kind is ResourceKind.NAT_GATEWAY and report.verdict is SnatState.EXHAUSTED
     bare = {"value": [{"name": {"value": "snatconnectioncount"}, "timeseries": []}]}
     with pytest.raises(InputError, match="--kind"):
         evaluate(parse_metrics(json.dumps(bare), "m"), "m")
@@ -170,9 +170,9 @@ def test_bad_metrics_name_the_place(doc: str, fragment: str) -> None:
 def test_batch_and_list_shapes() -> None:
     body = _lb([900, 900, 900])
     batch = {"values": [{"resourceid": LB, "value": body["value"]}]}
-    assert _verdict(batch) is Verdict.EXHAUSTED
+    assert _verdict(batch) is SnatState.EXHAUSTED
     split = [{"value": [m]} for m in body["value"]]
-    assert _verdict(split) is Verdict.EXHAUSTED
+    assert _verdict(split) is SnatState.EXHAUSTED
 
 
 def test_capacity_matches_the_aks_docs_example() -> None:

@@ -10,7 +10,7 @@ from shared.analysis.findings import TUNNEL_POD_REMINDER, Cause, Kind, Severity,
 from shared.analysis.ufw import (
     NODE_SUBNET_PLACEHOLDER,
     Policy,
-    Verdict,
+    UfwFlowVerdict,
     evaluate,
     findings_for,
     parse_status,
@@ -31,49 +31,49 @@ def verbose(rules: str, default: str = "deny") -> str:
     )
 
 
-def decide(text: str, **kw: object) -> Verdict:
+def decide(text: str, **kw: object) -> UfwFlowVerdict:
     return evaluate(parse_status(text, "t"), **kw).verdict  # type: ignore[arg-type]
 
 
 def test_first_match_wins_in_listed_order() -> None:
     text = verbose("10250/tcp DENY IN 10.0.0.0/8\n10250/tcp ALLOW IN Anywhere\n")
-    assert decide(text, src=ip("10.1.1.1")) is Verdict.DENY
-    assert decide(text, src=ip("192.168.1.1")) is Verdict.ALLOW
+    assert decide(text, src=ip("10.1.1.1")) is UfwFlowVerdict.DENY
+    assert decide(text, src=ip("192.168.1.1")) is UfwFlowVerdict.ALLOW
 
 
 def test_default_policy_decides_when_nothing_matches() -> None:
     text = verbose("22/tcp ALLOW IN Anywhere\n", default="reject")
     v = evaluate(parse_status(text, "t"), src=ip("10.0.0.1"))
-    assert v.verdict is Verdict.REJECT and v.rule is None
+    assert v.verdict is UfwFlowVerdict.REJECT and v.rule is None
     assert v.default_incoming is Policy.REJECT
     assert "line 3" in v.reason
 
 
 def test_inactive_and_not_installed_allow_unreadable_is_unknown() -> None:
-    assert decide("Status: inactive\n") is Verdict.ALLOW
-    assert decide("sudo: ufw: command not found\n") is Verdict.ALLOW
+    assert decide("Status: inactive\n") is UfwFlowVerdict.ALLOW
+    assert decide("sudo: ufw: command not found\n") is UfwFlowVerdict.ALLOW
     v = evaluate(parse_status("ERROR: You need to be root to run this script", "t"))
-    assert v.verdict is Verdict.UNKNOWN and "root" in v.undecided[0].reason
+    assert v.verdict is UfwFlowVerdict.UNKNOWN and "root" in v.undecided[0].reason
 
 
 def test_out_and_fwd_rules_never_match_inbound() -> None:
     text = verbose("10250/tcp DENY OUT Anywhere\n10250/tcp REJECT FWD Anywhere\n", default="allow")
-    assert decide(text, src=ip("10.0.0.1")) is Verdict.ALLOW
+    assert decide(text, src=ip("10.0.0.1")) is UfwFlowVerdict.ALLOW
 
 
 def test_families_are_separate() -> None:
     text = verbose("10250/tcp DENY IN Anywhere\n10250/tcp (v6) ALLOW IN Anywhere (v6)\n")
-    assert decide(text, src=ip("10.0.0.1")) is Verdict.DENY
-    assert decide(text, src=ip("2001:db8::1")) is Verdict.ALLOW
-    assert decide(text, dst=ip("2001:db8::2")) is Verdict.ALLOW
+    assert decide(text, src=ip("10.0.0.1")) is UfwFlowVerdict.DENY
+    assert decide(text, src=ip("2001:db8::1")) is UfwFlowVerdict.ALLOW
+    assert decide(text, dst=ip("2001:db8::2")) is UfwFlowVerdict.ALLOW
     # No address given: IPv4 and IPv6 disagree, so the family decides: unknown.
     v = evaluate(parse_status(text, "t"))
-    assert v.verdict is Verdict.UNKNOWN and "family" in v.reason
+    assert v.verdict is UfwFlowVerdict.UNKNOWN and "family" in v.reason
 
 
 def test_both_families_agreeing_is_decided_without_addresses() -> None:
     text = verbose("10250/tcp ALLOW IN Anywhere\n10250/tcp (v6) ALLOW IN Anywhere (v6)\n")
-    assert decide(text) is Verdict.ALLOW
+    assert decide(text) is UfwFlowVerdict.ALLOW
 
 
 def test_limit_reject_and_ports() -> None:
@@ -82,47 +82,47 @@ def test_limit_reject_and_ports() -> None:
         "22,10240/tcp ALLOW IN Anywhere\n10401/udp ALLOW IN Anywhere\n10402 ALLOW IN Anywhere\n"
     )
     src = ip("10.0.0.9")
-    assert decide(text, src=src) is Verdict.LIMIT
-    assert decide(text, src=src, port=10251) is Verdict.REJECT
-    assert decide(text, src=src, port=22) is Verdict.ALLOW
-    assert decide(text, src=src, port=10240) is Verdict.REJECT  # the range comes first
-    assert decide(text, src=src, port=10401) is Verdict.DENY  # udp rule, tcp flow
-    assert decide(text, src=src, port=10401, proto="udp") is Verdict.ALLOW
-    assert decide(text, src=src, port=10402, proto="udp") is Verdict.ALLOW  # any protocol
-    assert decide(text, src=src, port=10402) is Verdict.ALLOW
+    assert decide(text, src=src) is UfwFlowVerdict.LIMIT
+    assert decide(text, src=src, port=10251) is UfwFlowVerdict.REJECT
+    assert decide(text, src=src, port=22) is UfwFlowVerdict.ALLOW
+    assert decide(text, src=src, port=10240) is UfwFlowVerdict.REJECT  # the range comes first
+    assert decide(text, src=src, port=10401) is UfwFlowVerdict.DENY  # udp rule, tcp flow
+    assert decide(text, src=src, port=10401, proto="udp") is UfwFlowVerdict.ALLOW
+    assert decide(text, src=src, port=10402, proto="udp") is UfwFlowVerdict.ALLOW  # any protocol
+    assert decide(text, src=src, port=10402) is UfwFlowVerdict.ALLOW
 
 
 def test_destination_address_needs_dst() -> None:
     text = verbose("10.0.0.5 10250/tcp ALLOW IN Anywhere\n")
-    assert decide(text, src=ip("10.0.0.9"), dst=ip("10.0.0.5")) is Verdict.ALLOW
-    assert decide(text, src=ip("10.0.0.9"), dst=ip("10.0.0.6")) is Verdict.DENY
+    assert decide(text, src=ip("10.0.0.9"), dst=ip("10.0.0.5")) is UfwFlowVerdict.ALLOW
+    assert decide(text, src=ip("10.0.0.9"), dst=ip("10.0.0.6")) is UfwFlowVerdict.DENY
     v = evaluate(parse_status(text, "t"), src=ip("10.0.0.9"))
-    assert v.verdict is Verdict.UNKNOWN
+    assert v.verdict is UfwFlowVerdict.UNKNOWN
     assert "--dst" in v.undecided[0].reason and v.undecided[0].rule is not None
 
 
 def test_interface_rules() -> None:
     text = verbose("10250/tcp on eth0 ALLOW IN Anywhere\n10251/tcp on eth+ ALLOW IN Anywhere\n")
     src = ip("10.0.0.9")
-    assert decide(text, src=src, in_iface="eth0") is Verdict.ALLOW
-    assert decide(text, src=src, in_iface="eth1") is Verdict.DENY
-    assert decide(text, src=src, in_iface="eth7", port=10251) is Verdict.ALLOW
-    assert decide(text, src=src, in_iface="ens5", port=10251) is Verdict.DENY
-    assert decide(text, src=src) is Verdict.UNKNOWN
+    assert decide(text, src=src, in_iface="eth0") is UfwFlowVerdict.ALLOW
+    assert decide(text, src=src, in_iface="eth1") is UfwFlowVerdict.DENY
+    assert decide(text, src=src, in_iface="eth7", port=10251) is UfwFlowVerdict.ALLOW
+    assert decide(text, src=src, in_iface="ens5", port=10251) is UfwFlowVerdict.DENY
+    assert decide(text, src=src) is UfwFlowVerdict.UNKNOWN
 
 
 def test_undecided_rule_that_cannot_change_the_outcome_is_decided() -> None:
     # Whether or not the eth1 DENY matches, the default denies too.
     text = verbose("10250/tcp on eth1 DENY IN Anywhere\n22/tcp ALLOW IN Anywhere\n")
     v = evaluate(parse_status(text, "t"), src=ip("10.0.0.9"))
-    assert v.verdict is Verdict.DENY and v.rule is None
+    assert v.verdict is UfwFlowVerdict.DENY and v.rule is None
     assert len(v.undecided) == 1 and "--in-iface" in v.undecided[0].reason
 
 
 def test_undecided_rule_after_a_sure_match_is_irrelevant() -> None:
     text = verbose("10250/tcp ALLOW IN Anywhere\n10250/tcp on eth1 DENY IN Anywhere\n")
     v = evaluate(parse_status(text, "t"), src=ip("10.0.0.9"))
-    assert v.verdict is Verdict.ALLOW and v.undecided == ()
+    assert v.verdict is UfwFlowVerdict.ALLOW and v.undecided == ()
 
 
 # Real `ufw status verbose` / `numbered` / plain (ufw 0.36.2 in a namespace) after
@@ -185,18 +185,18 @@ def test_source_port_rules_decided_by_the_ephemeral_range(text: str, src: str) -
     32768-60999, never 139 or 445; the assumption is stated."""
     default = {} if text is SAMBA_VERBOSE else {"default_incoming": Policy.DENY}
     v = evaluate(parse_status(text, "t"), src=ip(src), **default)  # type: ignore[arg-type]
-    assert v.verdict is Verdict.DENY and v.rule is None, v.reason
+    assert v.verdict is UfwFlowVerdict.DENY and v.rule is None, v.reason
     [note] = [n for n in v.notes if "32768-60999" in n]
     assert "139,445/tcp" in note or "Samba" in note
     assert "10251" not in note  # a rule for another destination port decides nothing here
     # `from any port 1024:65535` covers the whole range: it matches.
     v = evaluate(parse_status(text, "t"), src=ip(src), port=10251, **default)  # type: ignore[arg-type]
-    assert v.verdict is Verdict.ALLOW and v.rule is not None and "1024:65535" in v.rule.text
+    assert v.verdict is UfwFlowVerdict.ALLOW and v.rule is not None and "1024:65535" in v.rule.text
     # A range the rules' ports overlap cannot be decided; one they miss can.
     low = evaluate(parse_status(text, "t"), src=ip(src), src_ports=(100, 2000), **default)  # type: ignore[arg-type]
-    assert low.verdict is Verdict.UNKNOWN and "100-2000" in low.reason
+    assert low.verdict is UfwFlowVerdict.UNKNOWN and "100-2000" in low.reason
     high = evaluate(parse_status(text, "t"), src=ip(src), src_ports=(1024, 65535), **default)  # type: ignore[arg-type]
-    assert high.verdict is Verdict.DENY and any("--src-port-range" in n for n in high.notes)
+    assert high.verdict is UfwFlowVerdict.DENY and any("--src-port-range" in n for n in high.notes)
 
 
 def test_source_port_range_argument_checked() -> None:
@@ -211,43 +211,45 @@ def test_no_source_port_note_without_such_rules() -> None:
 
 def test_apps_known_unknown_and_verbose() -> None:
     plain = "Status: active\n\nTo Action From\n-- ------ ----\nOpenSSH ALLOW Anywhere\n\n"
-    assert decide(plain, src=ip("10.0.0.1"), default_incoming=Policy.DENY) is Verdict.DENY
-    assert decide(plain, port=22, src=ip("10.0.0.1")) is Verdict.ALLOW
+    assert decide(plain, src=ip("10.0.0.1"), default_incoming=Policy.DENY) is UfwFlowVerdict.DENY
+    assert decide(plain, port=22, src=ip("10.0.0.1")) is UfwFlowVerdict.ALLOW
     unknown = plain.replace("OpenSSH", "Kubelet")
     v = evaluate(parse_status(unknown, "t"), src=ip("10.0.0.1"), default_incoming=Policy.DENY)
-    assert v.verdict is Verdict.UNKNOWN and "Kubelet" in v.undecided[0].reason
+    assert v.verdict is UfwFlowVerdict.UNKNOWN and "Kubelet" in v.undecided[0].reason
     # An unknown app cannot change an outcome that is allow either way.
-    assert decide(unknown, src=ip("10.0.0.1"), default_incoming=Policy.ALLOW) is Verdict.ALLOW
-    assert decide(VERBOSE, src=ip("10.3.3.3")) is Verdict.ALLOW  # 10250/tcp (Kubelet)
+    assert (
+        decide(unknown, src=ip("10.0.0.1"), default_incoming=Policy.ALLOW) is UfwFlowVerdict.ALLOW
+    )
+    assert decide(VERBOSE, src=ip("10.3.3.3")) is UfwFlowVerdict.ALLOW  # 10250/tcp (Kubelet)
 
 
 def test_plain_capture_without_default_needs_it() -> None:
     text = "Status: active\n\nTo Action From\n-- ------ ----\n22/tcp ALLOW Anywhere\n\n"
     v = evaluate(parse_status(text, "t"), src=ip("10.0.0.1"))
-    assert v.verdict is Verdict.UNKNOWN and "--default-incoming" in v.reason
-    assert decide(text, src=ip("10.0.0.1"), default_incoming=Policy.REJECT) is Verdict.REJECT
+    assert v.verdict is UfwFlowVerdict.UNKNOWN and "--default-incoming" in v.reason
+    assert decide(text, src=ip("10.0.0.1"), default_incoming=Policy.REJECT) is UfwFlowVerdict.REJECT
     # A sure match needs no default.
-    assert decide(text, src=ip("10.0.0.1"), port=22) is Verdict.ALLOW
+    assert decide(text, src=ip("10.0.0.1"), port=22) is UfwFlowVerdict.ALLOW
 
 
 def test_capture_default_wins_over_the_argument() -> None:
     v = evaluate(parse_status(verbose(""), "t"), src=ip("10.0.0.1"), default_incoming=Policy.ALLOW)
-    assert v.verdict is Verdict.DENY and any("ignored" in n for n in v.notes)
+    assert v.verdict is UfwFlowVerdict.DENY and any("ignored" in n for n in v.notes)
 
 
 def test_real_plain_capture() -> None:
     status = parse_status(PLAIN, "p")
-    assert evaluate(status, src=ip("10.99.3.4")).verdict is Verdict.DENY
+    assert evaluate(status, src=ip("10.99.3.4")).verdict is UfwFlowVerdict.DENY
     # IPv6: the plain listing's `Kubelet (v6)` (an app we do not know) comes before the
     # REJECT for 2001:db8::/32, so it cannot be decided; other ports are.
-    assert evaluate(status, src=ip("2001:db8::7")).verdict is Verdict.UNKNOWN
-    assert evaluate(status, src=ip("2001:db8::7"), port=22).verdict is Verdict.ALLOW
+    assert evaluate(status, src=ip("2001:db8::7")).verdict is UfwFlowVerdict.UNKNOWN
+    assert evaluate(status, src=ip("2001:db8::7"), port=22).verdict is UfwFlowVerdict.ALLOW
     # A sure ALLOW on eth0 decides whatever the unknown apps before it do.
-    assert evaluate(status, src=ip("10.1.2.3"), in_iface="eth0").verdict is Verdict.ALLOW
+    assert evaluate(status, src=ip("10.1.2.3"), in_iface="eth0").verdict is UfwFlowVerdict.ALLOW
     # On eth1, the apps (allow) may come before the DENY of 10.1.2.3: unknown, with every one
     # of them named. The LIMIT on source port 1234 never matches an ephemeral source port.
     v = evaluate(status, src=ip("10.1.2.3"), in_iface="eth1")
-    assert v.verdict is Verdict.UNKNOWN
+    assert v.verdict is UfwFlowVerdict.UNKNOWN
     assert [u.rule.line for u in v.undecided if u.rule] == [7, 8]
     assert any("line 11:" in n and "32768-60999" in n for n in v.notes)
 
@@ -297,7 +299,7 @@ def test_fix_source_and_placeholder() -> None:
 
 def test_explicit_deny_numbered_says_insert_1_and_delete_n() -> None:
     v = evaluate(parse_status(NUMBERED, "n"), src=ip("10.99.0.1"))
-    assert v.verdict is Verdict.DENY and v.rule is not None and v.rule.number == 1
+    assert v.verdict is UfwFlowVerdict.DENY and v.rule is not None and v.rule.number == 1
     [f] = findings_for(v, SUBJECT)
     assert f.remediation is not None
     assert f.remediation.commands == (
@@ -309,7 +311,7 @@ def test_explicit_deny_numbered_says_insert_1_and_delete_n() -> None:
 
 def test_explicit_reject_v6_uses_prepend_and_recounted_number() -> None:
     v = evaluate(parse_status(VERBOSE, "v"), src=ip("2001:db8::5"), port=10250, proto="udp")
-    assert v.verdict is Verdict.REJECT and v.rule is None  # udp: the default rejects
+    assert v.verdict is UfwFlowVerdict.REJECT and v.rule is None  # udp: the default rejects
     v = evaluate(
         parse_status(
             VERBOSE.replace("(Kubelet (v6))", "(Other (v6))").replace(
@@ -319,7 +321,7 @@ def test_explicit_reject_v6_uses_prepend_and_recounted_number() -> None:
         ),
         src=ip("2001:db8::5"),
     )
-    assert v.verdict is Verdict.REJECT and v.rule is not None and v.rule.number == 9
+    assert v.verdict is UfwFlowVerdict.REJECT and v.rule is not None and v.rule.number == 9
     [f] = findings_for(v, SUBJECT)
     assert f.remediation is not None
     assert f.remediation.commands[0].startswith("ufw prepend allow from 2001:db8::5 ")
@@ -358,15 +360,18 @@ def test_cut_capture_decides_only_by_a_rule_it_shows() -> None:
     whole = verbose("22/tcp ALLOW IN Anywhere\n10250 DENY IN Anywhere\n", default="allow")
     cut = whole.removesuffix("10250 DENY IN Anywhere\n\n")
     v = evaluate(parse_status(cut, "t"), src=ip("10.0.0.1"))
-    assert v.verdict is Verdict.UNKNOWN
+    assert v.verdict is UfwFlowVerdict.UNKNOWN
     assert v.reason.startswith("capture incomplete: ufw ends its rule listing with a blank line")
     # Cut inside the DENY line: the line has no newline and is not read.
     v = evaluate(parse_status(cut + "10250 DENY IN Any", "t"), src=ip("10.0.0.1"))
-    assert v.verdict is Verdict.UNKNOWN and "(line 9) has no newline" in v.reason
+    assert v.verdict is UfwFlowVerdict.UNKNOWN and "(line 9) has no newline" in v.reason
     # The DENY line whole decides whatever follows (first match); the blank line ends it.
-    assert decide(cut + "10250 DENY IN Anywhere\n", src=ip("10.0.0.1")) is Verdict.DENY
-    assert decide(whole, src=ip("10.0.0.9")) is Verdict.DENY
-    assert decide(whole.replace("10250 DENY", "10251 DENY"), src=ip("10.0.0.1")) is Verdict.ALLOW
+    assert decide(cut + "10250 DENY IN Anywhere\n", src=ip("10.0.0.1")) is UfwFlowVerdict.DENY
+    assert decide(whole, src=ip("10.0.0.9")) is UfwFlowVerdict.DENY
+    assert (
+        decide(whole.replace("10250 DENY", "10251 DENY"), src=ip("10.0.0.1"))
+        is UfwFlowVerdict.ALLOW
+    )
 
 
 def test_cut_capture_what_proves_a_family_ended() -> None:
@@ -374,28 +379,30 @@ def test_cut_capture_what_proves_a_family_ended() -> None:
     v6 = "10250/tcp (v6) ALLOW IN Anywhere (v6)\n"
     text = verbose(v4 + v6).removesuffix("\n")  # cut before the closing blank line
     # IPv6 rules are printed after the IPv4 ones: one shows the IPv4 rules ended.
-    assert decide(text, src=ip("192.168.0.1")) is Verdict.DENY
-    assert decide(text, src=ip("2001:db8::1")) is Verdict.ALLOW  # by the rule it shows
+    assert decide(text, src=ip("192.168.0.1")) is UfwFlowVerdict.DENY
+    assert decide(text, src=ip("2001:db8::1")) is UfwFlowVerdict.ALLOW  # by the rule it shows
     v = evaluate(parse_status(verbose(v6.replace("ALLOW", "DENY")).removesuffix("\n"), "t"),
                  src=ip("2001:db8::1"), port=22)  # fmt: skip
-    assert v.verdict is Verdict.UNKNOWN and v.reason.startswith("capture incomplete:")
+    assert v.verdict is UfwFlowVerdict.UNKNOWN and v.reason.startswith("capture incomplete:")
     # OUT and routed rules come after every IN rule in plain and verbose listings.
     out = verbose(v4 + "\n53 ALLOW OUT Anywhere\n").removesuffix("\n")
-    assert decide(out, src=ip("2001:db8::1")) is Verdict.DENY
+    assert decide(out, src=ip("2001:db8::1")) is UfwFlowVerdict.DENY
     # ... but not in a numbered listing, which prints ufw's own order.
     numbered = (
         "Status: active\n\n     To Action From\n     -- ------ ----\n"
         "[ 1] 53 ALLOW OUT Anywhere (out)\n"
     )
     v = evaluate(parse_status(numbered, "n"), src=ip("10.0.0.1"), default_incoming=Policy.DENY)
-    assert v.verdict is Verdict.UNKNOWN and "capture incomplete" in v.reason
+    assert v.verdict is UfwFlowVerdict.UNKNOWN and "capture incomplete" in v.reason
 
 
 def test_no_rule_table_is_whole_only_when_its_producer_says_so() -> None:
     text = verbose("", default="allow").split("\nTo ")[0] + "\n"  # ufw prints no table
     v = evaluate(parse_status(text, "t"), src=ip("10.0.0.1"))
-    assert v.verdict is Verdict.UNKNOWN and "it has no rule table" in v.reason
+    assert v.verdict is UfwFlowVerdict.UNKNOWN and "it has no rule table" in v.reason
     assert evaluate(parse_status(text, "t", whole=True), src=ip("10.0.0.1")).verdict is (
-        Verdict.ALLOW
+        UfwFlowVerdict.ALLOW
     )
-    assert decide("Status: inactive", src=ip("10.0.0.1")) is Verdict.ALLOW  # no newline: whole
+    assert (
+        decide("Status: inactive", src=ip("10.0.0.1")) is UfwFlowVerdict.ALLOW
+    )  # no newline: whole

@@ -15,12 +15,12 @@ from shared.analysis.iptables.evaluate import HOOKS, Limits, evaluate_input, eva
 from shared.analysis.iptables.model import (
     Backend,
     DecidedBy,
+    IptablesRuleset,
+    IptablesUndecided,
     IptablesVerdict,
     Packet,
-    Ruleset,
+    PacketVerdict,
     TraceStep,
-    Undecided,
-    Verdict,
 )
 from shared.analysis.iptables.parse_list import parse_list
 from shared.analysis.iptables.parse_save import parse_rules, parse_save
@@ -32,13 +32,13 @@ __all__ = [
     "HOOKS",
     "Backend",
     "DecidedBy",
+    "IptablesRuleset",
+    "IptablesUndecided",
     "IptablesVerdict",
     "Limits",
     "Packet",
-    "Ruleset",
+    "PacketVerdict",
     "TraceStep",
-    "Undecided",
-    "Verdict",
     "detect_format",
     "evaluate_input",
     "evaluate_ruleset",
@@ -71,7 +71,7 @@ def detect_format(text: str, source: str = "<input>") -> str:
 
 def parse_rulesets(
     text: str, source: str = "<input>", hint: Command | None = None, *, ended: bool = False
-) -> list[Ruleset]:
+) -> list[IptablesRuleset]:
     """Every ruleset in the text (iptables-save output of several backends can be concatenated).
 
     `hint`: the command line a paste showed before the output, `ended`: a prompt followed it
@@ -92,7 +92,7 @@ def parse_rulesets(
     )
 
 
-def parse_ruleset(text: str, source: str = "<input>") -> Ruleset:
+def parse_ruleset(text: str, source: str = "<input>") -> IptablesRuleset:
     """The one ruleset in the text, whatever its format; InputError if unreadable."""
     found = parse_rulesets(text, source)
     if len(found) != 1:

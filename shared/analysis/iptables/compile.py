@@ -14,9 +14,9 @@ from shared.analysis.iptables.model import (
     Cond,
     Ctx,
     Entry,
+    IptablesRuleset,
     PendingRule,
     Rule,
-    Ruleset,
     Table,
     Target,
     TargetKind,
@@ -235,7 +235,7 @@ def _quick(text: str, family: int | None) -> tuple[Cond, ...]:
 SKIP_MARK = "# tw-skip "  # parse_save stores `# tw-skip <count>` for rules a probe left out
 
 
-def compile_chain(chain: Chain, table: Table, ruleset: Ruleset) -> list[Entry]:
+def compile_chain(chain: Chain, table: Table, ruleset: IptablesRuleset) -> list[Entry]:
     """The entries of a chain of a save/-S dump: pending where the head allows a cheap test.
 
     A `# tw-skip <count>` entry (rules the node probe dropped as unable to match) holds
@@ -256,12 +256,12 @@ def compile_chain(chain: Chain, table: Table, ruleset: Ruleset) -> list[Entry]:
     return entries
 
 
-def finish_rule(chain: Chain, table: Table, ruleset: Ruleset, p: PendingRule) -> Rule:
+def finish_rule(chain: Chain, table: Table, ruleset: IptablesRuleset, p: PendingRule) -> Rule:
     return _compile_one(chain, table, ruleset, p.number, p.line, p.text)
 
 
 def _compile_one(
-    chain: Chain, table: Table, ruleset: Ruleset, number: int, line: int, text: str
+    chain: Chain, table: Table, ruleset: IptablesRuleset, number: int, line: int, text: str
 ) -> Rule:
     try:
         words = split_words(text)

@@ -22,15 +22,15 @@ from shared.analysis.iptables.model import (
     Ctx,
     DecidedBy,
     Entry,
+    IptablesRuleset,
+    IptablesUndecided,
     IptablesVerdict,
     Packet,
+    PacketVerdict,
     PendingRule,
     Rule,
-    Ruleset,
     TargetKind,
     TraceStep,
-    Undecided,
-    Verdict,
 )
 from shared.analysis.shell import command
 from shared.analysis.walk import (
@@ -65,7 +65,7 @@ HOOKS: tuple[tuple[str, str], ...] = (
 
 @dataclass(slots=True)
 class _Frame:
-    rs: Ruleset
+    rs: IptablesRuleset
     table: str
     chain: str
     rules: list[Entry]  # the chain's live list: rules compiled on the way stay compiled
@@ -80,10 +80,10 @@ class _Branch:
     trace: list[TraceStep] = field(default_factory=list)
     # An undecided rule and what this path assumes of it: True/False (matches or not), or
     # for a jump to a chain the capture lacks, what that chain does ("KUBE-X accepts" ...).
-    assumed: list[tuple[Undecided, Assumption]] = field(default_factory=list)
+    assumed: list[tuple[IptablesUndecided, Assumption]] = field(default_factory=list)
     force: bool = False  # the next rule is taken as matching (the "matches" side of a fork)
     accepted_by: DecidedBy | None = None
-    accepted_rs: Ruleset | None = None
+    accepted_rs: IptablesRuleset | None = None
 
     def fork(self) -> _Branch:
         return _Branch(
@@ -98,7 +98,7 @@ class _Branch:
         )
 
 
-class _Outcome(Outcome[DecidedBy, TraceStep, Undecided, Ruleset]):
+class _Outcome(Outcome[DecidedBy, TraceStep, IptablesUndecided, IptablesRuleset]):
     """A path's end; its origin is the ruleset that decided."""
 
     __slots__ = ()
@@ -117,7 +117,7 @@ _LISTED_NO_FILTER = (
 )
 
 
-def _no_filter(rs: Ruleset) -> str:
+def _no_filter(rs: IptablesRuleset) -> str:
     """Why a capture without a filter INPUT chain cannot say ACCEPT, and what to capture."""
     if rs.format != "list":
         return _NO_FILTER.format(rs.source)
@@ -153,7 +153,7 @@ def _ctx(packet: Packet) -> Ctx:
 
 
 class _Walker:
-    def __init__(self, rulesets: Sequence[Ruleset], limits: Limits) -> None:
+    def __init__(self, rulesets: Sequence[IptablesRuleset], limits: Limits) -> None:
         self.limits = limits
         # Rulesets in force at once (legacy and nft) hook in at the same priorities: at each
         # hook every ruleset's chain runs, in the order given, on the same packet and marks.
@@ -203,7 +203,7 @@ class _Walker:
                     return self._missing(br, table, chain, "; ".join(self.cut_tables))
                 if br.hook >= len(self.hooks):
                     return _Outcome(
-                        Verdict.ACCEPT,
+                        PacketVerdict.ACCEPT,
                         br.accepted_by,
                         tuple(br.trace),
                         tuple(br.assumed),
@@ -262,7 +262,7 @@ class _Walker:
                     kind = rule.target.kind
                     if kind in (TargetKind.NONE, TargetKind.CONTINUE):
                         continue  # matching or not, nothing changes
-                    u = Undecided(
+                    u = IptablesUndecided(
                         frame.table, frame.chain, rule.number, rule.text, "; ".join(reasons)
                     )
                     other = split(br, self.work, u, taken=True, untaken=False)
@@ -274,13 +274,13 @@ class _Walker:
                 return out
 
     def _missing(
-        self, br: _Branch, table: str, chain: str, why: str, rs: Ruleset | None = None
+        self, br: _Branch, table: str, chain: str, why: str, rs: IptablesRuleset | None = None
     ) -> _Outcome:
         """The end of a path whose next step the capture does not show."""
         br.trace.append(TraceStep(table, chain, None, None, "capture incomplete"))
         reason = f"{INCOMPLETE}: {why}"
         return _Outcome(
-            Verdict.UNKNOWN, None, tuple(br.trace), tuple(br.assumed), reason, origin=rs
+            PacketVerdict.UNKNOWN, None, tuple(br.trace), tuple(br.assumed), reason, origin=rs
         )
 
     def _step(self, br: _Branch, frame: _Frame, rule: Rule, action: str) -> None:
@@ -306,7 +306,7 @@ class _Walker:
             self._end_hook(br, by, frame.rs)
             return None
         if k is TargetKind.DROP or k is TargetKind.REJECT:
-            verdict = Verdict.DROP if k is TargetKind.DROP else Verdict.REJECT
+            verdict = PacketVerdict.DROP if k is TargetKind.DROP else PacketVerdict.REJECT
             self._step(br, frame, rule, verdict.value)
             by = DecidedBy(frame.table, frame.chain, rule.number, rule.text)
             return _Outcome(verdict, by, tuple(br.trace), tuple(br.assumed), origin=frame.rs)
@@ -337,7 +337,7 @@ class _Walker:
         self._step(br, frame, rule, "unknown")
         by = DecidedBy(frame.table, frame.chain, rule.number, rule.text)
         return _Outcome(
-            Verdict.UNKNOWN, by, tuple(br.trace), tuple(br.assumed), t.note, origin=frame.rs
+            PacketVerdict.UNKNOWN, by, tuple(br.trace), tuple(br.assumed), t.note, origin=frame.rs
         )
 
     def _unseen_chain(self, br: _Branch, frame: _Frame, rule: Rule) -> _Outcome | None:
@@ -357,10 +357,10 @@ class _Walker:
             f"{verb} to {t.name}, which the capture does not show (a chain left out, or a "
             "target we do not know): it may accept, drop, reject or return"
         )
-        u = Undecided(frame.table, frame.chain, rule.number, rule.text, why)
+        u = IptablesUndecided(frame.table, frame.chain, rule.number, rule.text, why)
         by = DecidedBy(frame.table, frame.chain, rule.number, rule.text)
         self._step(br, frame, rule, f"{verb} {t.name}: not in the capture")
-        for verdict in (Verdict.DROP, Verdict.REJECT):
+        for verdict in (PacketVerdict.DROP, PacketVerdict.REJECT):
             assumed = (*br.assumed, (u, f"{t.name} {verdict.value}s"))
             self.finished.append(_Outcome(verdict, by, tuple(br.trace), assumed, origin=frame.rs))
         br.ctx.mark = br.ctx.ctmark = None
@@ -384,11 +384,11 @@ class _Walker:
         source = rs.source if self.multi else ""
         br.trace.append(TraceStep(table, chain, None, None, f"policy {policy}", source))
         if policy == "DROP":
-            return _Outcome(Verdict.DROP, by, tuple(br.trace), tuple(br.assumed), origin=rs)
+            return _Outcome(PacketVerdict.DROP, by, tuple(br.trace), tuple(br.assumed), origin=rs)
         self._end_hook(br, by, rs)
         return None
 
-    def _end_hook(self, br: _Branch, by: DecidedBy, rs: Ruleset) -> None:
+    def _end_hook(self, br: _Branch, by: DecidedBy, rs: IptablesRuleset) -> None:
         br.stack.clear()
         br.hook += 1
         if br.accepted_by is None or br.accepted_by.table != "filter":
@@ -396,7 +396,7 @@ class _Walker:
             br.accepted_rs = rs
 
 
-def _cause(rs: Ruleset, by: DecidedBy | None) -> int | None:
+def _cause(rs: IptablesRuleset, by: DecidedBy | None) -> int | None:
     if by is None:
         return None
     if by.chain.startswith(("ufw-", "ufw6-")):
@@ -407,14 +407,14 @@ def _cause(rs: Ruleset, by: DecidedBy | None) -> int | None:
 
 
 def evaluate_ruleset(
-    rs: Ruleset, packet: Packet, limits: Limits | None = None, *, handshake: bool = True
+    rs: IptablesRuleset, packet: Packet, limits: Limits | None = None, *, handshake: bool = True
 ) -> IptablesVerdict:
     """The verdict of one ruleset alone for the packet."""
     return _evaluate([rs], packet, limits, handshake=handshake)
 
 
 def _evaluate(
-    rulesets: Sequence[Ruleset],
+    rulesets: Sequence[IptablesRuleset],
     packet: Packet,
     limits: Limits | None = None,
     *,
@@ -430,7 +430,7 @@ def _evaluate(
 
 
 def _walk_all(
-    rulesets: Sequence[Ruleset], packet: Packet, limits: Limits | None, *, established: bool
+    rulesets: Sequence[IptablesRuleset], packet: Packet, limits: Limits | None, *, established: bool
 ) -> IptablesVerdict:
     lim = limits or Limits()
     walker = _Walker(rulesets, lim)
@@ -445,7 +445,7 @@ def _walk_all(
     except WalkAborted as exc:
         undecided = _undecided(outcomes, walker.work)
         return IptablesVerdict(
-            Verdict.UNKNOWN,
+            PacketVerdict.UNKNOWN,
             rulesets[0].source,
             undecided=undecided,
             reason=f"evaluation stopped: {exc}",
@@ -456,13 +456,13 @@ def _walk_all(
     return replace(_combine(rulesets, outcomes), packet=packet)
 
 
-def _caveats(rulesets: Sequence[Ruleset]) -> tuple[str, ...]:
+def _caveats(rulesets: Sequence[IptablesRuleset]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(c for rs in rulesets for c in rs.caveats))
 
 
 def _undecided(
     outcomes: Sequence[_Outcome], pending: Sequence[_Branch] = ()
-) -> tuple[Undecided, ...]:
+) -> tuple[IptablesUndecided, ...]:
     assumed = [o.assumed for o in outcomes] + [tuple(b.assumed) for b in pending]
     return undecided_of(assumed, lambda u: (u.table, u.chain, u.rule_number))
 
@@ -479,7 +479,7 @@ def _hit(hit: Assumption) -> str:
     return "matches" if hit else "does not match"
 
 
-def _combine(rulesets: Sequence[Ruleset], outcomes: list[_Outcome]) -> IptablesVerdict:
+def _combine(rulesets: Sequence[IptablesRuleset], outcomes: list[_Outcome]) -> IptablesVerdict:
     first = outcomes[0]
     rs = first.origin or rulesets[0]
     undecided = _undecided(outcomes)
@@ -491,7 +491,7 @@ def _combine(rulesets: Sequence[Ruleset], outcomes: list[_Outcome]) -> IptablesV
         others = other_blocks(outcomes)
         if others:
             notes.append("blocked on every path, but which rule blocks depends on undecided rules")
-        kinds = [v for v in (Verdict.DROP, Verdict.REJECT) if v in verdicts]
+        kinds = [v for v in (PacketVerdict.DROP, PacketVerdict.REJECT) if v in verdicts]
         blocked_as = ""
         if len(kinds) > 1:
             blocked_as = f"DROP or REJECT, depending on {_names(undecided)}"
@@ -516,10 +516,10 @@ def _combine(rulesets: Sequence[Ruleset], outcomes: list[_Outcome]) -> IptablesV
         if hidden:
             notes.insert(0, reason)
             reason = hidden
-    unknown = next((o for o in outcomes if o.verdict is Verdict.UNKNOWN), first)
+    unknown = next((o for o in outcomes if o.verdict is PacketVerdict.UNKNOWN), first)
     rs = unknown.origin or rs
     return IptablesVerdict(
-        Verdict.UNKNOWN,
+        PacketVerdict.UNKNOWN,
         rs.source,
         decided_by=unknown.decided_by if len(outcomes) == 1 else None,
         trace=unknown.trace,
@@ -530,13 +530,13 @@ def _combine(rulesets: Sequence[Ruleset], outcomes: list[_Outcome]) -> IptablesV
     )
 
 
-def _names(undecided: Sequence[Undecided]) -> str:
+def _names(undecided: Sequence[IptablesUndecided]) -> str:
     names = [f"{u.table} {u.chain} #{u.rule_number}" for u in undecided[:4]]
     more = f" and {len(undecided) - 4} more" if len(undecided) > 4 else ""
     return ", ".join(names) + more if names else "undecided rules"
 
 
-def _hidden_reading(outcomes: Sequence[_Outcome], rs: Ruleset) -> str:
+def _hidden_reading(outcomes: Sequence[_Outcome], rs: IptablesRuleset) -> str:
     """For a listing without -v that leaves the verdict open: which rules' hidden interfaces
     decide it, the likely reading (a bare ACCEPT is the loopback rule, the other rules have
     no interface) and the capture that would decide. "" when no hidden interface is involved.
@@ -555,14 +555,14 @@ def _hidden_reading(outcomes: Sequence[_Outcome], rs: Ruleset) -> str:
         f"{_names(rules)} decide it"
     )
 
-    def likely(hit: Assumption, u: Undecided) -> bool:
+    def likely(hit: Assumption, u: IptablesUndecided) -> bool:
         return hit is (u.reason == HIDDEN_IFACE)
 
     reading = next(
         (
             o
             for o in outcomes
-            if o.verdict is not Verdict.UNKNOWN
+            if o.verdict is not PacketVerdict.UNKNOWN
             and o.assumed
             and all(u.reason in (HIDDEN_IFACE, HIDDEN_LO) and likely(h, u) for u, h in o.assumed)
         ),
@@ -596,7 +596,7 @@ def _hidden_reading(outcomes: Sequence[_Outcome], rs: Ruleset) -> str:
 
 
 def evaluate_input(
-    rulesets: Sequence[Ruleset],
+    rulesets: Sequence[IptablesRuleset],
     packet: Packet,
     limits: Limits | None = None,
     *,

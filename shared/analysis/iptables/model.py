@@ -1,8 +1,9 @@
 """The data of the iptables engine: the packet, the ruleset, compiled rules and the verdict.
 
-A Ruleset is what one dump says (one backend, one address family, any tables). Chains keep
-their raw rule lines and are compiled on first use (see compile.py): a kube-proxy dump has
-tens of thousands of rules, and a packet to the kubelet only ever visits a few chains.
+An IptablesRuleset is what one dump says, parsed (one backend, one address family, any
+tables; the probe's raw capture of it is `shared.probe.output.Ruleset`). Chains keep their raw
+rule lines and are compiled on first use (see compile.py): a kube-proxy dump has tens of
+thousands of rules, and a packet to the kubelet only ever visits a few chains.
 """
 
 from __future__ import annotations
@@ -34,17 +35,17 @@ __all__ = [
     "DecidedBy",
     "Entry",
     "IPAddress",
+    "IptablesRuleset",
+    "IptablesUndecided",
     "IptablesVerdict",
     "Packet",
+    "PacketVerdict",
     "PendingRule",
     "Rule",
-    "Ruleset",
     "Table",
     "Target",
     "TargetKind",
     "TraceStep",
-    "Undecided",
-    "Verdict",
     "fields_json",
     "verdict_json",
 ]
@@ -63,8 +64,6 @@ BUILTIN_CHAINS: dict[str, tuple[str, ...]] = {
     "filter": ("INPUT", "FORWARD", "OUTPUT"),
     "security": ("INPUT", "FORWARD", "OUTPUT"),
 }
-
-Verdict = PacketVerdict  # the name the engine used before walk.py
 
 
 class Backend(StrEnum):
@@ -188,8 +187,8 @@ class Chain:
     rules: list[Entry] | None = None
     # How to read the raw lines of this chain (set by the parser that made it): all of
     # them into entries, and one entry into a full rule.
-    compiler: Callable[[Chain, Table, Ruleset], list[Entry]] | None = None
-    finisher: Callable[[Chain, Table, Ruleset, PendingRule], Rule] | None = None
+    compiler: Callable[[Chain, Table, IptablesRuleset], list[Entry]] | None = None
+    finisher: Callable[[Chain, Table, IptablesRuleset, PendingRule], Rule] | None = None
     # Why the chain's rules may go on past what the capture shows (a cut capture); "" when
     # the capture proves the chain ended. A walk that reaches the end of such a chain stops
     # undecided: its policy (or RETURN) may not be what comes next.
@@ -204,7 +203,7 @@ class Table:
 
 
 @dataclass(slots=True)
-class Ruleset:
+class IptablesRuleset:
     """One dump: its tables, the backend and address family it came from, where it was read."""
 
     source: str
@@ -310,7 +309,7 @@ class TraceStep:
 
 
 @dataclass(frozen=True, slots=True)
-class Undecided:
+class IptablesUndecided:
     table: str
     chain: str
     rule_number: int
@@ -325,12 +324,12 @@ class Undecided:
 class IptablesVerdict:
     """What happens to the packet. `cause` is 2 (UFW) or 3 (iptables) for a block, else None."""
 
-    verdict: Verdict
+    verdict: PacketVerdict
     source: str
     cause: int | None = None
     decided_by: DecidedBy | None = None
     trace: tuple[TraceStep, ...] = ()
-    undecided: tuple[Undecided, ...] = ()
+    undecided: tuple[IptablesUndecided, ...] = ()
     reason: str = ""  # why unknown; or a note on a decided verdict
     notes: tuple[str, ...] = ()
     command: str = "iptables"  # the command managing the deciding ruleset

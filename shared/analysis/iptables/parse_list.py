@@ -19,8 +19,8 @@ from shared.analysis.iptables.model import (
     HIDDEN_LO,
     Chain,
     Entry,
+    IptablesRuleset,
     Rule,
-    Ruleset,
     Table,
 )
 from shared.analysis.iptables.modules import RuleError
@@ -74,7 +74,7 @@ def parse_list(
     table: str | None = None,
     family: int | None = None,
     ended: bool = False,
-) -> list[Ruleset]:
+) -> list[IptablesRuleset]:
     """The ruleset of an `iptables --list` capture.
 
     Hints from the command line the paste showed (shared/analysis/paste.py): `table` (its
@@ -150,7 +150,7 @@ def parse_list(
     family = _family(text, source) or family
     verbose = all(lay.verbose for lay in layouts) if layouts else True
     caveats = () if verbose else (_NO_V_CAVEAT,)
-    return [Ruleset(source, "list", tables, family=family, caveats=caveats)]
+    return [IptablesRuleset(source, "list", tables, family=family, caveats=caveats)]
 
 
 def _table_of(block: dict[str, Chain], source: str, hint: str | None = None) -> Table:
@@ -175,7 +175,7 @@ def _family(text: str, source: str) -> int | None:
     return 6 if v6 else 4 if v4 else None
 
 
-def _compile_list_chain(chain: Chain, table: Table, ruleset: Ruleset) -> list[Entry]:
+def _compile_list_chain(chain: Chain, table: Table, ruleset: IptablesRuleset) -> list[Entry]:
     rules: list[Entry] = []
     for number, (n, raw) in enumerate(chain.raw, 1):
         bits, line = int(raw[0]), raw[1:]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 from shared.analysis.iptables.compile import SKIP_MARK, compile_chain, finish_rule
-from shared.analysis.iptables.model import BUILTIN_CHAINS, Backend, Chain, Ruleset, Table
+from shared.analysis.iptables.model import BUILTIN_CHAINS, Backend, Chain, IptablesRuleset, Table
 from shared.errors import InputError
 
 __all__ = [
@@ -99,7 +99,7 @@ def _new_chain(table: Table, name: str, policy: str | None, line: int, source: s
 class _SaveReader:
     def __init__(self, source: str) -> None:
         self.source = source
-        self.done: list[Ruleset] = []
+        self.done: list[IptablesRuleset] = []
         self.tables: dict[str, Table] = {}
         self.table: Table | None = None
         self.family: int | None = None
@@ -117,7 +117,7 @@ class _SaveReader:
         if family is None:
             family = detect_family("\n".join(lines[self.start : end]), self.source)
         self.done.append(
-            Ruleset(
+            IptablesRuleset(
                 self.source,
                 "save",
                 self.tables,
@@ -127,7 +127,7 @@ class _SaveReader:
         )
         self.tables, self.family, self.backend, self.start = {}, None, None, end
 
-    def read(self, text: str) -> list[Ruleset]:
+    def read(self, text: str) -> list[IptablesRuleset]:
         lines = text.split("\n")
         partial = unfinished_line(lines)
         chains: dict[str, Chain] = {}  # of the open table: the fast path's index
@@ -257,7 +257,7 @@ class _SaveReader:
         chain.raw.append((n, line))
 
 
-def parse_save(text: str, source: str) -> list[Ruleset]:
+def parse_save(text: str, source: str) -> list[IptablesRuleset]:
     """iptables-save output: one ruleset per dump in the text."""
     return _SaveReader(source).read(text)
 
@@ -273,7 +273,7 @@ def _infer_table(builtins: set[str]) -> str:
     return "filter"
 
 
-def parse_rules(text: str, source: str) -> list[Ruleset]:
+def parse_rules(text: str, source: str) -> list[IptablesRuleset]:
     """`iptables -S` output; a `-P` after rules starts the next table's block."""
     blocks: list[list[tuple[int, str]]] = [[]]
     family: int | None = None
@@ -320,7 +320,7 @@ def parse_rules(text: str, source: str) -> list[Ruleset]:
     mark_cut(list(tables.values())[-1].chains, why)
     if family is None:
         family = detect_family(text, source)
-    return [Ruleset(source, "rules", tables, backend or Backend.UNKNOWN, family)]
+    return [IptablesRuleset(source, "rules", tables, backend or Backend.UNKNOWN, family)]
 
 
 def _rules_block(block: list[tuple[int, str]], source: str) -> Table:

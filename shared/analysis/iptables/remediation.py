@@ -22,7 +22,7 @@ from shared.analysis.findings import (
     Severity,
     Subject,
 )
-from shared.analysis.iptables.model import IptablesVerdict, Packet, TraceStep, Verdict
+from shared.analysis.iptables.model import IptablesVerdict, Packet, PacketVerdict, TraceStep
 from shared.analysis.shell import command, placeholder
 
 __all__ = [
@@ -152,16 +152,16 @@ def _where(v: IptablesVerdict) -> str:
 def _blocks(v: IptablesVerdict) -> str:
     if v.blocked_as:
         return "blocks (drop or reject)"
-    return "drops" if v.verdict is Verdict.DROP else "rejects"
+    return "drops" if v.verdict is PacketVerdict.DROP else "rejects"
 
 
 def findings_for(v: IptablesVerdict, subject: Subject) -> list[Finding]:
     """No finding for accept; a critical problem for a block; an inconclusive one otherwise."""
     what = flow_text(v.packet)
-    if v.verdict is Verdict.ACCEPT:
+    if v.verdict is PacketVerdict.ACCEPT:
         return []
     by = v.decided_by
-    if v.verdict is Verdict.UNKNOWN:
+    if v.verdict is PacketVerdict.UNKNOWN:
         evidence = [f"source: {v.source}", f"why: {v.reason}"]
         evidence += [
             f"undecided: {u.table} {u.chain} #{u.rule_number} [{u.rule}]: {u.reason}"

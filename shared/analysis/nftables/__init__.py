@@ -28,8 +28,6 @@ from shared.analysis.nftables.parse import parse_ruleset
 from shared.analysis.nftables.remediation import CHECK, findings_for, fix_commands
 from shared.analysis.walk import Packet, PacketVerdict
 
-Verdict = PacketVerdict  # the name used before walk.py
-
 __all__ = [
     "CHECK",
     "Limits",
@@ -40,7 +38,6 @@ __all__ = [
     "NftVerdict",
     "Packet",
     "PacketVerdict",
-    "Verdict",
     "evaluate_input",
     "findings_for",
     "fix_commands",

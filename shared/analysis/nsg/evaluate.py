@@ -41,15 +41,15 @@ __all__ = [
     "Flow",
     "Layer",
     "LayerResult",
+    "NsgFlowVerdict",
+    "NsgUndecided",
     "NsgVerdict",
     "RuleRef",
-    "Undecided",
-    "Verdict",
     "evaluate_flow",
 ]
 
 
-class Verdict(StrEnum):
+class NsgFlowVerdict(StrEnum):
     ALLOW = "allow"
     DENY = "deny"
     UNKNOWN = "unknown"
@@ -195,7 +195,7 @@ class RuleRef:
 
 
 @dataclass(frozen=True, slots=True)
-class Undecided:
+class NsgUndecided:
     """A rule that might match the flow; `matters` = some outcome depends on it."""
 
     rule: RuleRef | None  # None: no rule matched for certain (the input lacked a catch-all)
@@ -214,9 +214,9 @@ class Undecided:
 class LayerResult:
     layer: Layer
     nsg: Nsg | None  # None: no NSG on this layer, which allows everything
-    outcome: Verdict
+    outcome: NsgFlowVerdict
     decided_by: RuleRef | None  # the first rule that matches for certain
-    undecided: tuple[Undecided, ...]
+    undecided: tuple[NsgUndecided, ...]
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -230,15 +230,15 @@ class LayerResult:
 
 @dataclass(frozen=True, slots=True)
 class NsgVerdict:
-    verdict: Verdict
+    verdict: NsgFlowVerdict
     flow: Flow
     layers: tuple[LayerResult, ...]  # in evaluation order for the flow's direction
 
     @property
     def decided_by(self) -> tuple[RuleRef, ...]:
         """Allow: each layer's allowing rule. Deny: each denying rule. Unknown: decided layers."""
-        deny = self.verdict is Verdict.DENY
-        wanted = {Verdict.DENY} if deny else {Verdict.ALLOW, Verdict.DENY}
+        deny = self.verdict is NsgFlowVerdict.DENY
+        wanted = {NsgFlowVerdict.DENY} if deny else {NsgFlowVerdict.ALLOW, NsgFlowVerdict.DENY}
         return tuple(
             lr.decided_by
             for lr in self.layers
@@ -246,12 +246,12 @@ class NsgVerdict:
         )
 
     @property
-    def undecided(self) -> tuple[Undecided, ...]:
+    def undecided(self) -> tuple[NsgUndecided, ...]:
         return tuple(u for lr in self.layers for u in lr.undecided)
 
     @property
     def denying_layers(self) -> tuple[LayerResult, ...]:
-        return tuple(lr for lr in self.layers if lr.outcome is Verdict.DENY)
+        return tuple(lr for lr in self.layers if lr.outcome is NsgFlowVerdict.DENY)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -365,31 +365,31 @@ def _walk(nsg: Nsg, layer: Layer, flow: Flow, ctx: TagContext) -> _Walk:
     return walk
 
 
-def _outcome(possible: set[Access]) -> Verdict:
+def _outcome(possible: set[Access]) -> NsgFlowVerdict:
     if possible == {Access.ALLOW}:
-        return Verdict.ALLOW
+        return NsgFlowVerdict.ALLOW
     if possible == {Access.DENY}:
-        return Verdict.DENY
-    return Verdict.UNKNOWN
+        return NsgFlowVerdict.DENY
+    return NsgFlowVerdict.UNKNOWN
 
 
-def _layer_result(walk: _Walk, overall: Verdict) -> LayerResult:
+def _layer_result(walk: _Walk, overall: NsgFlowVerdict) -> LayerResult:
     outcome = _outcome(walk.possible())
     # An undecided rule matters only when the overall verdict is open, its layer is open,
     # and what would happen if it did not match (later rules) differs from its own access.
-    open_ = overall is Verdict.UNKNOWN and outcome is Verdict.UNKNOWN
+    open_ = overall is NsgFlowVerdict.UNKNOWN and outcome is NsgFlowVerdict.UNKNOWN
     tail: set[Access] = (
         {Access.ALLOW, Access.DENY} if walk.certain is None else {walk.certain.access}
     )
-    items: list[Undecided] = []
+    items: list[NsgUndecided] = []
     for rule, reasons in reversed(walk.undecided):
         matters = open_ and any(a is not rule.access for a in tail)
-        items.append(Undecided(RuleRef.of(walk.nsg, rule, walk.layer), reasons, matters))
+        items.append(NsgUndecided(RuleRef.of(walk.nsg, rule, walk.layer), reasons, matters))
         tail.add(rule.access)
     items.reverse()
     if walk.certain is None:
         items.append(
-            Undecided(
+            NsgUndecided(
                 None,
                 (f"no rule of NSG {walk.nsg.label} matches for certain",),
                 open_,
@@ -415,10 +415,14 @@ def evaluate_flow(
     may_allow = all(Access.ALLOW in p for p in possibles)
     may_deny = any(Access.DENY in p for p in possibles)
     overall = (
-        Verdict.UNKNOWN if may_allow and may_deny else Verdict.ALLOW if may_allow else Verdict.DENY
+        NsgFlowVerdict.UNKNOWN
+        if may_allow and may_deny
+        else NsgFlowVerdict.ALLOW
+        if may_allow
+        else NsgFlowVerdict.DENY
     )
     layers = tuple(
-        LayerResult(w, None, Verdict.ALLOW, None, ())
+        LayerResult(w, None, NsgFlowVerdict.ALLOW, None, ())
         if isinstance(w, Layer)
         else _layer_result(w, overall)
         for w in walks

@@ -17,7 +17,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
-from shared.analysis.nsg.evaluate import Layer, LayerResult, NsgVerdict, RuleRef, Verdict
+from shared.analysis.nsg.evaluate import Layer, LayerResult, NsgFlowVerdict, NsgVerdict, RuleRef
 from shared.analysis.nsg.model import Access, Direction, IpNetwork, Nsg, Protocol, Rule
 from shared.analysis.shell import Command, command, placeholder
 from shared.errors import InputError
@@ -289,7 +289,7 @@ def propose_fix(
     The rule's source is `fix_source` (the scan passes the node subnet) or the flow's source
     as a host prefix; its destination is `fix_destination` or the flow's destination.
     """
-    if verdict.verdict is not Verdict.DENY:
+    if verdict.verdict is not NsgFlowVerdict.DENY:
         return None
     flow = verdict.flow
     src = _as_network(fix_source, "fix source") or _host_prefix(flow.src)

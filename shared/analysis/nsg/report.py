@@ -18,7 +18,7 @@ from shared.analysis.findings import (
     Severity,
     Subject,
 )
-from shared.analysis.nsg.evaluate import NsgVerdict, Verdict
+from shared.analysis.nsg.evaluate import NsgFlowVerdict, NsgVerdict
 from shared.analysis.nsg.fix import Fix, propose_fix
 from shared.analysis.nsg.model import Direction, Protocol
 
@@ -55,13 +55,13 @@ def _layer_evidence(verdict: NsgVerdict) -> list[str]:
 def findings_for(verdict: NsgVerdict, subject: Subject, *, fix: Fix | None = None) -> list[Finding]:
     """No finding for allow; one problem for deny (with `fix`, or the default fix); one
     inconclusive finding for unknown, listing the undecided rules that matter."""
-    if verdict.verdict is Verdict.ALLOW:
+    if verdict.verdict is NsgFlowVerdict.ALLOW:
         return []
     flow = verdict.flow
     cause, origin = cause_of(verdict)
     check = f"nsg.{flow.direction.value.lower()}"
     what = f"{flow.proto.value.upper()} {flow.dport} from {flow.src} to {flow.dst}"
-    if verdict.verdict is Verdict.DENY:
+    if verdict.verdict is NsgFlowVerdict.DENY:
         if fix is None:
             fix = propose_fix(verdict)
         deciders = verdict.decided_by

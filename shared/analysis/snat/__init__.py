@@ -31,7 +31,7 @@ __all__ = [
     "MetricsDoc",
     "ResourceKind",
     "SnatReport",
-    "Verdict",
+    "SnatState",
     "Window",
     "evaluate",
     "parse_metrics",
@@ -48,14 +48,14 @@ class ResourceKind(StrEnum):
     NAT_GATEWAY = "nat_gateway"
 
 
-class Verdict(StrEnum):
+class SnatState(StrEnum):
     OK = "ok"
     EXHAUSTED = "exhausted"
     AT_RISK = "at_risk"
     UNKNOWN = "unknown"
 
 
-_RANK = {Verdict.OK: 0, Verdict.UNKNOWN: 1, Verdict.AT_RISK: 2, Verdict.EXHAUSTED: 3}
+_RANK = {SnatState.OK: 0, SnatState.UNKNOWN: 1, SnatState.AT_RISK: 2, SnatState.EXHAUSTED: 3}
 
 
 def _minutes(end: datetime | None, count: int) -> tuple[datetime, ...]:
@@ -102,7 +102,7 @@ class BackendUsage:
 
     backend_ip: str
     dimensions: tuple[tuple[str, str], ...]
-    verdict: Verdict
+    verdict: SnatState
     points: tuple[tuple[datetime, float | None, float | None], ...]  # (minute, used, allocated)
     threshold: float
     reason: str = ""
@@ -145,7 +145,7 @@ class BackendUsage:
 @dataclass(frozen=True, slots=True)
 class SnatReport:
     kind: ResourceKind
-    verdict: Verdict
+    verdict: SnatState
     window: Window
     resource_id: str
     failed_connections: float | None  # in the window; None when no connection data at all
@@ -211,18 +211,18 @@ def _backend(
     a = {p.time: p.average for p in allocated.points} if allocated else {}
     points = tuple((t, u.get(t), a.get(t)) for t in minutes)
     ip = used.dimension("backendipaddress") or "(all backends)"
-    probe = BackendUsage(ip, used.dimensions, Verdict.UNKNOWN, points, window.threshold, reason)
+    probe = BackendUsage(ip, used.dimensions, SnatState.UNKNOWN, points, window.threshold, reason)
     if allocated is None or not points:
         return probe if points else replace(probe, reason="no UsedSnatPorts data points")
     over, missing = probe.points_over, len(points) - probe.points_present
     if over >= window.min_bad:
-        verdict = Verdict.EXHAUSTED
+        verdict = SnatState.EXHAUSTED
     elif over + missing < window.min_bad:
-        verdict = Verdict.OK
+        verdict = SnatState.OK
     elif over:
-        verdict, reason = Verdict.AT_RISK, f"{over} point(s) over, {missing} missing: not decided"
+        verdict, reason = SnatState.AT_RISK, f"{over} point(s) over, {missing} missing: not decided"
     else:
-        verdict, reason = Verdict.UNKNOWN, f"only {probe.points_present} of {len(points)} points"
+        verdict, reason = SnatState.UNKNOWN, f"only {probe.points_present} of {len(points)} points"
     return BackendUsage(ip, used.dimensions, verdict, points, window.threshold, reason)
 
 
@@ -275,7 +275,7 @@ def _backends(doc: MetricsDoc, window: Window) -> tuple[BackendUsage, ...]:
                 BackendUsage(
                     ip,
                     s.dimensions,
-                    Verdict.UNKNOWN,
+                    SnatState.UNKNOWN,
                     (),
                     window.threshold,
                     "no matching UsedSnatPorts series",
@@ -323,7 +323,7 @@ def evaluate(
 
     if newest is None:
         reasons.append("no data points at all")
-        verdict = Verdict.UNKNOWN
+        verdict = SnatState.UNKNOWN
         backends: tuple[BackendUsage, ...] = ()
         drops = None
     elif kind is ResourceKind.LOAD_BALANCER:
@@ -337,20 +337,20 @@ def evaluate(
         drops_seen = [v for t, v in by_minute.items() if t in in_window]
         drops = sum(drops_seen) if drops_seen else None
         if failed:
-            verdict = Verdict.EXHAUSTED
+            verdict = SnatState.EXHAUSTED
         elif drops:
-            verdict = Verdict.AT_RISK
+            verdict = SnatState.AT_RISK
             reasons.append("packets dropped: a sign of SNAT exhaustion, not a proof")
         elif conn_data or drops_seen:
-            verdict = Verdict.OK
+            verdict = SnatState.OK
         else:
-            verdict = Verdict.UNKNOWN
+            verdict = SnatState.UNKNOWN
             reasons.append("no SNAT connection or packet drop data in the window")
     if stale and now is not None and newest is not None:
         reasons.append(
             f"newest point {newest.isoformat()} is {now - newest} old: metrics are stale"
         )
-        verdict = Verdict.UNKNOWN
+        verdict = SnatState.UNKNOWN
     return SnatReport(
         kind, verdict, w, resource, failed_or_none, failed_before, drops, backends, tuple(reasons)
     )
@@ -358,16 +358,16 @@ def evaluate(
 
 def _lb_verdict(
     failed: float, conn_data: bool, backends: tuple[BackendUsage, ...], reasons: list[str]
-) -> Verdict:
+) -> SnatState:
     if failed:
-        return Verdict.EXHAUSTED
+        return SnatState.EXHAUSTED
     if backends:
         worst = max((b.verdict for b in backends), key=_RANK.__getitem__)
-        if worst is Verdict.UNKNOWN:
+        if worst is SnatState.UNKNOWN:
             reasons.extend(f"{b.backend_ip}: {b.reason}" for b in backends if b.reason)
         return worst
     if conn_data:
         reasons.append("no port metrics: no failed connections, but headroom not judged")
-        return Verdict.OK
+        return SnatState.OK
     reasons.append("no SNAT connection or port data in the window")
-    return Verdict.UNKNOWN
+    return SnatState.UNKNOWN

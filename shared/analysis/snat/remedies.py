@@ -18,7 +18,7 @@ from shared.analysis.findings import (
     Subject,
 )
 from shared.analysis.shell import Command, Placeholder, command, placeholder
-from shared.analysis.snat import ResourceKind, SnatReport, Verdict
+from shared.analysis.snat import ResourceKind, SnatReport, SnatState
 from shared.analysis.snat.capacity import MAX_MANAGED_OUTBOUND_IPS, PORTS_PER_IP, Capacity
 
 __all__ = ["capacity_findings", "findings", "load_balancer_fix"]
@@ -175,7 +175,7 @@ def _evidence(report: SnatReport) -> tuple[str, ...]:
     if report.packet_drops:
         lines.append(f"{report.packet_drops:g} packet(s) dropped in the window")
     for b in report.backends:
-        if b.verdict is not Verdict.OK:
+        if b.verdict is not SnatState.OK:
             used, allocated, ratio = b.latest()
             lines.append(
                 f"backend {b.backend_ip}: {b.verdict.value}, {b.points_over} of "
@@ -195,7 +195,7 @@ def findings(
     capacity: Capacity | None = None,
 ) -> tuple[Finding, ...]:
     """One finding when the verdict is not ok: a PROBLEM (exhausted, at risk) or INCONCLUSIVE."""
-    if report.verdict is Verdict.OK:
+    if report.verdict is SnatState.OK:
         return ()
     subject = subject or Subject(resource=report.resource_id)
     lb = report.kind is ResourceKind.LOAD_BALANCER
@@ -203,7 +203,7 @@ def findings(
     check = "snat.load_balancer" if lb else "snat.nat_gateway"
     origin = Origin.ARTICLE if lb else Origin.TUNNELWATCH
     evidence = _evidence(report)
-    if report.verdict is Verdict.UNKNOWN:
+    if report.verdict is SnatState.UNKNOWN:
         return (
             Finding(
                 check,
@@ -217,7 +217,7 @@ def findings(
                 origin=origin,
             ),
         )
-    exhausted = report.verdict is Verdict.EXHAUSTED
+    exhausted = report.verdict is SnatState.EXHAUSTED
     title = (
         f"SNAT ports of the {what} exhausted: nodes cannot reach the API server"
         if exhausted

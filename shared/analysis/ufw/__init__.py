@@ -11,9 +11,9 @@ from __future__ import annotations
 from shared.analysis.ufw.evaluate import (
     EPHEMERAL_PORTS,
     IPAddress,
+    UfwFlowVerdict,
+    UfwUndecided,
     UfwVerdict,
-    Undecided,
-    Verdict,
     evaluate,
 )
 from shared.analysis.ufw.model import (
@@ -42,11 +42,11 @@ __all__ = [
     "Side",
     "State",
     "StatusFormat",
+    "UfwFlowVerdict",
     "UfwRule",
     "UfwStatus",
+    "UfwUndecided",
     "UfwVerdict",
-    "Undecided",
-    "Verdict",
     "evaluate",
     "findings_for",
     "parse_status",

@@ -50,9 +50,9 @@ __all__ = [
     "EPHEMERAL_PORTS",
     "INCOMPLETE",
     "IPAddress",
+    "UfwFlowVerdict",
+    "UfwUndecided",
     "UfwVerdict",
-    "Undecided",
-    "Verdict",
     "evaluate",
 ]
 
@@ -62,7 +62,7 @@ INCOMPLETE = "capture incomplete"
 EPHEMERAL_PORTS = (32768, 60999)
 
 
-class Verdict(StrEnum):
+class UfwFlowVerdict(StrEnum):
     ALLOW = "allow"
     DENY = "deny"
     REJECT = "reject"
@@ -71,7 +71,7 @@ class Verdict(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class Undecided:
+class UfwUndecided:
     """A rule (or the default policy, rule None) the capture cannot decide, and why."""
 
     rule: UfwRule | None
@@ -94,7 +94,7 @@ class UfwVerdict:
     `ufw allow` would come after them, so a fix must be inserted first."""
 
     status: UfwStatus
-    verdict: Verdict
+    verdict: UfwFlowVerdict
     rule: UfwRule | None
     default_incoming: Policy | None
     reason: str
@@ -104,7 +104,7 @@ class UfwVerdict:
     dst: IPAddress | None = None
     in_iface: str | None = None
     family: int | None = None  # 4 or 6 when known from --src/--dst
-    undecided: tuple[Undecided, ...] = ()
+    undecided: tuple[UfwUndecided, ...] = ()
     shadowing: tuple[UfwRule, ...] = ()
     notes: tuple[str, ...] = ()
     src_ports: tuple[int, int] = EPHEMERAL_PORTS  # the client source ports assumed
@@ -156,9 +156,9 @@ class _Flow:
 
 @dataclass(frozen=True, slots=True)
 class _Outcome:
-    verdict: Verdict
+    verdict: UfwFlowVerdict
     rule: UfwRule | None
-    undecided: tuple[Undecided, ...]
+    undecided: tuple[UfwUndecided, ...]
 
 
 _PROTOCOLS = ("tcp", "udp")
@@ -188,26 +188,26 @@ def evaluate(
     flow = _Flow(port, proto, src, dst, in_iface, src_ports)
     family = src.version if src is not None else dst.version if dst is not None else None
 
-    def answer(verdict: Verdict, reason: str, **more: Any) -> UfwVerdict:
+    def answer(verdict: UfwFlowVerdict, reason: str, **more: Any) -> UfwVerdict:
         return UfwVerdict(
             status, verdict, reason=reason, port=port, proto=proto, src=src, dst=dst,
             in_iface=in_iface, family=family, notes=status.warnings, src_ports=src_ports, **more,
         )  # fmt: skip
 
     if status.state is State.INACTIVE:
-        return answer(Verdict.ALLOW, "ufw is inactive: it filters nothing", rule=None,
+        return answer(UfwFlowVerdict.ALLOW, "ufw is inactive: it filters nothing", rule=None,
                       default_incoming=None)  # fmt: skip
     if status.state is State.NOT_INSTALLED:
         return answer(
-            Verdict.ALLOW,
+            UfwFlowVerdict.ALLOW,
             f"ufw is not installed ({status.reason}): it cannot block the tunnel; rules left "
             "behind in iptables are the iptables check's business",
             rule=None, default_incoming=None,
         )  # fmt: skip
     if status.state is State.UNREADABLE:
         why = f"the capture holds no status: {status.reason}"
-        return answer(Verdict.UNKNOWN, why, rule=None, default_incoming=None,
-                      undecided=(Undecided(None, why),))  # fmt: skip
+        return answer(UfwFlowVerdict.UNKNOWN, why, rule=None, default_incoming=None,
+                      undecided=(UfwUndecided(None, why),))  # fmt: skip
 
     policy = status.default_incoming or default_incoming
     notes = list(status.warnings)
@@ -234,7 +234,7 @@ def evaluate(
     outcome = results[0][1]
     if len(results) == 2:
         (_, o4, _), (_, o6, _) = results
-        if o4.verdict is not Verdict.UNKNOWN and o4.verdict == o6.verdict:
+        if o4.verdict is not UfwFlowVerdict.UNKNOWN and o4.verdict == o6.verdict:
             outcome = _Outcome(o4.verdict, o4.rule or o6.rule, o4.undecided + o6.undecided)
         else:
             reason = (
@@ -242,7 +242,9 @@ def evaluate(
                 f"{o4.verdict.value} while the IPv6 rules say {o6.verdict.value}"
             )
             outcome = _Outcome(
-                Verdict.UNKNOWN, None, (Undecided(None, reason), *o4.undecided, *o6.undecided)
+                UfwFlowVerdict.UNKNOWN,
+                None,
+                (UfwUndecided(None, reason), *o4.undecided, *o6.undecided),
             )
     shadowing = tuple(r for _, _, shadow in results for r in shadow)
     return UfwVerdict(
@@ -297,30 +299,32 @@ def _walk(rules: list[UfwRule], flow: _Flow, policy: Policy | None, cut: str) ->
 
     When the capture may lack rules after the last one shown (`cut`), what follows it is
     unknown, not the default policy: only a rule shown that matches decides (first match)."""
-    missing = [Undecided(None, f"{INCOMPLETE}: {cut}")] if cut else []
+    missing = [UfwUndecided(None, f"{INCOMPLETE}: {cut}")] if cut else []
     if policy is None:
         missing.append(
-            Undecided(
+            UfwUndecided(
                 None,
                 "the default incoming policy is not in this capture (plain `ufw status` "
                 "omits it): capture `ufw status verbose` or pass --default-incoming",
             )
         )
     if policy is not None and not missing:
-        out = _Outcome(Verdict(policy.value), None, ())
+        out = _Outcome(UfwFlowVerdict(policy.value), None, ())
     else:
-        out = _Outcome(Verdict.UNKNOWN, None, tuple(missing))
+        out = _Outcome(UfwFlowVerdict.UNKNOWN, None, tuple(missing))
     for rule in reversed(rules):
         match = _match(rule, flow)
         if match is False:
             continue
-        hit = _Outcome(Verdict(rule.action.value), rule, ())
+        hit = _Outcome(UfwFlowVerdict(rule.action.value), rule, ())
         if match is True:
             out = hit
-        elif out.verdict is not Verdict.UNKNOWN and out.verdict is hit.verdict:
-            out = _Outcome(out.verdict, out.rule, (Undecided(rule, match), *out.undecided))
+        elif out.verdict is not UfwFlowVerdict.UNKNOWN and out.verdict is hit.verdict:
+            out = _Outcome(out.verdict, out.rule, (UfwUndecided(rule, match), *out.undecided))
         else:
-            out = _Outcome(Verdict.UNKNOWN, None, (Undecided(rule, match), *out.undecided))
+            out = _Outcome(
+                UfwFlowVerdict.UNKNOWN, None, (UfwUndecided(rule, match), *out.undecided)
+            )
     return out
 
 
@@ -425,7 +429,7 @@ def _reason(
     outcome: _Outcome, policy: Policy | None, status: UfwStatus, given: Policy | None
 ) -> str:
     verdict, rule = outcome.verdict, outcome.rule
-    if verdict is Verdict.UNKNOWN:
+    if verdict is UfwFlowVerdict.UNKNOWN:
         parts = list(
             dict.fromkeys(
                 (f"rule at line {u.rule.line} ({u.rule.text}): " if u.rule else "") + u.reason
@@ -437,11 +441,11 @@ def _reason(
             return "; ".join(cut + [p for p in parts if p not in cut])
         return "undecided: " + "; ".join(parts)
     doing = {
-        Verdict.ALLOW: "allows",
-        Verdict.DENY: "drops",
-        Verdict.REJECT: "rejects",
-        Verdict.LIMIT: "rate-limits (accepts, but refuses the 6th new connection within 30 s "
-        "from one address)",
+        UfwFlowVerdict.ALLOW: "allows",
+        UfwFlowVerdict.DENY: "drops",
+        UfwFlowVerdict.REJECT: "rejects",
+        UfwFlowVerdict.LIMIT: "rate-limits (accepts, but refuses the 6th new connection "
+        "within 30 s from one address)",
     }[verdict]
     if rule is not None:
         number = f"rule {rule.number}" if rule.number is not None else "the rule"

@@ -22,7 +22,7 @@ from shared.analysis.findings import (
     Subject,
 )
 from shared.analysis.shell import Placeholder, command, placeholder
-from shared.analysis.ufw.evaluate import INCOMPLETE, UfwVerdict, Verdict
+from shared.analysis.ufw.evaluate import INCOMPLETE, UfwFlowVerdict, UfwVerdict
 from shared.analysis.ufw.model import Action, UfwRule
 
 __all__ = ["CHECK", "NODE_SUBNET_PLACEHOLDER", "findings_for"]
@@ -49,14 +49,14 @@ def findings_for(
     without it the fix names --src, or a placeholder to fill in.
     """
     v = verdict.verdict
-    if v is Verdict.ALLOW:
+    if v is UfwFlowVerdict.ALLOW:
         return []
     evidence = [verdict.reason]
     evidence += [
         f"undecided{_where(u.rule)}: {u.reason}" for u in verdict.undecided if u.rule is not None
     ]
     evidence += list(verdict.notes)
-    if v is Verdict.UNKNOWN:
+    if v is UfwFlowVerdict.UNKNOWN:
         return [
             Finding(
                 check=CHECK,
@@ -80,7 +80,7 @@ def findings_for(
             )
         ]
     source = _source_text(verdict, fix_source)
-    if v is Verdict.LIMIT:
+    if v is UfwFlowVerdict.LIMIT:
         return [
             Finding(
                 check=CHECK,
@@ -94,7 +94,7 @@ def findings_for(
                 key="limit" if verdict.rule is None else _rule_key(verdict.rule),
             )
         ]
-    doing = "drops" if v is Verdict.DENY else "rejects"
+    doing = "drops" if v is UfwFlowVerdict.DENY else "rejects"
     return [
         Finding(
             check=CHECK,

@@ -199,7 +199,7 @@ def iptables_findings(
     dst: IPAddr | None,
     iface: str,
 ) -> list[Finding]:
-    rulesets: list[iptables.Ruleset] = []
+    rulesets: list[iptables.IptablesRuleset] = []
     out: list[Finding] = []
     records = [r for r in report.rulesets if r.backend != NFTABLES]
     for record in records:
