@@ -98,7 +98,7 @@ def _tool(name: str) -> str:
     return command
 
 
-def _results(paste_text: str) -> dict[str, netcat.ProbeResult]:
+def _results(paste_text: str) -> dict[str, netcat.TargetResult]:
     paste = clean(paste_text)
     report = netcat.analyze(paste.text, "paste", commands=paste.commands)
     return {r.target.label(): r for r in report.results}

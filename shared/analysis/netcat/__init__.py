@@ -66,9 +66,9 @@ __all__ = [
     "CommandLine",
     "FamilyResult",
     "NetcatReport",
-    "ProbeResult",
     "Status",
     "Target",
+    "TargetResult",
     "Tool",
     "analyze",
     "classify_error",
@@ -129,7 +129,7 @@ class FamilyResult:
 
 
 @dataclass(frozen=True, slots=True)
-class ProbeResult:
+class TargetResult:
     """One target: the deciding attempt, and all attempts seen for it. `families` holds one
     outcome per address family when attempts of more than one were seen (else empty)."""
 
@@ -161,7 +161,7 @@ class ProbeResult:
 
 @dataclass(frozen=True, slots=True)
 class NetcatReport:
-    results: tuple[ProbeResult, ...]
+    results: tuple[TargetResult, ...]
     # Why the capture may lack targets (or attempts) after what it shows; "" when the number
     # of targets was given and matched, or the producer proved the capture whole.
     cut: str = ""
@@ -373,7 +373,7 @@ def analyze(
 _REACH = (Status.OPEN, Status.REFUSED, Status.TIMEOUT, Status.UNREACHABLE, Status.FAILED)
 
 
-def _result(attempts: list[Attempt]) -> ProbeResult:
+def _result(attempts: list[Attempt]) -> TargetResult:
     decisive_ones = [a for a in attempts if a.status is not Status.UNKNOWN]
     decisive = decisive_ones[-1] if decisive_ones else attempts[-1]
     mixed = len({a.status for a in decisive_ones}) > 1
@@ -384,7 +384,8 @@ def _result(attempts: list[Attempt]) -> ProbeResult:
     if len(per_family) > 1:
         families = tuple(FamilyResult(f, a.status, a) for f, a in per_family.items())
         decisive = min(per_family.values(), key=lambda a: _REACH.index(a.status))
-    return ProbeResult(decisive.target, decisive.status, decisive, tuple(attempts), mixed, families)
+    status = decisive.status
+    return TargetResult(decisive.target, status, decisive, tuple(attempts), mixed, families)
 
 
 def _count_gap(shown: int, expect: int | None) -> str:

@@ -17,7 +17,7 @@ from shared.analysis.findings import Cause, Finding, Kind, Origin, Remediation, 
 from shared.analysis.netcat.lines import Status
 
 if TYPE_CHECKING:  # the package imports this module
-    from shared.analysis.netcat import ProbeResult as TargetResult
+    from shared.analysis.netcat import TargetResult
 
 __all__ = ["WHAT_A_FAILURE_MEANS", "Reading", "connection_finding", "how", "result_evidence"]
 
