@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping
 
 import azure.functions as func
 
+from shared.adapters.telemetry import custom_event
+from shared.analysis.findings import Kind
 from shared.compose import root_for, scan_options
 from shared.config import Settings
 from shared.jobs.scan import ScanDeps, ScanOutcome, run_scan
@@ -53,3 +55,23 @@ def scan_timer(timer: func.TimerRequest) -> None:
         log.error("scan %s: %s", run.run_id, error)
     if outcome.storage_error:
         log.error("scan %s: findings not recorded: %s", run.run_id, outcome.storage_error)
+    custom_event("scan.completed", completed_event(outcome))
+
+
+def completed_event(outcome: ScanOutcome) -> dict[str, str | int | float | bool]:
+    """The `scan.completed` event's dimensions: the run's counts (customEvents in
+    Application Insights when telemetry is configured; a log line otherwise)."""
+    run = outcome.run
+    return {
+        "run_id": run.run_id,
+        "status": run.status.value,
+        "clusters": run.clusters_scanned,
+        "clusters_failed": len(run.clusters_failed),
+        "findings": len(outcome.findings),
+        "problems": sum(f.kind is Kind.PROBLEM for f in outcome.findings),
+        "arm_calls": run.arm_calls,
+        "probes_queued": len(outcome.probe_requests),
+        "errors": len(run.errors),
+        "recorded": not outcome.storage_error,
+        "seconds": round(outcome.seconds, 1),
+    }

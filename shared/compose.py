@@ -48,6 +48,7 @@ from shared.adapters.queues import STORAGE_CONNECT_TIMEOUT, STORAGE_READ_TIMEOUT
 from shared.adapters.runcommand import RunCommandRunner
 from shared.adapters.storage_endpoints import service_uris
 from shared.adapters.tables import FindingStore
+from shared.adapters.telemetry import EVENTS_LOGGER
 from shared.config import Settings
 from shared.errors import ConfigError, StorageError
 from shared.inventory.model import Estate
@@ -59,8 +60,10 @@ __all__ = [
     "CycleDeps",
     "Root",
     "cached_inventory",
+    "configure_telemetry",
     "dns_resolver",
     "make_credential",
+    "make_telemetry_credential",
     "probe_deps",
     "probe_options",
     "root_for",
@@ -271,9 +274,47 @@ def probe_deps(
 
 CycleDeps = tuple[Inventory, ProbeQueue, FindingStore]
 
-# The root's one seam: ARM endpoint -> the credential of every ARM and metrics client. Tests
-# that run the root against the ARM simulator assign a factory of the simulator's credential.
+# The root's seams: ARM endpoint -> the credential of every ARM and metrics client; and the
+# client id of the user-assigned identity -> the credential telemetry is sent with. Tests that
+# run the root against the simulators assign factories of the simulator's credential.
 make_credential: Callable[[str], TokenCredential] = default_credential
+
+
+def _identity_credential(client_id: str | None) -> TokenCredential:
+    return ManagedIdentityCredential(client_id=client_id)
+
+
+make_telemetry_credential: Callable[[str | None], TokenCredential] = _identity_credential
+_telemetry: list[bool] = []  # configured in this process (at most once)
+
+
+def configure_telemetry(environ: Mapping[str, str]) -> bool:
+    """Send custom events (shared.adapters.telemetry) to Application Insights, once per
+    process; nothing without APPLICATIONINSIGHTS_CONNECTION_STRING (local runs, tests).
+
+    Application Insights has local authentication disabled (infra), so the exporter signs in
+    with the user-assigned identity (AZURE_CLIENT_ID); without a credential its uploads are
+    rejected and nothing says so. Only the events logger is exported: the Functions host already
+    records the invocations, their logs and dependencies, and tracing every ARM call again
+    would multiply the ingestion.
+    """
+    connection = environ.get("APPLICATIONINSIGHTS_CONNECTION_STRING", "").strip()
+    if not connection or _telemetry:
+        return bool(_telemetry)
+    # imported here: the distro is large, and only a process with a connection string needs it
+    from azure.monitor.opentelemetry import configure_azure_monitor  # noqa: PLC0415
+
+    configure_azure_monitor(
+        connection_string=connection,
+        credential=make_telemetry_credential(environ.get("AZURE_CLIENT_ID", "").strip() or None),
+        logger_name=EVENTS_LOGGER,
+        disable_tracing=True,
+        disable_metrics=True,
+        enable_live_metrics=False,
+    )
+    _telemetry.append(True)
+    log.info("telemetry: custom events go to Application Insights")
+    return True
 
 
 def scan_options(settings: Settings) -> ScanOptions:
@@ -429,5 +470,6 @@ def root_for(settings: Settings, environ: Mapping[str, str]) -> Root:
     with _roots_lock:
         root = _roots.get(key)
         if root is None:
+            configure_telemetry(environ)
             root = _roots[key] = Root(settings, environ)
         return root
