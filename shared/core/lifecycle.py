@@ -24,17 +24,20 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 
-from shared.analysis.findings import Finding
+from shared.analysis.findings import Finding, Kind
 
 __all__ = [
+    "DEFAULT_DAMPING",
     "SCAN_SCOPE",
     "ClusterScan",
     "Coverage",
+    "Damping",
     "Event",
     "FindingState",
     "HistoryEvent",
     "StoredFinding",
     "Transition",
+    "inconclusive_covers",
     "transition",
 ]
 
@@ -43,8 +46,11 @@ _SCOPE = re.compile(r"[A-Za-z0-9_.:\-]{1,200}")  # used with fullmatch only
 
 
 class FindingState(StrEnum):
-    OPEN = "open"  # reported by the latest scan that looked at it
-    RESOLVED = "resolved"  # a complete scan of its cluster no longer reported it
+    OPEN = "open"  # reported, and not yet absent from RESOLVE_AFTER scans that looked
+    RESOLVED = "resolved"  # absent from RESOLVE_AFTER scans in a row that ran its check
+    # Observed, but fewer than OPEN_AFTER times in a row: not yet a problem anyone hears of
+    # (only with OPEN_AFTER above 1; never in the open index).
+    PENDING = "pending"
 
 
 class Event(StrEnum):
@@ -92,6 +98,9 @@ class ClusterScan:
     # checks are held; the others are resolved as after a complete scan. Empty: every open
     # finding of the scope is held (nothing says which checks ran).
     not_run: tuple[str, ...] = ()
+    # The scope's subject is gone (a node scaled in, a pool deleted): no observation will
+    # ever see it again, so its open findings resolve now, without waiting for RESOLVE_AFTER.
+    retired: bool = False
 
     def holds(self, check: str) -> bool:
         """Whether an open finding of `check` that this write does not report stays open."""
@@ -110,6 +119,10 @@ class ClusterScan:
             raise ValueError(
                 f"ClusterScan of {self.cluster_id}: not_run is for a partial scan, "
                 f"not a {self.coverage} one"
+            )
+        if self.retired and (self.coverage is not Coverage.COMPLETE or self.findings):
+            raise ValueError(
+                f"ClusterScan of {self.cluster_id}: a retired scope is observed complete and empty"
             )
         if self.coverage is not Coverage.COMPLETE and not self.reason.strip():
             raise ValueError(
@@ -132,6 +145,25 @@ class StoredFinding:
     run_id: str = ""  # the last scan run that wrote this row
     truncated: bool = False  # some text was cut to fit the entity limits (a marker says where)
     scope: str = SCAN_SCOPE  # which writer owns the row (only it may resolve the finding)
+    # Damping counters. `streak`: observations in a row while PENDING or RESOLVED (it opens
+    # at OPEN_AFTER); `missed`: observations in a row that ran its check without reporting it
+    # while OPEN (it resolves at RESOLVE_AFTER). Observations that held it change neither.
+    streak: int = 0
+    missed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Damping:
+    """How many observations open and resolve a finding (OPEN_AFTER, RESOLVE_AFTER)."""
+
+    open_after: int = 1  # observations in a row that open it (1: the first one does)
+    resolve_after: int = 2  # observations in a row that ran its check and did not report it
+
+    def __post_init__(self) -> None:
+        for name in ("open_after", "resolve_after"):
+            value = getattr(self, name)
+            if not 1 <= value <= 100:
+                raise ValueError(f"Damping.{name} must be 1-100, got {value}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +184,9 @@ class HistoryEvent:
 class Transition:
     """What one observation changes on its cluster."""
 
-    reported: tuple[StoredFinding, ...]  # the reported findings' states after, in report order
+    # States written that are not resolutions: the reported findings in report order, then
+    # unreported ones whose damping counters moved (still open, or a broken streak).
+    changed: tuple[StoredFinding, ...]
     resolved: tuple[StoredFinding, ...]  # findings resolved by this observation
     flips: tuple[HistoryEvent, ...]  # NEW, REOPENED, RESOLVED
     note: HistoryEvent | None  # CLOSE_HELD, when something was held
@@ -162,8 +196,13 @@ class Transition:
 
     @property
     def stored(self) -> tuple[StoredFinding, ...]:
-        """Every state this observation changed: reported, then resolved."""
-        return (*self.reported, *self.resolved)
+        """Every state this observation changed: `changed`, then `resolved`."""
+        return (*self.changed, *self.resolved)
+
+    @property
+    def open(self) -> tuple[StoredFinding, ...]:
+        """The changed states that are open (the rows of the open index to write)."""
+        return tuple(s for s in self.changed if s.state is FindingState.OPEN)
 
 
 def _dedupe(findings: tuple[Finding, ...]) -> tuple[dict[str, Finding], tuple[str, ...]]:
@@ -179,6 +218,21 @@ def _dedupe(findings: tuple[Finding, ...]) -> tuple[dict[str, Finding], tuple[st
     return unique, tuple(dict.fromkeys(dupes))
 
 
+DEFAULT_DAMPING = Damping()
+
+
+def inconclusive_covers(inconclusive: Finding, other: Finding) -> bool:
+    """Whether an inconclusive result speaks for `other`: the same check, and a subject that
+    contains `other`'s (an empty pool, node or resource is the whole of it)."""
+    a, b = inconclusive.subject, other.subject
+    return (
+        inconclusive.check == other.check
+        and a.cluster.lower() == b.cluster.lower()
+        and all(not x or x == y for x, y in ((a.node_pool, b.node_pool), (a.node, b.node)))
+        and (not a.resource or a.resource.lower() == b.resource.lower())
+    )
+
+
 def transition(
     scan: ClusterScan,
     existing: Mapping[str, StoredFinding],
@@ -186,6 +240,7 @@ def transition(
     subscription: str,
     run_id: str,
     now: datetime,
+    damping: Damping = DEFAULT_DAMPING,
 ) -> Transition:
     """The new states and events after `scan`, given the cluster's stored findings.
 
@@ -201,50 +256,74 @@ def transition(
     for fp, finding in reported.items():
         prev = existing.get(fp)
         seen = finding.seen(now, prev.finding if prev is not None else None)
-        if prev is None:
-            event: Event | None = Event.NEW
+        if prev is None or prev.state is FindingState.PENDING:
+            streak = 1 if prev is None else prev.streak + 1
+            opens = streak >= damping.open_after
+            event: Event | None = Event.NEW if opens else None
             stored = StoredFinding(
-                fp, scan.cluster_id, subscription, FindingState.OPEN, seen, now,
-                run_id=run_id, scope=scan.scope,
+                fp, scan.cluster_id, subscription,
+                FindingState.OPEN if opens else FindingState.PENDING, seen,
+                now if opens or prev is None else prev.opened_at,
+                run_id=run_id, scope=scan.scope, streak=0 if opens else streak,
             )  # fmt: skip
         elif prev.state is FindingState.RESOLVED:
-            event = Event.REOPENED
-            stored = replace(
-                prev,
-                subscription=subscription,
-                state=FindingState.OPEN,
-                finding=seen,
-                opened_at=now,
-                resolved_at=None,
-                reopen_count=prev.reopen_count + 1,
-                run_id=run_id,
-                truncated=False,
-                scope=scan.scope,
-            )
+            streak = prev.streak + 1
+            if streak < damping.open_after:  # seen again, not yet reopened: it stays resolved
+                event = None
+                stored = replace(prev, run_id=run_id, streak=streak, scope=scan.scope)
+            else:
+                event = Event.REOPENED
+                stored = replace(
+                    prev,
+                    subscription=subscription,
+                    state=FindingState.OPEN,
+                    finding=seen,
+                    opened_at=now,
+                    resolved_at=None,
+                    reopen_count=prev.reopen_count + 1,
+                    run_id=run_id,
+                    truncated=False,
+                    scope=scan.scope,
+                    streak=0,
+                    missed=0,
+                )
         else:
             event = None
             if prev.subscription != subscription:
                 rekeyed.append(prev)
             stored = replace(
                 prev, subscription=subscription, finding=seen, run_id=run_id, truncated=False,
-                scope=scan.scope,
+                scope=scan.scope, missed=0,
             )  # fmt: skip
         after.append(stored)
         if event is not None:
             flips.append(HistoryEvent(now, scan.cluster_id, event, run_id, fp, seen))
 
+    # An inconclusive result is not evidence of a fix: what it speaks for is held.
+    unsure = [f for f in reported.values() if f.kind is Kind.INCONCLUSIVE]
+
+    def holds(s: StoredFinding) -> bool:
+        return scan.holds(s.finding.check) or any(inconclusive_covers(u, s.finding) for u in unsure)
+
     missing = [
-        s
-        for fp, s in sorted(existing.items())
-        if s.state is FindingState.OPEN and fp not in reported and s.scope == scan.scope
+        s for fp, s in sorted(existing.items()) if fp not in reported and s.scope == scan.scope
     ]
-    held = tuple(s.fingerprint for s in missing if scan.holds(s.finding.check))
+    held = tuple(s.fingerprint for s in missing if s.state is FindingState.OPEN and holds(s))
     resolved: list[StoredFinding] = []
     for prev in missing:
-        if prev.fingerprint in held:
+        if holds(prev):
+            continue
+        if prev.state is not FindingState.OPEN:
+            if prev.streak:  # the streak towards opening is broken
+                after.append(replace(prev, streak=0, run_id=run_id))
+            continue
+        if not scan.retired and prev.missed + 1 < damping.resolve_after:  # counts, still open
+            after.append(replace(prev, missed=prev.missed + 1, run_id=run_id))
             continue
         # last_seen stays: it is when the problem was last actually observed.
-        stored = replace(prev, state=FindingState.RESOLVED, resolved_at=now, run_id=run_id)
+        stored = replace(
+            prev, state=FindingState.RESOLVED, resolved_at=now, run_id=run_id, streak=0, missed=0
+        )
         resolved.append(stored)
         flips.append(
             HistoryEvent(
@@ -259,11 +338,13 @@ def transition(
             scan.cluster_id,
             Event.CLOSE_HELD,
             run_id,
-            reason=f"{scan.coverage.value} scan: {scan.reason}",
+            reason=f"{scan.coverage.value} scan: {scan.reason}"
+            if scan.coverage is not Coverage.COMPLETE
+            else f"complete scan: {len(unsure)} inconclusive results are not evidence of a fix",
             held=held,
         )
     return Transition(
-        reported=tuple(after),
+        changed=tuple(after),
         resolved=tuple(resolved),
         flips=tuple(flips),
         note=note,

@@ -372,7 +372,7 @@ class _Worker:
         )
         for scope in gone:
             self.deps.store.record_cluster(
-                ClusterScan(cluster.id, Coverage.COMPLETE, (), scope=scope),
+                ClusterScan(cluster.id, Coverage.COMPLETE, (), scope=scope, retired=True),
                 run_id=self.request.scan_id,
                 now=self.now,
             )

@@ -174,12 +174,20 @@ def test_triage_finds_the_unreachable_node_and_the_deep_probe_names_the_rule(rig
     assert sum(e.run_commands for e in ledger.values()) == 2
 
     # The node is fixed: the next triage finds it reachable and re-checks it with a deep probe,
-    # which resolves the iptables finding (only the probe that owns a finding resolves it).
+    # which counts towards resolving the iptables finding (only the probe that owns a finding
+    # resolves it); RESOLVE_AFTER=2, so the next triage and deep probe resolve it.
     rig.nodes.unreachable.clear()
     rig.nodes.deep_rules.clear()
     again = rig.handle(rig.request(HEALTHY, "system"))
     assert [r.instance_id for r in again.follow_ups] == [victim.instance_id]
     rig.handle(rig.queue.take()[0])
+    still = rig.store.open_findings(subscription=SUB, cluster_id=HEALTHY)
+    assert {(s.scope, s.missed) for s in still} == {
+        ("probe:triage:system", 1),  # the triage's own finding (unreachable) likewise
+        (f"probe:deep:{victim.computer_name}", 1),
+    }
+    rig.handle(rig.request(HEALTHY, "system"))
+    rig.handle(rig.request(HEALTHY, "apps", victim.instance_id, ProbeKind.DEEP))
     assert not [s for s in rig.store.open_findings(subscription=SUB, cluster_id=HEALTHY)]
 
 

@@ -25,6 +25,7 @@ from shared.adapters.tables import (
 )
 from shared.adapters.tables.limits import MAX_STRING_BYTES, TRUNCATION_MARK, utf16_size
 from shared.analysis.findings import Cause, Finding, Kind, Origin, Remediation, Severity, Subject
+from shared.core.lifecycle import Damping
 from tests.azurite import azurite  # noqa: F401  (the session fixture)
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -138,11 +139,18 @@ def vars_of(f: Finding) -> dict[str, Any]:
     return {n: getattr(f, n) for n in f.__dataclass_fields__}
 
 
-def test_resolve_on_complete_scan(store: FindingStore) -> None:
+def test_resolve_after_two_complete_scans(store: FindingStore) -> None:
     f1, f2 = finding(1), finding(2)
     store.record_cluster(complete(f1, f2), run_id="r1", now=T0)
+    # RESOLVE_AFTER=2 (the default): the first clean scan only counts towards resolving
+    first = store.record_cluster(complete(f1), run_id="r2", now=T0 + timedelta(minutes=2))
+    assert first.flips == () and first.open_count == 2
+    assert {s.fingerprint: s.missed for s in store.open_findings()} == {
+        f1.fingerprint: 0,
+        f2.fingerprint: 1,
+    }
     t1 = T0 + timedelta(minutes=5)
-    result = store.record_cluster(complete(f1), run_id="r2", now=t1)
+    result = store.record_cluster(complete(f1), run_id="r3", now=t1)
     assert [(e.event, e.fingerprint) for e in result.flips] == [(Event.RESOLVED, f2.fingerprint)]
     assert result.open_count == 1
     resolved = store.current_findings(CLUSTER, state=FindingState.RESOLVED)
@@ -181,6 +189,7 @@ def test_no_resolve_on_failed_or_partial_scan(store: FindingStore, coverage: Cov
 def test_reopen(store: FindingStore) -> None:
     f1 = finding(1)
     store.record_cluster(complete(f1), run_id="r1", now=T0)
+    store.record_cluster(complete(), run_id="r2a", now=T0 + timedelta(minutes=2))
     store.record_cluster(complete(), run_id="r2", now=T0 + timedelta(minutes=5))
     assert store.open_findings() == []
     t2 = T0 + timedelta(minutes=10)
@@ -199,6 +208,7 @@ def test_history_range_is_exactly_the_window_from_one_partition(
 ) -> None:
     other = CLUSTER + "-other"
     f1 = finding(1)
+    store.damping = Damping(resolve_after=1)  # a flip per scan, to fill the window
     times = [T0 + timedelta(minutes=5 * i) for i in range(6)]
     for i, t in enumerate(times):  # alternate: new, resolved, reopened, resolved, ...
         store.record_cluster(complete(*((f1,) if i % 2 == 0 else ())), run_id=f"r{i}", now=t)

@@ -162,12 +162,14 @@ def test_a_scan_asks_for_node_probes_only_when_it_opens_a_finding(
     assert any(f.kind is Kind.PROBLEM for f in second.findings)  # still broken
     assert second.probe_requests == []
 
-    # aks-shop's findings resolve (a clean scan of it), then come back: a reopen asks again
+    # aks-shop's findings resolve (RESOLVE_AFTER=2 clean scans of it), then come back: a
+    # reopen asks again
     (shop,) = [o.cluster for o in second.clusters if o.cluster.name == "aks-shop"]
-    rig.clock += timedelta(minutes=5)
-    rig.store().record_cluster(
-        ClusterScan(shop.id, Coverage.COMPLETE, (), subscription=SUB), run_id="fixed", now=rig.clock
-    )
+    for run in ("fixed", "still-fixed"):
+        rig.clock += timedelta(minutes=5)
+        rig.store().record_cluster(
+            ClusterScan(shop.id, Coverage.COMPLETE, (), subscription=SUB), run_id=run, now=rig.clock
+        )
     rig.clock += timedelta(minutes=5)
     third = scan_timer.scan_once(rig.env)
     assert {r.cluster_id for r in third.probe_requests} == {shop.id}

@@ -9,8 +9,10 @@ import pytest
 
 from shared.analysis.findings import Cause, Finding, Kind, Severity, Subject
 from shared.core.lifecycle import (
+    DEFAULT_DAMPING,
     ClusterScan,
     Coverage,
+    Damping,
     Event,
     FindingState,
     StoredFinding,
@@ -20,6 +22,7 @@ from shared.core.lifecycle import (
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 STEP = timedelta(minutes=5)
+NO_DAMPING = Damping(open_after=1, resolve_after=1)
 CLUSTER = (
     "/subscriptions/sub-1/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/a"
 )
@@ -41,9 +44,13 @@ def finding(
 
 
 class Cluster:
-    """A cluster's stored state carried from one observation to the next, as a store would."""
+    """A cluster's stored state carried from one observation to the next, as a store would.
 
-    def __init__(self) -> None:
+    Without damping (OPEN_AFTER=RESOLVE_AFTER=1) unless told: the damping tests say so.
+    """
+
+    def __init__(self, damping: Damping = NO_DAMPING) -> None:
+        self.damping = damping
         self.state: dict[str, StoredFinding] = {}
         self.now = T0
         self.runs = 0
@@ -51,7 +58,12 @@ class Cluster:
     def observe(self, scan: ClusterScan) -> Transition:
         self.runs += 1
         change = transition(
-            scan, self.state, subscription="sub-1", run_id=f"r{self.runs}", now=self.now
+            scan,
+            self.state,
+            subscription="sub-1",
+            run_id=f"r{self.runs}",
+            now=self.now,
+            damping=self.damping,
         )
         self.state.update({s.fingerprint: s for s in change.stored})
         self.now += STEP
@@ -74,7 +86,7 @@ def test_new_then_seen_again_is_no_flip_and_keeps_first_seen() -> None:
     assert kinds(c.scan(f)) == [(Event.NEW, f.fingerprint)]
     again = c.scan(f)
     assert again.flips == () and again.note is None
-    (s,) = again.reported
+    (s,) = again.changed
     assert (s.finding.first_seen, s.finding.last_seen, s.opened_at) == (T0, T0 + STEP, T0)
 
 
@@ -151,3 +163,115 @@ def test_now_must_be_aware_and_incomplete_scans_need_a_reason() -> None:
         )  # fmt: skip
     with pytest.raises(ValueError, match="needs a reason"):
         ClusterScan(CLUSTER, Coverage.FAILED)
+
+
+# ---- damping: OPEN_AFTER, RESOLVE_AFTER, inconclusive results ----------------------------
+
+
+def test_default_damping_opens_at_once_and_resolves_after_two_clean_scans() -> None:
+    assert (DEFAULT_DAMPING.open_after, DEFAULT_DAMPING.resolve_after) == (1, 2)
+    c, f = Cluster(DEFAULT_DAMPING), finding()
+    assert kinds(c.scan(f)) == [(Event.NEW, f.fingerprint)]
+    first_clean = c.scan()
+    assert first_clean.flips == ()  # one clean scan only counts towards resolving
+    assert c.state[f.fingerprint].state is FindingState.OPEN
+    assert first_clean.open == (c.state[f.fingerprint],)  # the open index gets the counter
+    assert c.state[f.fingerprint].missed == 1
+    assert kinds(c.scan()) == [(Event.RESOLVED, f.fingerprint)]
+    r = c.state[f.fingerprint]
+    assert r.resolved_at == T0 + 2 * STEP and r.finding.last_seen == T0
+
+
+def test_seen_again_before_resolving_starts_the_count_again() -> None:
+    c, f = Cluster(DEFAULT_DAMPING), finding()
+    c.scan(f)
+    c.scan()
+    assert c.scan(f).flips == ()  # a blip, not a flap: no resolve, no reopen
+    assert c.state[f.fingerprint].missed == 0
+    assert c.scan().flips == ()
+    assert kinds(c.scan()) == [(Event.RESOLVED, f.fingerprint)]
+    assert c.state[f.fingerprint].reopen_count == 0
+
+
+def test_held_observations_neither_count_nor_reset_towards_resolving() -> None:
+    c, f = Cluster(Damping(resolve_after=3)), finding("nsg.inbound")
+    c.scan(f)
+    c.scan()
+    held = c.scan(coverage=Coverage.PARTIAL, reason="nsg read failed", not_run=("nsg",))
+    assert held.held == (f.fingerprint,) and c.state[f.fingerprint].missed == 1
+    c.scan(coverage=Coverage.FAILED, reason="cluster unreachable")
+    assert c.state[f.fingerprint].missed == 1
+    assert c.scan().flips == ()
+    assert kinds(c.scan()) == [(Event.RESOLVED, f.fingerprint)]
+
+
+def test_open_after_needs_consecutive_observations_to_open_and_to_reopen() -> None:
+    c, f = Cluster(Damping(open_after=2, resolve_after=1)), finding()
+    once = c.scan(f)
+    assert once.flips == () and once.open == ()  # pending: not in the open index
+    assert c.state[f.fingerprint].state is FindingState.PENDING
+    c.scan()  # the streak is broken by an observation that ran the check
+    assert (c.state[f.fingerprint].state, c.state[f.fingerprint].streak) == (
+        FindingState.PENDING, 0,
+    )  # fmt: skip
+    c.scan(f)
+    c.scan(coverage=Coverage.FAILED, reason="unreachable")  # held: the streak survives
+    assert kinds(c.scan(f)) == [(Event.NEW, f.fingerprint)]
+    s = c.state[f.fingerprint]
+    assert (s.state, s.opened_at, s.finding.first_seen) == (FindingState.OPEN, c.now - STEP, T0)
+    assert kinds(c.scan()) == [(Event.RESOLVED, f.fingerprint)]
+    assert c.scan(f).flips == ()  # once: still resolved
+    assert c.state[f.fingerprint].state is FindingState.RESOLVED
+    assert kinds(c.scan(f)) == [(Event.REOPENED, f.fingerprint)]
+    assert c.state[f.fingerprint].reopen_count == 1
+
+
+def test_an_inconclusive_result_never_resolves_what_it_speaks_for() -> None:
+    c = Cluster(DEFAULT_DAMPING)
+    on_node1 = finding("node.iptables", pool="p", node="node1")
+    on_node2 = finding("node.iptables", pool="p", node="node2")
+    other_check = finding("node.ufw", pool="p", node="node1")
+    c.scan(on_node1, on_node2, other_check)
+    cannot_tell = finding(
+        "node.iptables", pool="p", node="node1", kind=Kind.INCONCLUSIVE, key="error:iptables"
+    )
+    for _ in range(3):
+        change = c.scan(cannot_tell)
+        assert [e.event for e in change.flips if e.fingerprint == on_node1.fingerprint] == []
+        assert on_node1.fingerprint in change.held
+        assert change.note is not None and "inconclusive" in change.note.reason
+    assert c.state[on_node1.fingerprint].state is FindingState.OPEN
+    assert c.state[on_node1.fingerprint].missed == 0
+    # it speaks for node1's iptables only: node2 and the UFW finding resolve as usual
+    assert c.state[on_node2.fingerprint].state is FindingState.RESOLVED
+    assert c.state[other_check.fingerprint].state is FindingState.RESOLVED
+    # a conclusive clean result counts again, and the inconclusive finding resolves like any
+    c.scan()
+    assert {e.fingerprint for e in c.scan().flips} == {
+        on_node1.fingerprint, cannot_tell.fingerprint,
+    }  # fmt: skip
+
+
+def test_a_pool_wide_inconclusive_result_holds_its_nodes_and_damping_is_validated() -> None:
+    c = Cluster()
+    on_node = finding("node.iptables", pool="p", node="n1")
+    c.scan(on_node)
+    pool_unsure = finding("node.iptables", pool="p", kind=Kind.INCONCLUSIVE)
+    assert c.scan(pool_unsure).held == (on_node.fingerprint,)
+    other_pool = finding("node.iptables", pool="q", kind=Kind.INCONCLUSIVE)
+    assert set(kinds(c.scan(other_pool))) == {
+        (Event.NEW, other_pool.fingerprint),
+        (Event.RESOLVED, on_node.fingerprint),
+        (Event.RESOLVED, pool_unsure.fingerprint),
+    }
+    with pytest.raises(ValueError, match="resolve_after must be 1-100"):
+        Damping(resolve_after=0)
+
+
+def test_a_retired_scope_resolves_at_once_and_only_when_observed_empty() -> None:
+    c, f = Cluster(DEFAULT_DAMPING), finding("node.ruleset", node="gone-node")
+    scope = "probe:deep:gone-node"
+    c.scan(f, scope=scope)
+    assert kinds(c.scan(scope=scope, retired=True)) == [(Event.RESOLVED, f.fingerprint)]
+    with pytest.raises(ValueError, match="retired scope is observed complete and empty"):
+        ClusterScan(CLUSTER, Coverage.COMPLETE, (f,), retired=True)

@@ -181,8 +181,10 @@ def test_a_writer_resolves_only_the_findings_of_its_own_scope() -> None:
     cluster = _cluster("a", _pool("system", 1))
     nsg = replace(_blocked(cluster, "10.0.0.1"), check="nsg.path", key="nsg")
     node = _blocked(cluster, "10.0.0.2")
-    existing = {
-        f.fingerprint: StoredFinding(f.fingerprint, cluster.id, SUB, FindingState.OPEN, f, NOW, scope=s)
+    existing = {  # each missed by one clean observation already: the next one resolves it
+        f.fingerprint: StoredFinding(
+            f.fingerprint, cluster.id, SUB, FindingState.OPEN, f, NOW, scope=s, missed=1
+        )
         for f, s in ((nsg, "scan"), (node, "probe:triage:system"))
     }  # fmt: skip
     scan = plan_cluster_write(

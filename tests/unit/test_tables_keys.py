@@ -39,6 +39,7 @@ from shared.adapters.tables.limits import (
 from shared.adapters.tables.model import RunStatus, ScanRun
 from shared.adapters.tables.plan import plan_cluster_write
 from shared.analysis.findings import Cause, Finding, Kind, Remediation, Severity, Subject
+from shared.core.lifecycle import Damping
 from shared.errors import InputError
 from shared.redaction import redact
 
@@ -271,8 +272,13 @@ def test_plan_resolves_only_after_complete_scan_and_reopens() -> None:
     assert failed.open_deletes == ()
 
     t2 = T0 + timedelta(minutes=10)
+    # without damping (RESOLVE_AFTER=1): one complete scan resolves; damping: test_lifecycle.py
     done = plan_cluster_write(
-        ClusterScan(CLUSTER, Coverage.COMPLETE, (f1,)), state, run_id="r3", now=t2
+        ClusterScan(CLUSTER, Coverage.COMPLETE, (f1,)),
+        state,
+        run_id="r3",
+        now=t2,
+        damping=Damping(resolve_after=1),
     )
     assert [(e.event, e.fingerprint) for e in done.flips] == [(Event.RESOLVED, f2.fingerprint)]
     resolved = {s.fingerprint: s for s in done.stored}[f2.fingerprint]

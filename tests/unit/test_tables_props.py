@@ -28,6 +28,7 @@ from shared.adapters.tables.limits import (
 from shared.adapters.tables.model import ScanRun
 from shared.adapters.tables.plan import plan_cluster_write
 from shared.analysis.findings import Cause, Finding, Kind, Severity, Subject
+from shared.core.lifecycle import Damping
 from shared.errors import InputError
 
 T0 = datetime(2024, 5, 1, tzinfo=UTC)
@@ -164,9 +165,10 @@ def test_fit_json_list_is_valid_json_within_limit(lines: list[str]) -> None:
     st.lists(st.integers(min_value=0, max_value=6), max_size=6),
     st.lists(st.integers(min_value=0, max_value=6), max_size=6),
     st.sampled_from(list(Coverage)),
+    st.integers(min_value=1, max_value=3),
 )
 def test_plan_flips_follow_the_rules(
-    first: list[int], second: list[int], coverage: Coverage
+    first: list[int], second: list[int], coverage: Coverage, resolve_after: int
 ) -> None:
     def findings(ns: list[int]) -> tuple[Finding, ...]:
         return tuple(
@@ -184,13 +186,17 @@ def test_plan_flips_follow_the_rules(
         state,
         run_id="2",
         now=T0 + timedelta(minutes=5),
+        damping=Damping(resolve_after=resolve_after),
     )
     before, after = set(map(str, first)), set(map(str, second))
     events = {(e.event, e.finding.subject.node) for e in two.flips if e.finding}
     assert {n for ev, n in events if ev is Event.NEW} == after - before
     resolved = {n for ev, n in events if ev is Event.RESOLVED}
     if coverage is Coverage.COMPLETE:
-        assert resolved == before - after
+        # one clean scan resolves only with RESOLVE_AFTER=1; otherwise it counts towards it
+        assert resolved == (before - after if resolve_after == 1 else set())
+        missed = {s.finding.subject.node for s in two.stored if s.missed}
+        assert missed == (set() if resolve_after == 1 else before - after)
         assert two.held == ()
     else:
         assert resolved == set()

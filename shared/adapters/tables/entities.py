@@ -171,6 +171,8 @@ def stored_properties(pk: str, rk: str, stored: StoredFinding) -> Entity:
         "reopen_count": stored.reopen_count,
         "run_id": fit.ident(stored.run_id),
         "scope": fit.ident(stored.scope),
+        "streak": stored.streak,
+        "missed": stored.missed,
     }
     entity.update(_finding_props(fit, stored.finding))
     if stored.resolved_at is not None:
@@ -379,6 +381,8 @@ def stored_from_entity(table: str, entity: Mapping[str, Any]) -> StoredFinding:
         run_id=r.text("run_id", default=""),
         truncated=r.flag("truncated"),
         scope=r.text("scope", default=SCAN_SCOPE),
+        streak=r.integer("streak", default=0),
+        missed=r.integer("missed", default=0),
     )
 
 

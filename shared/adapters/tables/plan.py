@@ -20,7 +20,14 @@ from shared.adapters.tables.keys import (
     subscription_of,
     time_key,
 )
-from shared.core.lifecycle import ClusterScan, HistoryEvent, StoredFinding, transition
+from shared.core.lifecycle import (
+    DEFAULT_DAMPING,
+    ClusterScan,
+    Damping,
+    HistoryEvent,
+    StoredFinding,
+    transition,
+)
 
 __all__ = ["ClusterWritePlan", "plan_cluster_write"]
 
@@ -46,11 +53,14 @@ def plan_cluster_write(
     *,
     run_id: str,
     now: datetime,
+    damping: Damping = DEFAULT_DAMPING,
 ) -> ClusterWritePlan:
     time_key(now)  # rejects a naive "now" before anything is planned
     pk = cluster_key(scan.cluster_id)
     subscription = (scan.subscription or subscription_of(scan.cluster_id)).lower()
-    change = transition(scan, existing, subscription=subscription, run_id=run_id, now=now)
+    change = transition(
+        scan, existing, subscription=subscription, run_id=run_id, now=now, damping=damping
+    )
 
     def open_key(s: StoredFinding) -> str:
         return open_row_key(s.subscription, s.cluster_id, s.fingerprint)
@@ -59,9 +69,7 @@ def plan_cluster_write(
     return ClusterWritePlan(
         partition=pk,
         current=tuple(stored_properties(pk, s.fingerprint, s) for s in change.stored),
-        open_upserts=tuple(
-            stored_properties(OPEN_PARTITION, open_key(s), s) for s in change.reported
-        ),
+        open_upserts=tuple(stored_properties(OPEN_PARTITION, open_key(s), s) for s in change.open),
         # a re-keyed finding's old index row goes, and so do the resolved ones'
         open_deletes=(*map(open_key, change.rekeyed), *map(open_key, change.resolved)),
         history=tuple(

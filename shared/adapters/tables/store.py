@@ -63,6 +63,7 @@ from shared.adapters.tables.model import (
     StoredFinding,
 )
 from shared.adapters.tables.plan import plan_cluster_write
+from shared.core.lifecycle import DEFAULT_DAMPING, Damping
 from shared.errors import StorageError
 
 __all__ = ["PAGE_SIZE", "FindingStore"]
@@ -117,6 +118,7 @@ class FindingStore:
         page_size: int = PAGE_SIZE,
         attempts: int = 2,  # azure-core already retries each request but a $batch inside
         backoff: float = 1.0,
+        damping: Damping = DEFAULT_DAMPING,  # OPEN_AFTER / RESOLVE_AFTER (shared.config)
     ) -> None:
         if not 1 <= page_size <= PAGE_SIZE:
             raise ValueError(f"page_size must be 1-{PAGE_SIZE}, got {page_size}")
@@ -128,6 +130,7 @@ class FindingStore:
         self._clients: dict[str, TableClient] = {}
         self._attempts = attempts
         self._backoff = backoff
+        self.damping = damping
 
     def _retrying(self, operation: str, call: Callable[[], T]) -> T:
         return retrying(operation, call, attempts=self._attempts, backoff=self._backoff)
@@ -149,7 +152,7 @@ class FindingStore:
 
     def _record_cluster(self, scan: ClusterScan, *, run_id: str, now: datetime) -> RecordResult:
         existing = {s.fingerprint: s for s in self.current_findings(scan.cluster_id)}
-        plan = plan_cluster_write(scan, existing, run_id=run_id, now=now)
+        plan = plan_cluster_write(scan, existing, run_id=run_id, now=now, damping=self.damping)
         count = self._upsert(self.names.history, plan.history)
         count += self._upsert(self.names.open, plan.open_upserts)
         open_table = self._table(self.names.open)
