@@ -125,6 +125,16 @@ param checkLegacyTunnelPorts bool = false
 @maxValue(168)
 param serviceTagsCacheHours int = 24
 
+@description('OPEN_AFTER: observations in a row that report a finding before it opens.')
+@minValue(1)
+@maxValue(100)
+param openAfter int = 1
+
+@description('RESOLVE_AFTER: complete scans in a row without a finding before it resolves.')
+@minValue(1)
+@maxValue(100)
+param resolveAfter int = 2
+
 // ---- names
 
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
@@ -157,6 +167,8 @@ var tunnelwatchSettings = {
   SNAT_MIN_BAD_POINTS: string(snatMinBadPoints)
   CHECK_LEGACY_TUNNEL_PORTS: checkLegacyTunnelPorts ? 'true' : 'false'
   SERVICE_TAGS_CACHE_HOURS: string(serviceTagsCacheHours)
+  OPEN_AFTER: string(openAfter)
+  RESOLVE_AFTER: string(resolveAfter)
 }
 
 // ---- resources

@@ -2,8 +2,8 @@
 Azure Monitor, DNS, Table Storage, the queues) from Settings and the environment. `root_for`
 keeps one Root per process, so every function invocation reuses what the first one built;
 `tunnelwatch scan` builds its deps here too (`scan_deps`, `scan_options`). SDK clients are
-constructed here and in shared/adapters/clients.py (ARM, monitor, metrics, credential), whose
-helpers only this module calls; adapters/queues.py makes the QueueClients of ProbeQueue.
+constructed here (tables, storage credentials) and in shared/adapters/clients.py (ARM,
+monitor, metrics, the default credential, queues): tests/unit/test_import_walk.py holds it so.
 
 SNAT metrics are read in batches from the regional metrics data plane of the ARM endpoint's cloud
 (`https://<region>.metrics.monitor.azure.com` for public Azure); `metrics_endpoint` overrides
@@ -376,7 +376,9 @@ class Root:
         with self._lock:
             if self._store is None:
                 tables, _ = self._tables_and_queue()
-                self._store = FindingStore(tables, prefix=self.settings.table_prefix)
+                self._store = FindingStore(
+                    tables, prefix=self.settings.table_prefix, damping=self.settings.damping
+                )
             return self._store
 
     def queue(self) -> ProbeQueue:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from shared.core.lifecycle import Damping
 from shared.errors import ConfigError
 
 __all__ = ["SETTINGS", "TRIGGER_STORAGE", "Setting", "Settings"]
@@ -75,6 +76,12 @@ SETTINGS: tuple[Setting, ...] = (
         "also check TCP 9000 / UDP 1194 egress on clusters without tunnel-front/aks-link",
     ),
     Setting("SERVICE_TAGS_CACHE_HOURS", "24", "how long service tag prefixes are cached"),
+    Setting("OPEN_AFTER", "1", "observations in a row that report a finding before it opens"),
+    Setting(
+        "RESOLVE_AFTER",
+        "2",
+        "complete scans in a row without a finding before it resolves (docs/storage.md)",
+    ),
 )
 
 
@@ -174,6 +181,8 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "SNAT_MIN_BAD_POINTS": _int_range(1, 60),
     "CHECK_LEGACY_TUNNEL_PORTS": _bool,
     "SERVICE_TAGS_CACHE_HOURS": _int_range(1, 168),
+    "OPEN_AFTER": _int_range(1, 100),
+    "RESOLVE_AFTER": _int_range(1, 100),
 }
 
 
@@ -193,6 +202,13 @@ class Settings:
     snat_min_bad_points: int
     check_legacy_tunnel_ports: bool
     service_tags_cache_hours: int
+    open_after: int
+    resolve_after: int
+
+    @property
+    def damping(self) -> Damping:
+        """OPEN_AFTER and RESOLVE_AFTER, for the finding store's lifecycle."""
+        return Damping(open_after=self.open_after, resolve_after=self.resolve_after)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:

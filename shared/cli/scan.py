@@ -125,7 +125,7 @@ def _handle(args: argparse.Namespace) -> CommandResult:
             else "AzureWebJobsStorage"
         )
         tables, queue = storage_clients({name: conn}, name, settings.probe_queue)
-        store = FindingStore(tables, prefix=settings.table_prefix)
+        store = FindingStore(tables, prefix=settings.table_prefix, damping=settings.damping)
         for ensure in (store.ensure_tables, queue.ensure):
             try:
                 ensure()

@@ -113,3 +113,17 @@ def test_a_connection_string_in_storage_connection_is_refused_without_quoting_it
     (problem,) = info.value.problems
     assert "names a connection string" in problem
     assert "c2VjcmV0" not in problem and "acct" not in problem
+
+
+def test_damping_settings_reach_the_store_validated() -> None:
+    env = {"TUNNELWATCH_SUBSCRIPTIONS": "11111111-1111-1111-1111-111111111111"}
+    default = Settings.from_env(env).damping
+    assert (default.open_after, default.resolve_after) == (1, 2)
+    tuned = Settings.from_env({**env, "OPEN_AFTER": "3", "RESOLVE_AFTER": "1"}).damping
+    assert (tuned.open_after, tuned.resolve_after) == (3, 1)
+    with pytest.raises(ConfigError) as err:
+        Settings.from_env({**env, "OPEN_AFTER": "0", "RESOLVE_AFTER": "two"})
+    assert list(err.value.problems) == [
+        "OPEN_AFTER: 0 is outside 1-100",
+        "RESOLVE_AFTER: 'two' is not a whole number",
+    ]

@@ -372,6 +372,8 @@ def test_integer_ranges_match_the_app_validation(main: Bicep) -> None:
         "SNAT_WINDOW_MINUTES",
         "SNAT_MIN_BAD_POINTS",
         "SERVICE_TAGS_CACHE_HOURS",
+        "OPEN_AFTER",
+        "RESOLVE_AFTER",
     }
     for key, low, high in ranges:
         assert _accepts(key, str(low)) and _accepts(key, str(high)), key
