@@ -1,5 +1,7 @@
-"""The ONE place that builds Azure SDK clients: ARM management clients and the Azure Monitor
-metrics data-plane (batch) client.
+"""The ONE place that builds Azure SDK clients: ARM management clients, the Azure Monitor
+metrics data-plane (batch) client, and the storage queues' clients. Only the composition root
+(shared/compose.py, which builds the table client itself) calls the ARM, metrics and credential
+helpers; `queue_clients` serves ProbeQueue's named constructors, which the root calls.
 
 Everything that varies between Azure public cloud, sovereign clouds and the test simulator is
 decided here: the ARM endpoint (`base_url`), the token scope derived from it, the login
@@ -12,8 +14,9 @@ clients; they never build their own.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from azure.core.credentials import TokenCredential
@@ -26,6 +29,9 @@ from azure.mgmt.network import NetworkManagementClient
 from azure.monitor.querymetrics import MetricsClient
 
 from shared.adapters.callcount import CallCounter, CountingPolicy
+
+if TYPE_CHECKING:
+    from azure.storage.queue import QueueClient
 
 __all__ = [
     "PUBLIC_ARM_ENDPOINT",
@@ -41,6 +47,7 @@ __all__ = [
     "default_credential",
     "metrics_endpoint_for",
     "metrics_scopes_for",
+    "queue_clients",
 ]
 
 PUBLIC_ARM_ENDPOINT = "https://management.azure.com"
@@ -322,3 +329,34 @@ def _client_kwargs(
     if ca_bundle:
         kwargs["connection_verify"] = ca_bundle
     return kwargs
+
+
+def queue_clients(
+    options: dict[str, Any],
+    *,
+    connection_string: str | None = None,
+    account_url: str | None = None,
+    credential: TokenCredential | None = None,
+) -> Callable[[str], QueueClient]:
+    """queue name -> its QueueClient, all of one storage account: from a connection string, or
+    from the account's queue service URL with a credential. `options` (encoding, retry,
+    timeouts) are the queue adapter's (shared/adapters/queues.py)."""
+    from azure.storage.queue import QueueClient  # noqa: PLC0415 (ARM-only callers skip it)
+
+    if connection_string is not None:
+        conn = connection_string
+
+        def from_connection_string(name: str) -> QueueClient:
+            return QueueClient.from_connection_string(conn, name, **options)
+
+        return from_connection_string
+    if account_url is None or credential is None:
+        raise ValueError(
+            "queue_clients needs a connection string, or an account URL and a credential"
+        )
+    url, cred = account_url, credential
+
+    def from_account_url(name: str) -> QueueClient:
+        return QueueClient(account_url=url, queue_name=name, credential=cred, **options)
+
+    return from_account_url

@@ -23,6 +23,7 @@ from azure.storage.queue import (
 )
 
 from shared.adapters.arm_inventory import describe_error
+from shared.adapters.clients import queue_clients
 from shared.errors import InputError, StorageError
 from shared.probe_requests import ProbeRequest
 
@@ -58,27 +59,14 @@ class ProbeQueue:
 
     @classmethod
     def from_connection_string(cls, connection_string: str, queue_name: str) -> ProbeQueue:
-        def make(name: str) -> QueueClient:
-            return QueueClient.from_connection_string(
-                connection_string,
-                name,
-                **_options(),
-            )
-
+        make = queue_clients(_options(), connection_string=connection_string)
         return cls(make(queue_name), factory=make)
 
     @classmethod
     def from_account_url(
         cls, account_url: str, queue_name: str, credential: TokenCredential
     ) -> ProbeQueue:
-        def make(name: str) -> QueueClient:
-            return QueueClient(
-                account_url=account_url,
-                queue_name=name,
-                credential=credential,
-                **_options(),
-            )
-
+        make = queue_clients(_options(), account_url=account_url, credential=credential)
         return cls(make(queue_name), factory=make)
 
     def sibling(self, queue_name: str) -> ProbeQueue:
