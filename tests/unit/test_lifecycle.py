@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from shared.analysis.findings import Cause, Finding, Kind, Severity, Subject
+from shared.core.incidents import Incident, group_of, incident_id, track
 from shared.core.lifecycle import (
     DEFAULT_DAMPING,
     ClusterScan,
@@ -275,3 +276,78 @@ def test_a_retired_scope_resolves_at_once_and_only_when_observed_empty() -> None
     assert kinds(c.scan(scope=scope, retired=True)) == [(Event.RESOLVED, f.fingerprint)]
     with pytest.raises(ValueError, match="retired scope is observed complete and empty"):
         ClusterScan(CLUSTER, Coverage.COMPLETE, (f,), retired=True)
+
+
+# ---- incidents ---------------------------------------------------------------------------
+
+
+class Incidents:
+    """A cluster's observations with its incidents kept as a store keeps them."""
+
+    def __init__(self, damping: Damping = NO_DAMPING) -> None:
+        self.cluster = Cluster(damping)
+        self.all: dict[str, Incident] = {}
+
+    def scan(self, *found: Finding, **kw: object) -> tuple[Incident, ...]:
+        now = self.cluster.now
+        self.cluster.scan(*found, **kw)
+        open_now = {fp: s for fp, s in self.cluster.state.items() if s.state is FindingState.OPEN}
+        changed = track(CLUSTER, self.all.values(), open_now, now=now, window=timedelta(minutes=30))
+        self.all.update({i.incident_id: i for i in changed})
+        return changed
+
+
+def test_findings_of_one_node_share_an_incident_and_it_resolves_with_the_last() -> None:
+    tracker = Incidents()
+    a = finding("node.ruleset", pool="p", node="n1")
+    b = finding("node.kubelet", pool="p", node="n1")
+    other = finding("nsg.inbound", pool="q")
+    (first,) = tracker.scan(a)
+    assert (first.group, first.opened_at, first.open_findings) == ("node:n1", T0, (a.fingerprint,))
+    changed = tracker.scan(a, b, other)
+    assert {i.group: i.open_findings for i in changed} == {
+        "node:n1": tuple(sorted((a.fingerprint, b.fingerprint))),
+        "pool:q": (other.fingerprint,),
+    }
+    assert tracker.all[first.incident_id].opened_at == T0  # the same incident, not a new one
+    assert [i.resolved_at for i in tracker.scan(b, other)] == [None]  # a resolved, b still open
+    (done,) = tracker.scan(other)
+    assert (done.incident_id, done.resolved_at) == (first.incident_id, T0 + 3 * STEP)
+    assert set(done.findings) == {a.fingerprint, b.fingerprint} and done.open_findings == ()
+    assert tracker.scan(other) == ()  # nothing changed, nothing to write
+
+
+def test_a_reopen_within_the_window_continues_the_incident_and_later_opens_a_new_one() -> None:
+    tracker, f = Incidents(), finding(node="n1")
+    (first,) = tracker.scan(f)
+    tracker.scan()  # resolved at T0 + 5 min
+    (again,) = tracker.scan(f)  # 5 minutes later: within the 30-minute window
+    assert (again.incident_id, again.reopen_count, again.resolved_at) == (
+        first.incident_id, 1, None,
+    )  # fmt: skip
+    tracker.scan()
+    for _ in range(7):  # 35 quiet minutes: past the window
+        assert tracker.scan() == ()
+    (new,) = tracker.scan(f)
+    assert new.incident_id != first.incident_id and new.reopen_count == 0
+    assert len(tracker.all) == 2
+
+
+def test_incidents_follow_damping_and_open_at_is_half_open() -> None:
+    tracker, f = Incidents(DEFAULT_DAMPING), finding(pool="p")
+    assert [i.opened_at for i in tracker.scan(f)] == [T0]
+    assert tracker.scan() == ()  # one clean scan counts towards resolving: the incident stays
+    (closed,) = tracker.scan()
+    assert closed.resolved_at == T0 + 2 * STEP
+    assert closed.open_at(T0) and closed.open_at(T0 + 2 * STEP - timedelta(microseconds=1))
+    assert not closed.open_at(T0 + 2 * STEP) and not closed.open_at(T0 - timedelta(seconds=1))
+    assert closed.incident_id == incident_id(CLUSTER, "pool:p", T0)
+    assert group_of(finding(pool="", node="")) == "cluster"
+
+
+def test_findings_open_before_incidents_existed_get_one_from_their_opening() -> None:
+    c, f = Cluster(), finding(node="n1")
+    c.scan(f)
+    c.scan(f)
+    (late,) = track(CLUSTER, (), {f.fingerprint: c.state[f.fingerprint]}, now=c.now)
+    assert late.opened_at == T0 and late.open_findings == (f.fingerprint,)
