@@ -162,6 +162,28 @@ def storage_clients(
     )
 
 
+def _arm_clients_cache(
+    credential: TokenCredential,
+    *,
+    arm_endpoint: str,
+    ca_bundle: str | None,
+    retry: RetrySettings | None,
+    read_timeout: float,
+) -> Callable[[str], ArmClients]:
+    """subscription -> its ARM clients, built on first use and kept."""
+    clients: dict[str, ArmClients] = {}
+
+    def clients_for(subscription: str) -> ArmClients:
+        if subscription not in clients:
+            clients[subscription] = build_clients(
+                credential, subscription, arm_endpoint=arm_endpoint, ca_bundle=ca_bundle,
+                retry=retry, read_timeout=read_timeout,
+            )  # fmt: skip
+        return clients[subscription]
+
+    return clients_for
+
+
 def scan_deps(
     credential: TokenCredential,
     *,
@@ -180,17 +202,12 @@ def scan_deps(
     client; the defaults are production's, tests shorten them to keep fault runs fast."""
     if metrics_endpoint:
         metrics_endpoint_for(arm_endpoint, "region", metrics_endpoint)  # not https: fail now
-    clients: dict[str, ArmClients] = {}
+    clients_for = _arm_clients_cache(
+        credential, arm_endpoint=arm_endpoint, ca_bundle=ca_bundle, retry=retry,
+        read_timeout=read_timeout,
+    )  # fmt: skip
     batch: dict[tuple[str, str], MetricsClient] = {}
     monitors: dict[str, MonitorManagementClient] = {}
-
-    def clients_for(subscription: str) -> ArmClients:
-        if subscription not in clients:
-            clients[subscription] = build_clients(
-                credential, subscription, arm_endpoint=arm_endpoint, ca_bundle=ca_bundle,
-                retry=retry, read_timeout=read_timeout,
-            )  # fmt: skip
-        return clients[subscription]
 
     def monitor_for(subscription: str) -> MonitorManagementClient:
         if subscription not in monitors:
@@ -244,16 +261,11 @@ def probe_deps(
 ) -> ProbeDeps:
     """`retry`, `read_timeout` and `run_command_timeout` (seconds a run command may take):
     production's defaults; tests shorten them to keep fault runs fast."""
-    clients: dict[str, ArmClients] = {}
+    clients_for = _arm_clients_cache(
+        credential, arm_endpoint=arm_endpoint, ca_bundle=ca_bundle, retry=retry,
+        read_timeout=read_timeout,
+    )  # fmt: skip
     now = clock or (lambda: datetime.now(UTC))
-
-    def clients_for(subscription: str) -> ArmClients:
-        if subscription not in clients:
-            clients[subscription] = build_clients(
-                credential, subscription, arm_endpoint=arm_endpoint, ca_bundle=ca_bundle,
-                retry=retry, read_timeout=read_timeout,
-            )  # fmt: skip
-        return clients[subscription]
 
     def runner_for(subscription: str) -> RunCommandRunner:
         compute = clients_for(subscription.lower()).compute
