@@ -8,7 +8,8 @@ observation, `track()` returns the incidents that changed. The rule (docs/storag
   gathers every finding that opens in the group while it is open, and resolves when the
   group's last open finding resolves;
 - a finding that opens in a group whose incident resolved less than `window` ago reopens that
-  incident (same id, `reopen_count` + 1): a flap is one incident, not many.
+  incident (same id, `reopen_count` + 1): a flap is one incident, not many, and the incident
+  spans the quiet gap (it is open from its first opening to its last resolution).
 
 Incidents are computed from the open findings, not from the flips alone, so a write that
 is repeated after a failure computes the same incidents, and findings that were open before

@@ -238,9 +238,10 @@ def test_more_than_100_findings_in_one_partition_are_batched(
     findings = tuple(finding(i) for i in range(250))
     result = store.record_cluster(complete(*findings), run_id="r1", now=T0)
     per_table = math.ceil(250 / 100)
-    # history (250 NEW rows), open index, findings table: 3 batches each
-    assert result.transactions == 3 * per_table
-    assert recorder.batches() == 3 * per_table
+    # history (250 NEW rows), open index, incidents (one per pool), findings: 3 batches each
+    assert result.transactions == 4 * per_table
+    assert recorder.batches() == 4 * per_table
+    assert len(result.incidents) == 250
     assert len(store.current_findings(CLUSTER)) == 250
     assert len(result.flips) == 250
 
@@ -354,3 +355,56 @@ def test_oversized_findings_are_truncated_and_accepted(
         )
     )
     assert all(utf16_size(v) <= MAX_STRING_BYTES for v in raw.values() if isinstance(v, str))
+
+
+def on_node(n: int, node: str = "aks-nodes-vmss000001", **kw: Any) -> Finding:
+    return finding(n, subject=Subject(SUB, CLUSTER, "nodes", node, ""), **kw)
+
+
+def test_incidents_open_at_answer_from_the_incidents_table_only(
+    store: FindingStore, recorder: Recorder
+) -> None:
+    a, b = on_node(1), on_node(2, check="node.ruleset")
+    minute = timedelta(minutes=1)
+    t = [T0 + 5 * i * minute for i in range(8)]
+    store.record_cluster(complete(a), run_id="r0", now=t[0])
+    second = store.record_cluster(complete(a, b), run_id="r1", now=t[1])
+    (incident,) = second.incidents  # b joins the node's incident
+    assert (incident.opened_at, set(incident.open_findings)) == (
+        t[0],
+        {a.fingerprint, b.fingerprint},
+    )
+    store.record_cluster(complete(b), run_id="r2", now=t[2])  # a counts towards resolving
+    store.record_cluster(complete(b), run_id="r3", now=t[3])  # a resolves; b keeps it open
+    store.record_cluster(complete(), run_id="r4", now=t[4])
+    closed = store.record_cluster(complete(), run_id="r5", now=t[5])  # b resolves: so does it
+    (done,) = closed.incidents
+    assert (done.incident_id, done.resolved_at) == (incident.incident_id, t[5])
+    # The same node 40 minutes later: within the hour (the window), the incident continues.
+    back = store.record_cluster(complete(a), run_id="r6", now=t[5] + 40 * minute)
+    assert [(i.incident_id, i.reopen_count) for i in back.incidents] == [(incident.incident_id, 1)]
+    store.record_cluster(complete(), run_id="r7", now=t[5] + 45 * minute)
+    store.record_cluster(complete(), run_id="r8", now=t[5] + 50 * minute)
+    later = store.record_cluster(complete(a), run_id="r9", now=t[5] + 200 * minute)
+    (fresh,) = later.incidents
+    assert fresh.incident_id != incident.incident_id and fresh.opened_at == t[5] + 200 * minute
+
+    recorder.clear()
+    ids = lambda moment: [i.incident_id for i in store.incidents_open_at(CLUSTER, moment)]  # noqa: E731
+    assert ids(t[0] - minute) == []
+    assert ids(t[0]) == [incident.incident_id]  # opened exactly at T: open at T
+    assert ids(t[4]) == [incident.incident_id]
+    # the reopen continued it: one incident from its opening to its last resolution
+    assert ids(t[5]) == ids(t[5] + 41 * minute) == [incident.incident_id]
+    assert ids(t[5] + 50 * minute - timedelta(microseconds=1)) == [incident.incident_id]
+    assert ids(t[5] + 50 * minute) == []  # resolved exactly at T: not open at T
+    assert ids(t[5] + 10 * 24 * 60 * minute) == [fresh.incident_id]  # still open, long after
+    # each question is one query of the cluster's incidents partition, values as parameters
+    sent = recorder.filters()
+    assert len(sent) == 8
+    pk = cluster_key(CLUSTER)
+    assert sent[1] == (
+        f"PartitionKey eq '{pk}' and RowKey lt '2024-05-01T12:00:00.000000Z`' "
+        "and until gt '2024-05-01T12:00:00.000000Z'"
+    )
+    assert not any(store.names.history in u for _, u in recorder.requests)

@@ -63,7 +63,7 @@ API_SERVER_IP = "20.61.14.2"  # every API server name resolves here (one address
 # The storage SDKs' own retry policies with shorter waits (production: tables 0.8 s
 # exponential; queues 15 s, then 18 s, then 24 s).
 STORAGE_RETRY: dict[str, Any] = {"retry_backoff_factor": 0.05}
-_SUFFIXES = ("runs", "findings", "history", "open")  # TableNames.all() order
+_SUFFIXES = ("runs", "findings", "history", "open", "incidents")  # TableNames.all() order
 
 
 class HookedStore(FindingStore):

@@ -104,7 +104,9 @@ def test_run_row_key_escapes_forbidden_key_characters() -> None:
 
 
 def test_table_names_validated() -> None:
-    assert NAMES.all() == ("twRuns", "twFindings", "twFindingHistory", "twOpenFindings")
+    assert NAMES.all() == (
+        "twRuns", "twFindings", "twFindingHistory", "twOpenFindings", "twIncidents",
+    )  # fmt: skip
     for bad in ("", "1abc", "a-b", "x" * 50):
         with pytest.raises(ValueError, match="table prefix"):
             TableNames(bad)

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, TypeVar
 
+from shared.adapters.tables.keys import incident_until
 from shared.adapters.tables.limits import (
     MAX_PROPERTIES,
     MAX_STRING_BYTES,
@@ -33,6 +34,7 @@ from shared.adapters.tables.model import (
     StoredFinding,
 )
 from shared.analysis.findings import Cause, Finding, Kind, Origin, Remediation, Severity, Subject
+from shared.core.incidents import Incident
 from shared.errors import InputError
 from shared.redaction import redact
 
@@ -40,6 +42,8 @@ __all__ = [
     "finding_properties",
     "history_from_entity",
     "history_properties",
+    "incident_from_entity",
+    "incident_properties",
     "run_from_entity",
     "run_properties",
     "stored_from_entity",
@@ -418,4 +422,39 @@ def run_from_entity(table: str, entity: Mapping[str, Any]) -> ScanRun:
         arm_calls_by_operation=r.counts("arm_calls_by_operation"),
         finding_counts=r.counts("finding_counts"),
         errors=r.str_list("errors"),
+    )
+
+
+def incident_properties(pk: str, incident: Incident) -> Entity:
+    """The entity of an incident (RowKey: its id, which starts with its opening time)."""
+    fit = _Fitter()
+    entity: Entity = {
+        "PartitionKey": pk,
+        "RowKey": incident.incident_id,
+        "incident_id": incident.incident_id,
+        "cluster_id": fit.ident(incident.cluster_id),
+        "group": fit.ident(incident.group),
+        "opened_at": incident.opened_at,
+        "until": incident_until(incident.resolved_at),
+        "findings": fit.ids(incident.findings),
+        "open_findings": fit.ids(incident.open_findings),
+        "reopen_count": incident.reopen_count,
+    }
+    if incident.resolved_at is not None:
+        entity["resolved_at"] = incident.resolved_at
+    entity["truncated"] = fit.cut
+    return _checked(entity)
+
+
+def incident_from_entity(table: str, entity: Mapping[str, Any]) -> Incident:
+    r = _Reader(table, entity)
+    return Incident(
+        incident_id=r.text("incident_id"),
+        cluster_id=r.text("cluster_id"),
+        group=r.text("group"),
+        opened_at=r.time("opened_at"),
+        resolved_at=r.optional_time("resolved_at"),
+        findings=r.str_list("findings"),
+        open_findings=r.str_list("open_findings"),
+        reopen_count=r.integer("reopen_count", default=0),
     )

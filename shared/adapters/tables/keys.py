@@ -8,6 +8,8 @@ here is a key lookup or a key range; none scans a table:
     history window          PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi
     scan runs by time       PartitionKey ge @plo and PartitionKey le @phi and RowKey ge @lo
                             and RowKey lt @hi      (month partitions, time-ordered rows)
+    incidents open at T     PartitionKey eq @pk and RowKey lt @hi and until gt @t
+    recent incidents        PartitionKey eq @pk and until ge @lo   (one partition)
 
 Values only ever travel as `parameters`; the SDK quotes them. Filters keep each `@name`
 between single spaces, which is what the SDK's substitution splits on.
@@ -27,12 +29,16 @@ from shared.adapters.tables.model import FindingState
 __all__ = [
     "CLUSTER_LEVEL",
     "OPEN_PARTITION",
+    "OPEN_UNTIL",
     "TableNames",
     "TableQuery",
     "cluster_key",
     "cluster_query",
     "history_query",
     "history_row_key",
+    "incident_until",
+    "incidents_open_at_query",
+    "incidents_recent_query",
     "month_key",
     "open_query",
     "open_row_key",
@@ -53,7 +59,7 @@ _SUBSCRIPTION = re.compile(r"^/subscriptions/([^/]+)", re.IGNORECASE)
 
 @dataclass(frozen=True, slots=True)
 class TableNames:
-    """The four tables, named `<prefix>Runs`, `<prefix>Findings`, ... (alphanumeric only)."""
+    """The five tables, named `<prefix>Runs`, `<prefix>Findings`, ... (alphanumeric only)."""
 
     prefix: str = "tunnelwatch"
 
@@ -81,8 +87,12 @@ class TableNames:
     def open(self) -> str:
         return f"{self.prefix}OpenFindings"
 
-    def all(self) -> tuple[str, str, str, str]:
-        return (self.runs, self.findings, self.history, self.open)
+    @property
+    def incidents(self) -> str:
+        return f"{self.prefix}Incidents"
+
+    def all(self) -> tuple[str, str, str, str, str]:
+        return (self.runs, self.findings, self.history, self.open, self.incidents)
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,4 +218,32 @@ def runs_query(names: TableNames, start: datetime, end: datetime) -> TableQuery:
         names.runs,
         "PartitionKey ge @plo and PartitionKey le @phi and RowKey ge @lo and RowKey lt @hi",
         {"plo": lo[:7], "phi": hi[:7], "lo": lo, "hi": hi},
+    )
+
+
+OPEN_UNTIL = "~"  # `until` of an open incident: sorts after every time key
+
+
+def incident_until(resolved_at: datetime | None) -> str:
+    """An incident's `until` property: its resolution's time key, or `~` while open."""
+    return OPEN_UNTIL if resolved_at is None else time_key(resolved_at)
+
+
+def incidents_open_at_query(names: TableNames, cluster_id: str, moment: datetime) -> TableQuery:
+    """Incidents of one cluster open at `moment`: opened at or before it (the RowKey starts
+    with the opening time) and resolved after it (`until`, a property filter)."""
+    t = time_key(moment)
+    return TableQuery(
+        names.incidents,
+        "PartitionKey eq @pk and RowKey lt @hi and until gt @t",
+        {"pk": cluster_key(cluster_id), "hi": t + "`", "t": t},
+    )
+
+
+def incidents_recent_query(names: TableNames, cluster_id: str, since: datetime) -> TableQuery:
+    """Incidents of one cluster open now or resolved at or after `since`."""
+    return TableQuery(
+        names.incidents,
+        "PartitionKey eq @pk and until ge @lo",
+        {"pk": cluster_key(cluster_id), "lo": time_key(since)},
     )

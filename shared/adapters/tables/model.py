@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
+from shared.core.incidents import Incident
 from shared.core.lifecycle import (
     SCAN_SCOPE,
     ClusterScan,
@@ -29,6 +30,7 @@ __all__ = [
     "Event",
     "FindingState",
     "HistoryEvent",
+    "Incident",
     "RecordResult",
     "RunStatus",
     "ScanRun",
@@ -56,6 +58,7 @@ class RecordResult:
     duplicates: tuple[str, ...] = ()  # fingerprints reported more than once (first kept)
     transactions: int = 0  # batch transactions submitted
     stored: tuple[StoredFinding, ...] = ()
+    incidents: tuple[Incident, ...] = ()  # incidents this write opened, changed or resolved
 
 
 @dataclass(frozen=True, slots=True)

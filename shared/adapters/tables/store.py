@@ -5,11 +5,13 @@ credential elsewhere); this module only reads and writes. The schema and the que
 keys.py and docs/storage.md; what a scan changes is decided by the core
 (shared.core.lifecycle) and rendered as rows in plan.py.
 
-Write order for one cluster: history rows first, then the open index, then the findings
-table. The findings table is what the next scan compares against, so if a write is cut
-short the next scan sees the old state and repeats the flip (a duplicate history row at
-worst) instead of losing it. One writer per cluster at a time is assumed (the scan timer
-runs as a singleton); concurrent writers would need ETag conditions.
+Write order for one cluster: history rows first, then the open index, then the incidents
+(computed by the core from the open findings after the write), then the findings table.
+The findings table is what the next scan compares against, so if a write is cut short the
+next scan sees the old state and repeats the flip (a duplicate history row at worst) instead
+of losing it; the incidents are computed again from the same state. One writer per cluster
+at a time is assumed (the scan timer runs as a singleton); concurrent writers would need ETag
+conditions.
 
 Failures: every public method retries what is safe to repeat (all writes are upserts with
 keys fixed by the content, and record_cluster re-plans from the stored state, which it writes
@@ -24,7 +26,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from azure.core.exceptions import (
@@ -38,6 +40,8 @@ from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 from shared.adapters.arm_inventory import describe_error
 from shared.adapters.tables.entities import (
     history_from_entity,
+    incident_from_entity,
+    incident_properties,
     run_from_entity,
     run_properties,
     stored_from_entity,
@@ -48,6 +52,8 @@ from shared.adapters.tables.keys import (
     TableQuery,
     cluster_query,
     history_query,
+    incidents_open_at_query,
+    incidents_recent_query,
     month_key,
     open_query,
     run_row_key,
@@ -63,6 +69,7 @@ from shared.adapters.tables.model import (
     StoredFinding,
 )
 from shared.adapters.tables.plan import plan_cluster_write
+from shared.core.incidents import INCIDENT_WINDOW, Incident, track
 from shared.core.lifecycle import DEFAULT_DAMPING, Damping
 from shared.errors import StorageError
 
@@ -119,6 +126,7 @@ class FindingStore:
         attempts: int = 2,  # azure-core already retries each request but a $batch inside
         backoff: float = 1.0,
         damping: Damping = DEFAULT_DAMPING,  # OPEN_AFTER / RESOLVE_AFTER (shared.config)
+        incident_window: timedelta = INCIDENT_WINDOW,  # a reopen within it continues one
     ) -> None:
         if not 1 <= page_size <= PAGE_SIZE:
             raise ValueError(f"page_size must be 1-{PAGE_SIZE}, got {page_size}")
@@ -131,12 +139,13 @@ class FindingStore:
         self._attempts = attempts
         self._backoff = backoff
         self.damping = damping
+        self.incident_window = incident_window
 
     def _retrying(self, operation: str, call: Callable[[], T]) -> T:
         return retrying(operation, call, attempts=self._attempts, backoff=self._backoff)
 
     def ensure_tables(self) -> None:
-        """Create the four tables if they do not exist (idempotent)."""
+        """Create the five tables if they do not exist (idempotent)."""
         for name in self.names.all():
             create = functools.partial(self._service.create_table_if_not_exists, name)
             self._retrying(f"create table {name}", create)
@@ -160,6 +169,11 @@ class FindingStore:
             # Resolutions are rare; single deletes tolerate a row already gone (a retried
             # write), which a batch delete would turn into a failed transaction.
             open_table.delete_entity(partition_key=OPEN_PARTITION, row_key=row_key)
+        incidents = self._track_incidents(scan.cluster_id, existing, plan.stored, now)
+        count += self._upsert(
+            self.names.incidents,
+            [incident_properties(plan.partition, i) for i in incidents],
+        )
         count += self._upsert(self.names.findings, plan.current)
         if plan.duplicates:
             log.warning(
@@ -194,7 +208,21 @@ class FindingStore:
             duplicates=plan.duplicates,
             transactions=count,
             stored=plan.stored,
+            incidents=incidents,
         )
+
+    def _track_incidents(
+        self,
+        cluster_id: str,
+        existing: Mapping[str, StoredFinding],
+        stored: Sequence[StoredFinding],
+        now: datetime,
+    ) -> tuple[Incident, ...]:
+        after = {**existing, **{s.fingerprint: s for s in stored}}
+        open_now = {fp: s for fp, s in after.items() if s.state is FindingState.OPEN}
+        q = incidents_recent_query(self.names, cluster_id, now - self.incident_window)
+        recent = [incident_from_entity(q.table, e) for e in self.query(q)]
+        return track(cluster_id, recent, open_now, now=now, window=self.incident_window)
 
     def save_run(self, run: ScanRun) -> None:
         """Write a scan run (at start, and again when it finishes: same keys, replaced)."""
@@ -231,6 +259,15 @@ class FindingStore:
         return self._retrying(
             f"read history of {cluster_id}",
             lambda: [history_from_entity(q.table, e) for e in self.query(q)],
+        )
+
+    def incidents_open_at(self, cluster_id: str, moment: datetime) -> list[Incident]:
+        """The cluster's incidents open at `moment` (opened at or before, resolved after), oldest
+        first: one query of its incidents, never its history."""
+        q = incidents_open_at_query(self.names, cluster_id, moment)
+        return self._retrying(
+            f"read incidents of {cluster_id}",
+            lambda: [incident_from_entity(q.table, e) for e in self.query(q)],
         )
 
     def runs_between(self, start: datetime, end: datetime) -> list[ScanRun]:
