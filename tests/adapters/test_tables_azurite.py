@@ -370,6 +370,8 @@ def test_incidents_open_at_answer_from_the_incidents_table_only(
     store.record_cluster(complete(a), run_id="r0", now=t[0])
     second = store.record_cluster(complete(a, b), run_id="r1", now=t[1])
     (incident,) = second.incidents  # b joins the node's incident
+    (flip,) = second.flips
+    assert second.incident_of(flip.fingerprint) == incident and second.incident_of("x") is None
     assert (incident.opened_at, set(incident.open_findings)) == (
         t[0],
         {a.fingerprint, b.fingerprint},

@@ -60,6 +60,10 @@ class RecordResult:
     stored: tuple[StoredFinding, ...] = ()
     incidents: tuple[Incident, ...] = ()  # incidents this write opened, changed or resolved
 
+    def incident_of(self, fingerprint: str) -> Incident | None:
+        """The incident a flip of this write belongs to (every flip changes its incident)."""
+        return next((i for i in self.incidents if fingerprint in i.findings), None)
+
 
 @dataclass(frozen=True, slots=True)
 class ScanRun:
