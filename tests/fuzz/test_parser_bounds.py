@@ -70,19 +70,34 @@ def _bound(parser: str, size: int) -> float:
     return K * _plain_time(parser, size) + FLOOR_S
 
 
+def _within_bound(parser: str, run: Callable[[str], str], text: str, size: int) -> tuple[bool, str]:
+    """Whether `text` parses within the bound, measured twice before saying no: a busy machine
+    (CI, other tests) can slow one measurement several-fold, while a quadratic parser stays
+    over the bound however often it is measured. The second time, the plain input is timed
+    again too, right next to it."""
+    bound = _bound(parser, size)
+    took = _best(run, text, enough=bound)
+    if took <= bound:
+        return True, ""
+    p = PARSERS[parser]
+    plain = p.plain(size)
+    plain_took = min(_timed(p.run, plain) for _ in range(TRIES))
+    bound = K * plain_took + FLOOR_S
+    took = min(_timed(run, text) for _ in range(TRIES))
+    return took <= bound, (
+        f"{len(text):,} characters took {took:.3f} s; a plain input of that size takes "
+        f"{plain_took:.4f} s (bound {bound:.3f} s), measured twice"
+    )
+
+
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
 def test_adversarial_input_within_time_and_memory_bounds(case: Case) -> None:
     run = PARSERS[case.parser].run
     outcome = run(case.make(SIZES[0]))
     assert outcome in case.expect, f"{case.id}: {outcome}, expected one of {sorted(case.expect)}"
     for size in SIZES:
-        text = case.make(size)
-        bound = _bound(case.parser, size)
-        took = _best(run, text, enough=bound)
-        assert took <= bound, (
-            f"{case.id} at {len(text):,} characters took {took:.3f} s; a plain input of that "
-            f"size takes {_plain_time(case.parser, size):.4f} s (bound {bound:.3f} s)"
-        )
+        ok, why = _within_bound(case.parser, run, case.make(size), size)
+        assert ok, f"{case.id}: {why}"
     peak = _peak(run, case.make(MEMORY_SIZE))
     size = case.fixed_size or MEMORY_SIZE
     assert peak <= MEMORY_PER_BYTE * size + MEMORY_CONST, f"{case.id}: peak {peak:,} bytes"
@@ -142,8 +157,5 @@ def test_mutated_input_within_time_bound(parser: str, ops: list[tuple[int, int, 
     text = _mutate(p.sample, ops)
     assert p.run(text) in {"ok", "problem", "inconclusive", "error"}
     size = next((s for s in SIZES if len(text) <= s), SIZES[-1])
-    bound = _bound(parser, size)
-    took = _best(p.run, text, enough=bound)
-    assert took <= bound, (
-        f"{parser}: {len(text):,} characters took {took:.3f} s (bound {bound:.3f})"
-    )
+    ok, why = _within_bound(parser, p.run, text, size)
+    assert ok, f"{parser}: {why}"
