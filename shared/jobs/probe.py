@@ -40,10 +40,10 @@ from datetime import datetime, timedelta
 
 from shared.adapters.probe_ledger import REFUSED_PARTITION, LedgerEntry, ProbeStatus
 from shared.adapters.runcommand import Failure, RunOutcome
-from shared.adapters.tables import ClusterScan, Coverage, FindingState
 from shared.analysis.findings import Finding, Kind
 from shared.checks.node import node_findings
 from shared.checks.probe_outcomes import denied_finding, gave_up_finding, unreadable_finding
+from shared.core.lifecycle import ClusterScan, Coverage, FindingState
 from shared.errors import ArmError, InputError
 from shared.inventory.model import Estate
 from shared.jobs.ports import FindingRecords, Inventory, ProbeClaims, ProbeSender, RunCommandFor

@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from shared.adapters.tables import ClusterScan, Coverage
+from shared.core.lifecycle import ClusterScan, Coverage
 from shared.errors import ArmError, InputError
 from shared.inventory.model import Estate
 from shared.jobs.ports import FindingRecords, Inventory, ProbeSender

@@ -34,15 +34,7 @@ from datetime import datetime, timedelta
 from typing import TypeVar
 
 from shared.adapters.metrics import MetricsRead, MetricsTarget
-from shared.adapters.tables import (
-    ClusterScan,
-    Coverage,
-    Event,
-    HistoryEvent,
-    RecordResult,
-    RunStatus,
-    ScanRun,
-)
+from shared.adapters.tables import RecordResult, RunStatus, ScanRun
 from shared.analysis.findings import Cause, Finding, Kind, Origin, Severity, Subject
 from shared.analysis.nsg import ServiceTags
 from shared.analysis.snat.remedies import capacity_findings
@@ -54,6 +46,7 @@ from shared.checks.snat import (
     snat_inputs,
     snat_target,
 )
+from shared.core.lifecycle import ClusterScan, Coverage, Event, HistoryEvent
 from shared.errors import ArmError, InputError, StorageError
 from shared.inventory.model import Cluster, Estate, Read
 from shared.jobs.ports import (
