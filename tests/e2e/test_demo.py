@@ -1,4 +1,6 @@
-"""`make demo` end to end: the driver runs the real `tunnelwatch` command on every example."""
+"""`make demo` end to end: the driver runs the real `tunnelwatch` command on every example,
+scans the demo estate on the ARM simulator with Azurite, and (as root) probes the node lab.
+An end-to-end test, not a unit test: it needs Azurite and takes about half a minute."""
 
 from __future__ import annotations
 
@@ -6,12 +8,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.azurite import azurite_binary
 from tests.lab.netns import netns_unavailable_reason
+from tests.skips import cannot_run
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_demo_prints_every_verdict_as_expected() -> None:
+    if azurite_binary() is None:
+        cannot_run("make demo needs Azurite (node_modules/.bin/azurite: run `make demo` once)")
     proc = subprocess.run(
         [sys.executable, "-m", "examples.demo"],
         cwd=ROOT,
