@@ -10,7 +10,8 @@ An assertion that only one of them passes means the fake lies, and every job tes
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -22,7 +23,7 @@ from shared.adapters.runcommand import Failure, RunOutcome
 from shared.analysis.findings import Cause, Kind
 from shared.compose import probe_deps, scan_deps, static_resolver
 from shared.errors import ArmError, InputError
-from shared.inventory.model import Estate, Read
+from shared.inventory.model import Estate, Read, id_key
 from shared.jobs.ports import (
     ArmCallCounts,
     Inventory,
@@ -57,6 +58,7 @@ class Ports:
     estate: SimEstate
     faults: Faults
     started: Callable[[], int]  # run commands the estate's VMs received
+    occupy: Callable[[InstanceState], None]  # a command (not ours) runs on this VM meanwhile
 
     def instance(self, cluster: str, pool: str, index: int = 0) -> InstanceState:
         return FakeArm(self.estate).instance(cluster, pool, index)
@@ -72,11 +74,33 @@ class Ports:
 def _fake() -> Iterator[Ports]:
     arm = FakeArm(load_estate(SCENARIOS / "demo.json"))
     yield Ports(arm.inventory, arm.service_tags, arm.snat_metrics, arm.calls, arm.runner_for,
-                arm.estate, arm.faults, lambda: len(arm.run_commands))  # fmt: skip
+                arm.estate, arm.faults, lambda: len(arm.run_commands),
+                lambda state: arm.busy.add(id_key(state.vm_id)))  # fmt: skip
 
 
 def _sim() -> Iterator[Ports]:
-    with ArmSimulator(load_estate(SCENARIOS / "demo.json"), now=NOW, poll_delay_ms=1) as sim:
+    estate = load_estate(SCENARIOS / "demo.json")
+    gate = threading.Event()  # commands on `held` VMs run until it is set
+    held: set[str] = set()
+
+    def executor(
+        sub: str, rg: str, vmss: str, iid: str, script: Sequence[str],
+        params: Sequence[tuple[str, str]],
+    ) -> tuple[str, str]:  # fmt: skip
+        for state in estate.instances.values():
+            if (state.resource_group.lower(), state.vmss.lower(), state.instance_id) == (
+                rg.lower(), vmss.lower(), iid,
+            ):  # fmt: skip
+                if state.vm_id.lower() in held:
+                    gate.wait(30)
+                return state.stdout, state.stderr
+        return "", ""
+
+    def occupy(state: InstanceState) -> None:
+        held.add(state.vm_id.lower())
+        assert sim.run_commands.start(state, {"commandId": "RunShellScript"}) is not None
+
+    with ArmSimulator(estate, now=NOW, poll_delay_ms=1, executor=executor) as sim:
         scan = scan_deps(
             sim.credential(), arm_endpoint=sim.endpoint, ca_bundle=sim.ca_path,
             resolver=static_resolver({}, None), store=None, queue=None,
@@ -88,9 +112,12 @@ def _sim() -> Iterator[Ports]:
             store=FakeFindingStore(), ledger=FakeProbeLedger(), queue=queue,  # type: ignore[arg-type]
             poison=queue.sibling("poison"), retry=FAST, run_command_timeout=30,  # type: ignore[arg-type]
         )  # fmt: skip
-        yield Ports(scan.inventory, scan.service_tags, scan.snat_metrics, scan.arm_calls,
-                    probe.runner_for, sim.estate, sim.faults,
-                    lambda: len(sim.run_commands.records))  # fmt: skip
+        try:
+            yield Ports(scan.inventory, scan.service_tags, scan.snat_metrics, scan.arm_calls,
+                        probe.runner_for, sim.estate, sim.faults,
+                        lambda: len(sim.run_commands.records), occupy)  # fmt: skip
+        finally:
+            gate.set()
 
 
 @pytest.fixture(params=["fake", "sim"])
@@ -295,6 +322,7 @@ def test_run_command_returns_the_output(ports: Ports) -> None:
         ("deallocated", Failure.NOT_RUNNING, 409, "OperationNotAllowed"),
         ("lockdown", Failure.DENIED, 403, "AuthorizationFailed"),
         ("conflict", Failure.BUSY, 409, "Conflict"),
+        ("occupied", Failure.BUSY, 409, "Conflict"),
         ("policy", Failure.DENIED, 403, "RequestDisallowedByPolicy"),
         ("gone", Failure.NOT_FOUND, 404, None),
         ("throttled", Failure.THROTTLED, 429, "TooManyRequests"),
@@ -310,6 +338,8 @@ def test_run_command_failures_are_outcomes(
         state = ports.instance("aks-shop", "user", 2)
     elif setup == "lockdown":
         state.restriction_level = "ReadOnly"
+    elif setup == "occupied":
+        ports.occupy(state)
     elif setup == "gone":
         state = InstanceState(**{**_fields(state), "instance_id": "99"})
     elif setup in ("conflict", "policy", "throttled", "server"):
