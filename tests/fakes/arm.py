@@ -85,7 +85,7 @@ class _List:
         self._arm = arm
         self._sub = sub
 
-    def _items(self, path: str, *, expand: bool = False) -> Iterator[dict[str, Any]]:
+    def items(self, path: str, *, expand: bool = False) -> Iterator[dict[str, Any]]:
         self._arm.answer("GET", path)
         for doc in self._arm.estate.lists.get(norm(path), []):
             state = self._arm.estate.instances.get(norm(doc["id"])) if expand else None
@@ -97,7 +97,7 @@ class _List:
                 yield out
 
     def subscription_list(self, namespace_type: str) -> Iterator[dict[str, Any]]:
-        return self._items(f"/subscriptions/{self._sub}/providers/{namespace_type}")
+        return self.items(f"/subscriptions/{self._sub}/providers/{namespace_type}")
 
 
 class _Ops:
@@ -127,7 +127,7 @@ class _Ops:
                 f"/subscriptions/{self._sub}/resourceGroups/{rg}/providers/"
                 f"Microsoft.Compute/virtualMachineScaleSets/{name}/virtualMachines"
             )
-            return self._lists._items(path, expand="instanceview" in expand.lower())
+            return self._lists.items(path, expand="instanceview" in expand.lower())
 
         return _Attrs(list=vms)
 
@@ -155,7 +155,7 @@ class _Ops:
                 f"/subscriptions/{self._sub}/resourceGroups/{rg}/providers/"
                 f"Microsoft.Compute/virtualMachineScaleSets/{name}/networkInterfaces"
             )
-            return self._lists._items(path)
+            return self._lists.items(path)
 
         return _Attrs(
             list_all=self._all("Microsoft.Network/networkInterfaces"),
