@@ -21,6 +21,7 @@ from shared.core.lifecycle import FindingState
 from shared.errors import StorageError
 from shared.inventory.model import AgentPool, Cluster, id_key
 from shared.jobs.probe import ProbeDeps, ProbeOptions, handle_poison, handle_probe_message
+from shared.jobs.probe_cycle import run_probe_cycle
 from shared.probe_requests import ProbeKind, ProbeRequest
 from tests.armsim.runcommand import format_result
 from tests.armsim.scripted import ScriptedNodes, addresses_of
@@ -232,3 +233,28 @@ def test_storage_down_is_an_error_the_host_retries_not_a_silent_pass(rig: Rig) -
     rig.store.fail_with = StorageError("record cluster", "503 ServerBusy")
     with pytest.raises(StorageError, match="ServerBusy"):
         rig.handle(rig.request(HEALTHY, "system"))
+
+
+def test_a_probe_cycle_drained_by_the_worker_finds_the_blocked_node(rig: Rig) -> None:
+    _, apps = rig.pool(HEALTHY, "apps")
+    victim = apps.instances[0]
+    rig.nodes.unreachable.add(victim.private_ips[0])
+    rig.nodes.deep_rules[victim.private_ips[0]] = DROP_10250
+    cycle = run_probe_cycle(
+        (SUB,), inventory=rig.arm.inventory, queue=rig.queue, budget=20, now=NOW, store=rig.store
+    )
+    assert cycle.requests and cycle.errors == ()
+    assert list(rig.queue.peek()) == list(cycle.requests)
+    rig.options = replace(rig.options, budget=20)
+    statuses: list[ProbeStatus | None] = []
+    for _ in range(3):  # triages, then the deep probes they asked for
+        for text in rig.queue.take():
+            statuses.append(rig.handle(text).status)
+    assert rig.queue.take() == [] and rig.poison.take() == []
+    assert ProbeStatus.DONE in statuses
+    assert 0 < rig.ledger.spent(cycle.cycle_id) <= 20
+    iptables = [
+        s for s in rig.store.open_findings(subscription=SUB, cluster_id=HEALTHY)
+        if s.finding.cause is Cause.IPTABLES
+    ]  # fmt: skip
+    assert {s.scope for s in iptables} == {f"probe:deep:{victim.computer_name}"}
