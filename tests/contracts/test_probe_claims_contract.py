@@ -132,3 +132,15 @@ def test_entries_list_a_cycles_requests_without_its_budget(ledger: Ledger) -> No
     ledger.spend("cycle-1", 1, 5)
     assert [e.request_id for e in ledger.entries("cycle-1")] == ["req-a", "req-b"]
     assert [e.request_id for e in ledger.entries("cycle-3")] == []
+
+
+def test_a_secret_in_a_detail_is_masked_and_a_long_detail_cut(ledger: Ledger) -> None:
+    signed = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJlLWJ5dGVz"
+    ledger.put(
+        replace(entry("req-s", status=ProbeStatus.RETRY), detail=f"ARM said Bearer {signed}")
+    )
+    ledger.put(replace(entry("req-l", status=ProbeStatus.DONE), detail="x" * 20_000))
+    masked = ledger.get("cycle-1", "req-s")
+    assert masked is not None and signed not in masked.detail and "Bearer" in masked.detail
+    cut = ledger.get("cycle-1", "req-l")
+    assert cut is not None and 0 < len(cut.detail) < 20_000

@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from shared.adapters.probe_ledger import LedgerEntry, ProbeStatus
+from shared.adapters.tables.limits import fit_text
 from shared.adapters.tables.model import RecordResult, ScanRun
 from shared.core.incidents import INCIDENT_WINDOW, Incident, track
 from shared.core.lifecycle import (
@@ -34,6 +35,7 @@ from shared.core.lifecycle import (
 from shared.errors import InputError, StorageError
 from shared.jobs.ports import FindingRecords, ProbeClaims, ProbeSender
 from shared.probe_requests import ProbeRequest
+from shared.redaction import redact
 
 __all__ = ["FakeFindingStore", "FakeProbeLedger", "FakeProbeQueue", "subscription_of"]
 
@@ -236,7 +238,7 @@ class FakeProbeLedger(_Failing):
     def put(self, entry: LedgerEntry) -> None:
         self._check(f"write ledger row {entry.request_id}")
         with self._lock:
-            self.rows[(entry.scan_id, entry.request_id)] = entry
+            self.rows[(entry.scan_id, entry.request_id)] = _kept(entry)
 
     def claim(self, entry: LedgerEntry, *, lease: timedelta) -> tuple[bool, LedgerEntry]:
         self._check(f"claim ledger row {entry.request_id}")
@@ -244,12 +246,12 @@ class FakeProbeLedger(_Failing):
         with self._lock:
             seen = self.rows.get(key)
             if seen is None:
-                self.rows[key] = entry
+                self.rows[key] = _kept(entry)
                 return True, entry
             if _duplicate(seen, entry, lease):
                 return False, seen
             mine = replace(entry, run_commands=entry.run_commands + seen.run_commands)
-            self.rows[key] = mine
+            self.rows[key] = _kept(mine)
             return True, mine
 
     def spend(self, scan_id: str, count: int, budget: int) -> bool:
@@ -268,6 +270,12 @@ class FakeProbeLedger(_Failing):
         for key in sorted(self.rows):
             if key[0] == scan_id:
                 yield self.rows[key]
+
+
+def _kept(entry: LedgerEntry) -> LedgerEntry:
+    """The row as stored: the detail masked and cut to fit, as the real ledger writes it
+    (run-command errors quote ARM text)."""
+    return replace(entry, detail=fit_text(redact(entry.detail), 8_000)[0])
 
 
 def _duplicate(seen: LedgerEntry, wanted: LedgerEntry, lease: timedelta) -> bool:
