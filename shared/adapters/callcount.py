@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 from azure.core.pipeline import PipelineRequest, PipelineResponse
 from azure.core.pipeline.policies import SansIOHTTPPolicy
+
+from shared.core.arm_calls import CallCounts
 
 __all__ = ["CallCounter", "CallCounts", "CountingPolicy", "operation_name"]
 
@@ -97,40 +98,6 @@ def operation_name(method: str, url: str) -> str:
         else:
             i += 1
     return f"{method.upper()} {scope}:{'/'.join(chain)}"
-
-
-@dataclass(frozen=True, slots=True)
-class CallCounts:
-    """A snapshot of one counter: requests and 429 answers per operation name."""
-
-    requests: dict[str, int] = field(default_factory=dict)
-    throttled: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def total(self) -> int:
-        return sum(self.requests.values())
-
-    @property
-    def total_throttled(self) -> int:
-        return sum(self.throttled.values())
-
-    @property
-    def subscription_wide(self) -> int:
-        return sum(n for op, n in self.requests.items() if " sub:" in op)
-
-    @property
-    def per_resource(self) -> int:
-        return self.total - self.subscription_wide
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "total": self.total,
-            "subscription_wide": self.subscription_wide,
-            "per_resource": self.per_resource,
-            "throttled": self.total_throttled,
-            "by_operation": dict(sorted(self.requests.items())),
-            "throttled_by_operation": dict(sorted(self.throttled.items())),
-        }
 
 
 class CallCounter:

@@ -34,8 +34,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
@@ -45,6 +44,7 @@ from azure.core.rest import HttpRequest
 from azure.mgmt.monitor import MonitorManagementClient
 from azure.monitor.querymetrics import MetricsClient
 
+from shared.core.metrics import MetricsRead, MetricsTarget
 from shared.inventory.model import id_key
 
 __all__ = [
@@ -79,30 +79,6 @@ _NAT_QUERIES = (
 
 # (subscription, region) -> the batch client for that region, or None: read per resource
 BatchClientFor = Callable[[str, str], MetricsClient | None]
-
-
-@dataclass(frozen=True, slots=True)
-class MetricsTarget:
-    """A resource whose SNAT metrics to read; `region` is its ARM location ("eastus")."""
-
-    resource_id: str
-    region: str
-    nat_gateway: bool
-
-
-@dataclass(frozen=True, slots=True)
-class MetricsRead:
-    """Metrics bodies and failures by id_key(resource id); `notes` are fallbacks taken."""
-
-    metrics: Mapping[str, dict[str, Any]] = field(default_factory=dict)
-    errors: Mapping[str, str] = field(default_factory=dict)
-    notes: tuple[str, ...] = ()
-
-    def body(self, resource_id: str) -> dict[str, Any] | None:
-        return self.metrics.get(id_key(resource_id))
-
-    def error(self, resource_id: str) -> str:
-        return self.errors.get(id_key(resource_id), "its metrics were not read")
 
 
 class BadAnswer(Exception):

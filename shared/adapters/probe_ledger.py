@@ -14,9 +14,8 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
 from typing import Any
 
 from azure.core import MatchConditions
@@ -24,6 +23,7 @@ from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, Re
 from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 
 from shared.adapters.tables.limits import fit_text
+from shared.core.probe_claims import REFUSED_PARTITION, LedgerEntry, ProbeStatus
 from shared.redaction import redact
 
 __all__ = ["REFUSED_PARTITION", "LedgerEntry", "ProbeLedger", "ProbeStatus"]
@@ -31,38 +31,6 @@ __all__ = ["REFUSED_PARTITION", "LedgerEntry", "ProbeLedger", "ProbeStatus"]
 log = logging.getLogger(__name__)
 
 BUDGET_ROW = "~budget"  # the cycle's run-command counter; sorts after every uuid row
-# Messages that were not probe requests at all (no scan id to file them under): one row each,
-# RowKey = <time>-<queue>-<sha256 prefix of the message>, status REFUSED, kind = the queue.
-REFUSED_PARTITION = "~refused"
-
-
-class ProbeStatus(StrEnum):
-    RUNNING = "running"  # the run command was started (a crash here means: run it again)
-    DONE = "done"  # findings recorded
-    RETRY = "retry"  # a later attempt was queued (busy VM, throttling, a failure)
-    SKIPPED = "skipped"  # stopped instance, Windows pool, opted out, gone
-    DENIED = "denied"  # run command not permitted: a coverage finding was recorded
-    REFUSED = "refused"  # the message did not match the inventory: nothing was run
-    POISONED = "poisoned"  # out of attempts: an inconclusive finding was recorded
-
-    @property
-    def final(self) -> bool:
-        return self not in (ProbeStatus.RUNNING, ProbeStatus.RETRY)
-
-
-@dataclass(frozen=True, slots=True)
-class LedgerEntry:
-    scan_id: str
-    request_id: str
-    status: ProbeStatus
-    attempt: int
-    kind: str
-    cluster_id: str
-    target: str  # vmss/instance
-    detail: str
-    run_commands: int  # every run command this request cost, over all its attempts
-    updated: datetime
-    owner: str = ""  # the queue message (id) whose worker holds a RUNNING row
 
 
 class ProbeLedger:

@@ -27,14 +27,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from enum import StrEnum
 
 from azure.core.exceptions import AzureError, HttpResponseError
 from azure.mgmt.compute import ComputeManagementClient
 from azure.mgmt.compute.models import RunCommandInput, RunCommandInputParameter
 
-from shared.analysis.runcommand import RunCommandOutput, split_result
+from shared.analysis.runcommand import split_result
+from shared.core.runcommand import Failure, RunOutcome
 from shared.errors import InputError
 from shared.probe.params import rendered_preamble
 
@@ -52,28 +51,6 @@ _DENIED_CODES = frozenset(
         "ScopeLocked",
     }
 )
-
-
-class Failure(StrEnum):
-    BUSY = "busy"
-    NOT_RUNNING = "not_running"
-    DENIED = "denied"
-    THROTTLED = "throttled"
-    NOT_FOUND = "not_found"
-    FAILED = "failed"
-
-
-@dataclass(frozen=True, slots=True)
-class RunOutcome:
-    """What one run command gave: `output`, or `failure` with Azure's code and message."""
-
-    output: RunCommandOutput | None = None
-    failure: Failure | None = None
-    status: int | None = None  # the HTTP status of a refused call
-    code: str = ""  # Azure's error code (Conflict, AuthorizationFailed, ...)
-    message: str = ""
-    retry_after: float | None = None  # seconds, from a 429's Retry-After
-    seconds: float = 0.0  # how long the call and its operation took
 
 
 def _retry_after(error: HttpResponseError) -> float | None:

@@ -17,18 +17,13 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from shared.adapters.callcount import CallCounts
-from shared.adapters.metrics import MetricsRead, MetricsTarget
-from shared.adapters.probe_ledger import LedgerEntry
-from shared.adapters.runcommand import RunOutcome
-from shared.adapters.tables import (
-    ClusterScan,
-    FindingState,
-    RecordResult,
-    ScanRun,
-    StoredFinding,
-)
 from shared.analysis.nsg import ServiceTags
+from shared.core.arm_calls import CallCounts
+from shared.core.lifecycle import ClusterScan, FindingState, StoredFinding
+from shared.core.metrics import MetricsRead, MetricsTarget
+from shared.core.probe_claims import LedgerEntry
+from shared.core.records import RecordResult, ScanRun
+from shared.core.runcommand import RunOutcome
 from shared.inventory.model import Estate
 from shared.probe_requests import ProbeRequest
 

@@ -38,12 +38,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from shared.adapters.probe_ledger import REFUSED_PARTITION, LedgerEntry, ProbeStatus
-from shared.adapters.runcommand import Failure, RunOutcome
 from shared.analysis.findings import Finding, Kind
 from shared.checks.node import node_findings
 from shared.checks.probe_outcomes import denied_finding, gave_up_finding, unreadable_finding
 from shared.core.lifecycle import ClusterScan, Coverage, FindingState
+from shared.core.probe_claims import REFUSED_PARTITION, LedgerEntry, ProbeStatus
+from shared.core.runcommand import Failure, RunOutcome
 from shared.errors import ArmError, InputError
 from shared.inventory.model import Estate
 from shared.jobs.ports import FindingRecords, Inventory, ProbeClaims, ProbeSender, RunCommandFor

@@ -33,8 +33,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TypeVar
 
-from shared.adapters.metrics import MetricsRead, MetricsTarget
-from shared.adapters.tables import RecordResult, RunStatus, ScanRun
 from shared.analysis.findings import Cause, Finding, Kind, Origin, Severity, Subject
 from shared.analysis.nsg import ServiceTags
 from shared.analysis.snat.remedies import capacity_findings
@@ -47,6 +45,8 @@ from shared.checks.snat import (
     snat_target,
 )
 from shared.core.lifecycle import ClusterScan, Coverage, Event, HistoryEvent
+from shared.core.metrics import MetricsRead, MetricsTarget
+from shared.core.records import RecordResult, RunStatus, ScanRun
 from shared.errors import ArmError, InputError, StorageError
 from shared.inventory.model import Cluster, Estate, Read
 from shared.jobs.ports import (
