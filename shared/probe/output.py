@@ -38,7 +38,7 @@ __all__ = [
     "ProbeError",
     "ProbeReport",
     "Reach",
-    "Ruleset",
+    "RulesetCapture",
     "TargetResults",
     "TlsCheck",
     "parse_probe_output",
@@ -102,7 +102,7 @@ class Component:
 
 
 @dataclass(frozen=True, slots=True)
-class Ruleset:
+class RulesetCapture:
     """One ruleset in force: an iptables-save dump (legacy, nft) or nftables JSON (nftables)."""
 
     backend: str  # legacy | nft | nftables
@@ -169,7 +169,7 @@ class ProbeReport:
     components: tuple[Component, ...] = ()
     ufw_present: bool | None = None
     ufw_status: str | None = None
-    rulesets: tuple[Ruleset, ...] = ()
+    rulesets: tuple[RulesetCapture, ...] = ()
     errors: tuple[ProbeError, ...] = ()
     notes: tuple[str, ...] = field(default=())
 
@@ -259,7 +259,7 @@ def _records(
     addresses: list[tuple[str, str]] = []
     errors: list[ProbeError] = []
     components: list[Component] = []
-    rulesets: list[Ruleset] = []
+    rulesets: list[RulesetCapture] = []
     nc_lines: list[str] = []
     api_lines: list[str] = []
     tunnel_lines: list[str] = []
@@ -334,7 +334,7 @@ def _records(
         elif key == "ruleset":
             counts = [_count(x) for x in fields[2:]] + [None, None, None]
             try:
-                rulesets.append(Ruleset(fields[0], _unpack(fields[1]), *counts[:3]))
+                rulesets.append(RulesetCapture(fields[0], _unpack(fields[1]), *counts[:3]))
             except ValueError as exc:
                 errors.append(ProbeError(f"ruleset {fields[0]}", f"corrupt ruleset: {exc}"))
     tools = _tools(values.get("tools"))

@@ -1,9 +1,9 @@
 """The data of the iptables engine: the packet, the ruleset, compiled rules and the verdict.
 
 An IptablesRuleset is what one dump says, parsed (one backend, one address family, any
-tables; the probe's raw capture of it is `shared.probe.output.Ruleset`). Chains keep their raw
-rule lines and are compiled on first use (see compile.py): a kube-proxy dump has tens of
-thousands of rules, and a packet to the kubelet only ever visits a few chains.
+tables; the probe's raw capture of it is `shared.probe.output.RulesetCapture`). Chains keep
+their raw rule lines and are compiled on first use (see compile.py): a kube-proxy dump has tens
+of thousands of rules, and a packet to the kubelet only ever visits a few chains.
 """
 
 from __future__ import annotations
