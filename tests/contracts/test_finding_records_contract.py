@@ -18,6 +18,7 @@ import pytest
 from azure.data.tables import TableServiceClient
 
 from shared.adapters.tables import FindingStore, RunStatus, ScanRun
+from shared.adapters.tables.limits import TRUNCATION_MARK
 from shared.analysis.findings import Cause, Finding, Kind, Origin, Remediation, Severity, Subject
 from shared.core.incidents import Incident
 from shared.core.lifecycle import (
@@ -356,3 +357,24 @@ def test_runs_are_saved_replaced_and_listed_by_start(store: Store) -> None:
 def test_a_naive_now_is_refused(store: Store) -> None:
     with pytest.raises(ValueError, match=r"timezone-aware|naive"):
         store.record_cluster(complete(finding(1)), run_id="r", now=datetime(2024, 5, 1))
+
+
+def test_oversized_text_is_cut_and_secrets_masked_as_stored(store: Store) -> None:
+    huge = tuple("é" * 5000 + f" line {i}" for i in range(20))
+    big = replace(
+        finding(1),
+        evidence=("GET https://x.example/y?sig=abc123secretvalue", *huge),
+        title="T" * 20_000,
+    )
+    result = store.record_cluster(complete(big), run_id="r1", now=T0)
+    assert [e.event for e in result.flips] == [Event.NEW]
+    (back,) = store.current_findings(CLUSTER)
+    assert back.truncated and back.fingerprint == big.fingerprint
+    assert TRUNCATION_MARK in back.finding.title and TRUNCATION_MARK in back.finding.evidence[-1]
+    assert "abc123secretvalue" not in back.finding.evidence[0]
+    assert back.finding.evidence[0].startswith("GET https://x.example/y?sig=***")
+    (event,) = store.history(CLUSTER, T0, T0 + timedelta(seconds=1))
+    assert event.finding is not None and TRUNCATION_MARK in event.finding.title
+    # the next scan compares by the stored fingerprint, not the cut text: no flip
+    again = store.record_cluster(complete(big), run_id="r2", now=T0 + timedelta(minutes=5))
+    assert again.flips == ()

@@ -3,7 +3,9 @@
 They keep what the real adapters keep (shared/adapters/tables, queues.py, probe_ledger.py) in
 dicts and lists, and decide what the real ones decide with the same code: the finding store
 runs the core's lifecycle (shared.core.lifecycle.transition) and incidents
-(shared.core.incidents.track) exactly as FindingStore does, only without rows. The contract
+(shared.core.incidents.track) exactly as FindingStore does, and keeps findings and history as
+the tables give them back (rendered and read by the adapter's pure entity code: masked, cut to
+the entity limits); the ledger keeps its detail masked and cut likewise. The contract
 suites in tests/contracts/ run the same assertions against each fake and its real adapter on
 Azurite, so a job test on a fake says something about production.
 
@@ -20,6 +22,12 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from shared.adapters.probe_ledger import LedgerEntry, ProbeStatus
+from shared.adapters.tables.entities import (
+    history_from_entity,
+    history_properties,
+    stored_from_entity,
+    stored_properties,
+)
 from shared.adapters.tables.limits import fit_text
 from shared.adapters.tables.model import RecordResult, ScanRun
 from shared.core.incidents import INCIDENT_WINDOW, Incident, track
@@ -58,6 +66,18 @@ class _Failing:
             raise StorageError(operation, self.fail_with.message)
 
 
+def _row(stored: StoredFinding) -> StoredFinding:
+    """A finding as the findings table gives it back: rendered and read by the same pure code
+    (shared.adapters.tables.entities), so text is masked and cut to the entity limits
+    (`truncated`) exactly as in the table."""
+    return stored_from_entity("fake", stored_properties("fake", stored.fingerprint, stored))
+
+
+def _event(event: HistoryEvent) -> HistoryEvent:
+    """A history event as the history table gives it back (the same rendering)."""
+    return history_from_entity("fake", history_properties("fake", "fake", event))
+
+
 class FakeFindingStore(_Failing):
     """FindingRecords in memory, plus the reads the real store offers (open findings, history,
     incidents, runs). Clusters are keyed case-insensitively, as the table keys are."""
@@ -89,7 +109,7 @@ class FakeFindingStore(_Failing):
             damping=self.damping,
         )  # fmt: skip
         notes = (change.note,) if change.note is not None else ()
-        self.events.setdefault(key, []).extend((*change.flips, *notes))
+        self.events.setdefault(key, []).extend(_event(e) for e in (*change.flips, *notes))
         after = {**existing, **{s.fingerprint: s for s in change.stored}}
         open_now = {fp: s for fp, s in after.items() if s.state is FindingState.OPEN}
         since = now - self.incident_window
@@ -100,7 +120,7 @@ class FakeFindingStore(_Failing):
         ]
         incidents = track(scan.cluster_id, recent, open_now, now=now, window=self.incident_window)
         self.incidents.setdefault(key, {}).update((i.incident_id, i) for i in incidents)
-        self.findings[key] = after
+        self.findings[key] = {fp: _row(s) for fp, s in after.items()}
         self.writes += 1
         open_count = sum(1 for s in change.stored if s.state is FindingState.OPEN)
         return RecordResult(
