@@ -341,6 +341,7 @@ def test_runs_are_saved_replaced_and_listed_by_start(store: Store) -> None:
     done = ScanRun(
         "run-1", at(0), finished=at(3), status=RunStatus.COMPLETE, subscriptions=(SUB,),
         clusters_scanned=2, arm_calls=7, finding_counts={"open": 1, "new": 1},
+        errors=("GET https://management.azure.com/x?sig=abc123secret: 500",),
     )  # fmt: skip
     store.save_run(done)
     runs = store.runs_between(at(-60), at(60))
@@ -351,6 +352,8 @@ def test_runs_are_saved_replaced_and_listed_by_start(store: Store) -> None:
     back = runs[1]
     assert (back.finished, back.clusters_scanned, back.arm_calls) == (at(3), 2, 7)
     assert dict(back.finding_counts) == {"open": 1, "new": 1}
+    (error,) = back.errors  # stored without the secret
+    assert error.startswith("GET https://management.azure.com/x?sig=***")
     assert [r.run_id for r in store.runs_between(at(-10), at(60))] == ["run-1"]
 
 

@@ -5,7 +5,7 @@ dicts and lists, and decide what the real ones decide with the same code: the fi
 runs the core's lifecycle (shared.core.lifecycle.transition) and incidents
 (shared.core.incidents.track) exactly as FindingStore does, and keeps findings and history as
 the tables give them back (rendered and read by the adapter's pure entity code: masked, cut to
-the entity limits); the ledger keeps its detail masked and cut likewise. The contract
+the entity limits), runs likewise; the ledger keeps its detail masked and cut likewise. The contract
 suites in tests/contracts/ run the same assertions against each fake and its real adapter on
 Azurite, so a job test on a fake says something about production.
 
@@ -25,6 +25,8 @@ from shared.adapters.probe_ledger import LedgerEntry, ProbeStatus
 from shared.adapters.tables.entities import (
     history_from_entity,
     history_properties,
+    run_from_entity,
+    run_properties,
     stored_from_entity,
     stored_properties,
 )
@@ -137,7 +139,7 @@ class FakeFindingStore(_Failing):
 
     def save_run(self, run: ScanRun) -> None:
         self._check(f"save run {run.run_id}")
-        self.runs[run.run_id] = run
+        self.runs[run.run_id] = run_from_entity("fake", run_properties("fake", "fake", run))
 
     def current_findings(
         self, cluster_id: str, *, state: FindingState | None = None
