@@ -21,7 +21,6 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from shared.adapters.probe_ledger import LedgerEntry, ProbeStatus
 from shared.adapters.tables.entities import (
     history_from_entity,
     history_properties,
@@ -31,7 +30,6 @@ from shared.adapters.tables.entities import (
     stored_properties,
 )
 from shared.adapters.tables.limits import fit_text
-from shared.adapters.tables.model import RecordResult, ScanRun
 from shared.core.incidents import INCIDENT_WINDOW, Incident, track
 from shared.core.lifecycle import (
     DEFAULT_DAMPING,
@@ -42,6 +40,8 @@ from shared.core.lifecycle import (
     StoredFinding,
     transition,
 )
+from shared.core.probe_claims import LedgerEntry, ProbeStatus
+from shared.core.records import RecordResult, ScanRun
 from shared.errors import InputError, StorageError
 from shared.jobs.ports import FindingRecords, ProbeClaims, ProbeSender
 from shared.probe_requests import ProbeRequest
