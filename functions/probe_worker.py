@@ -19,8 +19,8 @@ import azure.functions as func
 from shared.compose import probe_options, root_for
 from shared.config import TRIGGER_STORAGE, Settings
 from shared.jobs.probe import (
+    MessageOutcome,
     ProbeDeps,
-    ProbeResult,
     handle_poison,
     handle_probe_message,
 )
@@ -46,7 +46,7 @@ def _deps_for(settings: Settings, environ: Mapping[str, str]) -> ProbeDeps:
 
 def probe_once(
     text: str, environ: Mapping[str, str], *, poison: bool = False, message_id: str = ""
-) -> ProbeResult:
+) -> MessageOutcome:
     settings = Settings.from_env(environ)
     deps = _deps_for(settings, environ)
     if poison:

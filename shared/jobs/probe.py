@@ -61,7 +61,7 @@ from shared.probe.output import parse_probe_output, target_results
 from shared.probe_requests import MAX_ATTEMPTS, ProbeKind, ProbeRequest, excerpt, printable
 from shared.redaction import redact
 
-__all__ = ["ProbeDeps", "ProbeOptions", "ProbeResult", "handle_poison", "handle_probe_message"]
+__all__ = ["MessageOutcome", "ProbeDeps", "ProbeOptions", "handle_poison", "handle_probe_message"]
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,10 @@ class ProbeDeps:
 
 
 @dataclass(frozen=True, slots=True)
-class ProbeResult:
+class MessageOutcome:
+    """What handling one delivery of a probe-requests or poison message did: the ledger
+    status it reached, the run commands it cost, its findings and what it queued."""
+
     # None: a message we could not even read (dropped; recorded under the ledger's ~refused)
     status: ProbeStatus | None
     detail: str
@@ -113,7 +116,7 @@ class ProbeResult:
 
 def handle_probe_message(
     text: str, options: ProbeOptions, deps: ProbeDeps, *, message_id: str = ""
-) -> ProbeResult:
+) -> MessageOutcome:
     """One delivery of one message. `message_id` is the queue's id of the message, the same
     on every redelivery of it: a worker that finds its own message's RUNNING claim knows the
     worker before it died and runs it again. Without one, each call is its own delivery."""
@@ -129,7 +132,7 @@ def handle_probe_message(
             "probe %s (attempt %d) already handled: %s; dropped",
             request.request_id, request.attempt, seen.status.value,
         )  # fmt: skip
-        return ProbeResult(seen.status, f"duplicate delivery: already {seen.status.value}")
+        return MessageOutcome(seen.status, f"duplicate delivery: already {seen.status.value}")
     return _Worker(request, options, deps, message_id or uuid.uuid4().hex).run()
 
 
@@ -160,7 +163,7 @@ class _Worker:
     def _finish(
         self, status: ProbeStatus, detail: str, findings: Sequence[Finding] = (),
         follow_ups: Sequence[ProbeRequest] = (),
-    ) -> ProbeResult:  # fmt: skip
+    ) -> MessageOutcome:  # fmt: skip
         self._record(status, detail)
         log.info(
             "probe %s %s of %s/%s (cluster %s, attempt %d): %s, %d run commands",
@@ -168,9 +171,9 @@ class _Worker:
             self.request.instance_id, self.request.cluster_id, self.request.attempt,
             detail, self.run_commands,
         )  # fmt: skip
-        return ProbeResult(status, detail, self.run_commands, tuple(findings), tuple(follow_ups))
+        return MessageOutcome(status, detail, self.run_commands, tuple(findings), tuple(follow_ups))
 
-    def run(self) -> ProbeResult:
+    def run(self) -> MessageOutcome:
         r = self.request
         try:
             estate = self.deps.inventory(r.subscription)
@@ -203,7 +206,7 @@ class _Worker:
                 "probe %s (attempt %d) is %s elsewhere; dropped",
                 r.request_id, r.attempt, row.status.value,
             )  # fmt: skip
-            return ProbeResult(row.status, f"duplicate delivery: already {row.status.value}")
+            return MessageOutcome(row.status, f"duplicate delivery: already {row.status.value}")
         self.earlier = row.run_commands
         budget = self.options.budget
         if budget is not None and not self.deps.ledger.spend(r.scan_id, len(runs), budget):
@@ -216,7 +219,9 @@ class _Worker:
             return self._finish(ProbeStatus.SKIPPED, why)
         return self._probe(resolved, runs, notes)
 
-    def _probe(self, resolved: Resolved, runs: list[PlannedRun], notes: list[str]) -> ProbeResult:
+    def _probe(
+        self, resolved: Resolved, runs: list[PlannedRun], notes: list[str]
+    ) -> MessageOutcome:
         runner = self.deps.runner_for(self.request.subscription)
         findings: list[Finding] = []
         complete = True
@@ -302,7 +307,7 @@ class _Worker:
     def _store(
         self, resolved: Resolved, findings: list[Finding], complete: bool, reasons: list[str],
         notes: list[str],
-    ) -> ProbeResult:  # fmt: skip
+    ) -> MessageOutcome:  # fmt: skip
         r = self.request
         scope = scope_of(r.kind, resolved.pool, resolved.instance)
         unique = list({f.fingerprint: f for f in findings}.values())
@@ -378,7 +383,7 @@ class _Worker:
             )
         return gone
 
-    def _failed(self, resolved: Resolved, outcome: RunOutcome) -> ProbeResult:
+    def _failed(self, resolved: Resolved, outcome: RunOutcome) -> MessageOutcome:
         r = self.request
         node = resolved.instance.computer_name
         what = f"{outcome.failure}: {outcome.status or ''} {outcome.code} {outcome.message}".strip()
@@ -400,7 +405,7 @@ class _Worker:
             return self._finish(ProbeStatus.SKIPPED, f"skipped: {what}")
         return self._later(what, outcome)
 
-    def _later(self, what: str, outcome: RunOutcome) -> ProbeResult:
+    def _later(self, what: str, outcome: RunOutcome) -> MessageOutcome:
         """The same request once more, after a delay; to the poison queue after the last."""
         r = self.request
         if r.attempt >= self.options.max_attempts:
@@ -429,7 +434,7 @@ def _sources(resolved: Resolved) -> dict[str, str]:
     return dict(list(peers.items())[:64])  # enough to show every rule that treats them apart
 
 
-def handle_poison(text: str, options: ProbeOptions, deps: ProbeDeps) -> ProbeResult:
+def handle_poison(text: str, options: ProbeOptions, deps: ProbeDeps) -> MessageOutcome:
     """A request out of attempts: an INCONCLUSIVE finding for its node; nothing is resolved."""
     try:
         request = ProbeRequest.from_json(text, "probe-requests-poison message")
@@ -439,7 +444,7 @@ def handle_poison(text: str, options: ProbeOptions, deps: ProbeDeps) -> ProbeRes
     if seen is not None and seen.status.final and seen.status is not ProbeStatus.POISONED:
         # A stale or second copy of a request that ended: nothing is missing.
         log.info("poison copy of probe %s dropped: already %s", request.request_id, seen.status)
-        return ProbeResult(seen.status, f"poison dropped: already {seen.status.value}")
+        return MessageOutcome(seen.status, f"poison dropped: already {seen.status.value}")
     if seen is not None:
         # The ledger's count, not the message's: the attempts that really ran.
         request = replace(request, attempt=max(1, min(seen.attempt, request.attempt)))
@@ -474,7 +479,7 @@ def handle_poison(text: str, options: ProbeOptions, deps: ProbeDeps) -> ProbeRes
 
 def _poison_later(
     request: ProbeRequest, options: ProbeOptions, deps: ProbeDeps, now: datetime, exc: ArmError
-) -> ProbeResult:
+) -> MessageOutcome:
     """The inventory could not be read, so the node cannot be named in a finding: the poison
     message goes back on the poison queue, delayed, rather than through the host's retries
     (3 in 3 minutes, then a queue nobody reads and a finding never written). Until the
@@ -485,15 +490,15 @@ def _poison_later(
             "poison probe %s of %s dropped after %d hours: %s",
             request.request_id, request.cluster_id, options.poison_patience_hours, why,
         )  # fmt: skip
-        return ProbeResult(None, f"poison dropped: {why}")
+        return MessageOutcome(None, f"poison dropped: {why}")
     deps.poison.send(request, delay_seconds=options.max_delay_seconds // 4)
     log.warning("poison probe %s put back for later: %s", request.request_id, why)
-    return ProbeResult(None, f"poison put back for later: {why}", follow_ups=(request,))
+    return MessageOutcome(None, f"poison put back for later: {why}", follow_ups=(request,))
 
 
 def _drop_unreadable(
     text: str, exc: InputError, deps: ProbeDeps, message_id: str, queue: str
-) -> ProbeResult:
+) -> MessageOutcome:
     """A message that is not a probe request: logged and recorded, then dropped (returned,
     never raised). What is kept of it: its size, a digest that tells copies apart, and a
     short, escaped, redacted excerpt; the reason names the field and what is wrong."""
@@ -516,7 +521,7 @@ def _drop_unreadable(
         deps.ledger.put(entry)
     except Exception:  # the record is a courtesy: the message is dropped all the same
         log.exception("could not record the dropped %s message %s", queue, digest)
-    return ProbeResult(None, detail)
+    return MessageOutcome(None, detail)
 
 
 def _deep_nodes(scopes: set[str]) -> list[str]:
