@@ -23,7 +23,7 @@ from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, Re
 from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 
 from shared.adapters.tables.limits import fit_text
-from shared.core.probe_claims import REFUSED_PARTITION, LedgerEntry, ProbeStatus
+from shared.core.probe_claims import REFUSED_PARTITION, LedgerEntry, ProbeStatus, is_duplicate
 from shared.redaction import redact
 
 __all__ = ["REFUSED_PARTITION", "LedgerEntry", "ProbeLedger", "ProbeStatus"]
@@ -82,7 +82,7 @@ class ProbeLedger:
                     continue  # another worker created it first: look again
                 return True, entry
             seen = _entry(current)
-            if _duplicate(seen, entry, lease):
+            if is_duplicate(seen, entry, lease):
                 return False, seen
             mine = replace(entry, run_commands=entry.run_commands + seen.run_commands)
             try:
@@ -145,19 +145,6 @@ class ProbeLedger:
         except ResourceNotFoundError:
             return 0
         return int(row.get("spent", 0) or 0)
-
-
-def _duplicate(seen: LedgerEntry, wanted: LedgerEntry, lease: timedelta) -> bool:
-    if seen.status.final:
-        return True
-    if seen.status is ProbeStatus.RETRY:
-        return seen.attempt >= wanted.attempt
-    # RUNNING
-    if seen.attempt > wanted.attempt:
-        return True
-    if seen.owner and seen.owner == wanted.owner:
-        return False  # our own message again: the worker before us did not finish
-    return wanted.updated - seen.updated < lease
 
 
 def _entity(entry: LedgerEntry) -> dict[str, Any]:

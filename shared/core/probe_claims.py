@@ -7,10 +7,10 @@ message is a no-op; the Table Storage adapter is shared/adapters/probe_ledger.py
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
-__all__ = ["REFUSED_PARTITION", "LedgerEntry", "ProbeStatus"]
+__all__ = ["REFUSED_PARTITION", "LedgerEntry", "ProbeStatus", "is_duplicate"]
 
 # Messages that were not probe requests at all (no scan id to file them under): one row each,
 # RowKey = <time>-<queue>-<sha256 prefix of the message>, status REFUSED, kind = the queue.
@@ -44,3 +44,20 @@ class LedgerEntry:
     run_commands: int  # every run command this request cost, over all its attempts
     updated: datetime
     owner: str = ""  # the queue message (id) whose worker holds a RUNNING row
+
+
+def is_duplicate(seen: LedgerEntry, wanted: LedgerEntry, lease: timedelta) -> bool:
+    """Whether a delivery (`wanted`) is a duplicate of the entry already there (`seen`): a
+    final entry; a RETRY already queued for this or a later attempt; a RUNNING entry of a
+    later attempt, or of another message and younger than `lease` (its worker is alive). A
+    RUNNING entry of the same message is ours again (the worker before us died)."""
+    if seen.status.final:
+        return True
+    if seen.status is ProbeStatus.RETRY:
+        return seen.attempt >= wanted.attempt
+    # RUNNING
+    if seen.attempt > wanted.attempt:
+        return True
+    if seen.owner and seen.owner == wanted.owner:
+        return False  # our own message again: the worker before us did not finish
+    return wanted.updated - seen.updated < lease

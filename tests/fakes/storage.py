@@ -40,7 +40,7 @@ from shared.core.lifecycle import (
     StoredFinding,
     transition,
 )
-from shared.core.probe_claims import LedgerEntry, ProbeStatus
+from shared.core.probe_claims import LedgerEntry, is_duplicate
 from shared.core.records import RecordResult, ScanRun
 from shared.errors import InputError, StorageError
 from shared.jobs.ports import FindingRecords, ProbeClaims, ProbeSender
@@ -270,7 +270,7 @@ class FakeProbeLedger(_Failing):
             if seen is None:
                 self.rows[key] = _kept(entry)
                 return True, entry
-            if _duplicate(seen, entry, lease):
+            if is_duplicate(seen, entry, lease):
                 return False, seen
             mine = replace(entry, run_commands=entry.run_commands + seen.run_commands)
             self.rows[key] = _kept(mine)
@@ -298,22 +298,6 @@ def _kept(entry: LedgerEntry) -> LedgerEntry:
     """The row as stored: the detail masked and cut to fit, as the real ledger writes it
     (run-command errors quote ARM text)."""
     return replace(entry, detail=fit_text(redact(entry.detail), 8_000)[0])
-
-
-def _duplicate(seen: LedgerEntry, wanted: LedgerEntry, lease: timedelta) -> bool:
-    """Whether a delivery is a duplicate of the row there (docs of ProbeLedger.claim): a final
-    row, a RETRY already queued for this or a later attempt, a RUNNING row of a later attempt
-    or of another message that is younger than the lease. The contract suite holds it to the
-    real ledger's rule case by case."""
-    if seen.status.final:
-        return True
-    if seen.status is ProbeStatus.RETRY:
-        return seen.attempt >= wanted.attempt
-    if seen.attempt > wanted.attempt:
-        return True
-    if seen.owner and seen.owner == wanted.owner:
-        return False
-    return wanted.updated - seen.updated < lease
 
 
 if TYPE_CHECKING:  # the fakes have the ports' shapes (mypy tests/fakes)
