@@ -19,7 +19,7 @@ from typing import Protocol
 
 from shared.analysis.nsg import ServiceTags
 from shared.core.arm_calls import CallCounts
-from shared.core.lifecycle import ClusterScan, FindingState, StoredFinding
+from shared.core.lifecycle import FindingState, Observation, StoredFinding
 from shared.core.metrics import MetricsRead, MetricsTarget
 from shared.core.probe_claims import LedgerEntry
 from shared.core.records import RecordResult, ScanRun
@@ -80,7 +80,7 @@ class ArmCallCounts(Protocol):
 class FindingRecords(Protocol):
     """The finding store as the jobs use it (shared/adapters/tables FindingStore)."""
 
-    def record_cluster(self, scan: ClusterScan, *, run_id: str, now: datetime) -> RecordResult: ...
+    def record_cluster(self, scan: Observation, *, run_id: str, now: datetime) -> RecordResult: ...
 
     def save_run(self, run: ScanRun) -> None: ...
 

@@ -41,7 +41,7 @@ from datetime import datetime, timedelta
 from shared.analysis.findings import Finding, Kind
 from shared.checks.node import node_findings
 from shared.checks.probe_outcomes import denied_finding, gave_up_finding, unreadable_finding
-from shared.core.lifecycle import ClusterScan, Coverage, FindingState
+from shared.core.lifecycle import Coverage, FindingState, Observation
 from shared.core.probe_claims import REFUSED_PARTITION, LedgerEntry, ProbeStatus
 from shared.core.runcommand import Failure, RunOutcome
 from shared.errors import ArmError, InputError
@@ -313,7 +313,7 @@ class _Worker:
         unique = list({f.fingerprint: f for f in findings}.values())
         coverage = Coverage.COMPLETE if complete else Coverage.PARTIAL
         self.deps.store.record_cluster(
-            ClusterScan(
+            Observation(
                 resolved.cluster.id, coverage, tuple(unique), scope=scope,
                 reason="; ".join(reasons)[:500],
             ),
@@ -377,7 +377,7 @@ class _Worker:
         )
         for scope in gone:
             self.deps.store.record_cluster(
-                ClusterScan(cluster.id, Coverage.COMPLETE, (), scope=scope, retired=True),
+                Observation(cluster.id, Coverage.COMPLETE, (), scope=scope, retired=True),
                 run_id=self.request.scan_id,
                 now=self.now,
             )
@@ -392,7 +392,7 @@ class _Worker:
                 resolved.cluster, resolved.pool, node, outcome.code, outcome.message, self.now
             )
             self.deps.store.record_cluster(
-                ClusterScan(
+                Observation(
                     resolved.cluster.id, Coverage.PARTIAL, (finding,),
                     scope=scope_of(r.kind, resolved.pool, resolved.instance),
                     reason=f"run command denied: {outcome.code}",
@@ -466,7 +466,7 @@ def handle_poison(text: str, options: ProbeOptions, deps: ProbeDeps) -> MessageO
         request.kind.value, request.attempt, last, worker.now,
     )  # fmt: skip
     deps.store.record_cluster(
-        ClusterScan(
+        Observation(
             resolved.cluster.id, Coverage.PARTIAL, (finding,),
             scope=scope_of(request.kind, resolved.pool, resolved.instance),
             reason=f"probe gave up after {request.attempt} attempts",

@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from shared.core.lifecycle import ClusterScan, Coverage
+from shared.core.lifecycle import Coverage, Observation
 from shared.errors import ArmError, InputError
 from shared.inventory.model import Estate
 from shared.jobs.ports import FindingRecords, Inventory, ProbeSender
@@ -74,7 +74,7 @@ def record_refused(
     for r in refused:
         log.warning("run %s: cluster %s: %s", run_id, r.cluster.id, r.why)
         store.record_cluster(
-            ClusterScan(
+            Observation(
                 r.cluster.id, Coverage.PARTIAL, (r.finding,), scope=r.scope,
                 reason=r.why[:500],
             ),

@@ -100,7 +100,7 @@ def triage_request(
 
 
 def scope_of(kind: ProbeKind, pool: AgentPool, instance: Instance) -> str:
-    """The storage scope a probe's findings belong to (see ClusterScan.scope)."""
+    """The storage scope a probe's findings belong to (see Observation.scope)."""
     if kind is ProbeKind.TRIAGE:
         return f"probe:triage:{pool.name}"
     return f"probe:deep:{instance.computer_name}"

@@ -44,7 +44,7 @@ from shared.checks.snat import (
     snat_inputs,
     snat_target,
 )
-from shared.core.lifecycle import ClusterScan, Coverage, Event, HistoryEvent
+from shared.core.lifecycle import Coverage, Event, HistoryEvent, Observation
 from shared.core.metrics import MetricsRead, MetricsTarget
 from shared.core.records import RecordResult, RunStatus, ScanRun
 from shared.errors import ArmError, InputError, StorageError
@@ -237,7 +237,7 @@ def _record(
 ) -> RecordResult:
     reason = "; ".join(o.notes) if o.coverage is not Coverage.COMPLETE else ""
     return store.record_cluster(
-        ClusterScan(
+        Observation(
             o.cluster.id, o.coverage, tuple(o.findings),
             subscription=o.cluster.subscription, reason=reason,
             not_run=tuple(sorted(o.not_run)) if o.coverage is Coverage.PARTIAL else (),

@@ -24,7 +24,7 @@ from azure.mgmt.compute import ComputeManagementClient
 from shared.adapters.clients import ArmClients, build_clients
 from shared.adapters.probe_ledger import REFUSED_PARTITION, LedgerEntry, ProbeLedger, ProbeStatus
 from shared.adapters.queues import ProbeQueue
-from shared.adapters.tables import ClusterScan, Coverage, FindingState, FindingStore
+from shared.adapters.tables import Coverage, FindingState, FindingStore, Observation
 from shared.analysis.findings import Cause, Kind
 from shared.compose import cached_inventory, probe_deps
 from shared.inventory.model import Estate
@@ -326,7 +326,7 @@ def test_findings_of_a_node_gone_from_the_cluster_are_resolved_by_the_next_triag
     # The same block on a node the scale set no longer has (scaled in since its deep probe).
     ghost = "aks-apps-38211-vmss000009"
     rig.store.record_cluster(
-        ClusterScan(
+        Observation(
             cluster.id, Coverage.COMPLETE,
             (replace(problem, subject=replace(problem.subject, node=ghost)),),
             scope=f"probe:deep:{ghost}",

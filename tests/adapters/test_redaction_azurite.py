@@ -14,7 +14,7 @@ from azure.storage.queue import QueueClient
 
 from shared.adapters.probe_ledger import LedgerEntry, ProbeLedger, ProbeStatus
 from shared.adapters.queues import ProbeQueue
-from shared.adapters.tables import ClusterScan, Coverage, FindingStore, RunStatus, ScanRun
+from shared.adapters.tables import Coverage, FindingStore, Observation, RunStatus, ScanRun
 from shared.analysis.findings import Cause, Finding, Kind, Origin, Remediation, Severity, Subject
 from shared.probe_requests import ProbeKind, ProbeRequest
 from shared.redaction import MASK
@@ -66,11 +66,11 @@ def test_rows_carry_no_secret(service: TableServiceClient) -> None:
 
     first = _finding("rule-1")
     store.record_cluster(
-        ClusterScan(CLUSTER, Coverage.COMPLETE, (first,), subscription=SUB), run_id="r1", now=T0
+        Observation(CLUSTER, Coverage.COMPLETE, (first,), subscription=SUB), run_id="r1", now=T0
     )
     # A partial scan that does not see the finding keeps it open and records why.
     store.record_cluster(
-        ClusterScan(CLUSTER, Coverage.PARTIAL, (), subscription=SUB, reason=" | ".join(TEXTS)),
+        Observation(CLUSTER, Coverage.PARTIAL, (), subscription=SUB, reason=" | ".join(TEXTS)),
         run_id="r2",
         now=T0 + timedelta(minutes=5),
     )

@@ -13,11 +13,11 @@ import pytest
 from azure.data.tables import TableServiceClient
 
 from shared.adapters.tables import (
-    ClusterScan,
     Coverage,
     Event,
     FindingState,
     FindingStore,
+    Observation,
     RunStatus,
     ScanRun,
     TableQuery,
@@ -96,8 +96,8 @@ def finding(n: int, cluster: str = CLUSTER, **kw: Any) -> Finding:
     return Finding(**base)
 
 
-def complete(*findings: Finding, cluster: str = CLUSTER) -> ClusterScan:
-    return ClusterScan(cluster, Coverage.COMPLETE, findings, subscription=SUB)
+def complete(*findings: Finding, cluster: str = CLUSTER) -> Observation:
+    return Observation(cluster, Coverage.COMPLETE, findings, subscription=SUB)
 
 
 def test_round_trip_of_findings(store: FindingStore) -> None:
@@ -170,7 +170,7 @@ def test_no_resolve_on_failed_or_partial_scan(store: FindingStore, coverage: Cov
     f1, f2 = finding(1), finding(2)
     store.record_cluster(complete(f1, f2), run_id="r1", now=T0)
     t1 = T0 + timedelta(minutes=5)
-    scan = ClusterScan(
+    scan = Observation(
         CLUSTER, coverage, (), subscription=SUB, reason="ARM returned 500 for scale sets"
     )
     result = store.record_cluster(scan, run_id="r2", now=t1)

@@ -16,7 +16,7 @@ from azure.storage.queue import QueueClient
 
 from functions import scan_timer
 from shared.adapters.queues import ProbeQueue
-from shared.adapters.tables import ClusterScan, Coverage, FindingStore
+from shared.adapters.tables import Coverage, FindingStore, Observation
 from shared.analysis.findings import Cause, Kind
 from shared.compose import scan_deps, static_resolver
 from shared.config import Settings
@@ -168,7 +168,7 @@ def test_a_scan_asks_for_node_probes_only_when_it_opens_a_finding(
     for run in ("fixed", "still-fixed"):
         rig.clock += timedelta(minutes=5)
         rig.store().record_cluster(
-            ClusterScan(shop.id, Coverage.COMPLETE, (), subscription=SUB), run_id=run, now=rig.clock
+            Observation(shop.id, Coverage.COMPLETE, (), subscription=SUB), run_id=run, now=rig.clock
         )
     rig.clock += timedelta(minutes=5)
     third = scan_timer.scan_once(rig.env)

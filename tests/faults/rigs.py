@@ -28,7 +28,7 @@ from azure.storage.queue import (
 
 from shared.adapters.clients import RetrySettings
 from shared.adapters.queues import ProbeQueue
-from shared.adapters.tables import ClusterScan, FindingStore, RecordResult, RunStatus, ScanRun
+from shared.adapters.tables import FindingStore, Observation, RecordResult, RunStatus, ScanRun
 from shared.compose import scan_deps, static_resolver
 from shared.jobs.scan import ScanDeps, ScanOptions, ScanOutcome, run_scan
 from tests.armsim import ArmSimulator, Faults
@@ -77,7 +77,7 @@ class HookedStore(FindingStore):
         self._before = before_write
         self.writes = 0
 
-    def record_cluster(self, scan: ClusterScan, *, run_id: str, now: datetime) -> RecordResult:
+    def record_cluster(self, scan: Observation, *, run_id: str, now: datetime) -> RecordResult:
         n, self.writes = self.writes, self.writes + 1
         self._before(n)
         return super().record_cluster(scan, run_id=run_id, now=now)

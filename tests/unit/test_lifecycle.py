@@ -11,11 +11,11 @@ from shared.analysis.findings import Cause, Finding, Kind, Severity, Subject
 from shared.core.incidents import Incident, group_of, incident_id, track
 from shared.core.lifecycle import (
     DEFAULT_DAMPING,
-    ClusterScan,
     Coverage,
     Damping,
     Event,
     FindingState,
+    Observation,
     StoredFinding,
     Transition,
     transition,
@@ -56,7 +56,7 @@ class Cluster:
         self.now = T0
         self.runs = 0
 
-    def observe(self, scan: ClusterScan) -> Transition:
+    def observe(self, scan: Observation) -> Transition:
         self.runs += 1
         change = transition(
             scan,
@@ -72,7 +72,7 @@ class Cluster:
 
     def scan(self, *found: Finding, **kw: object) -> Transition:
         coverage = kw.pop("coverage", Coverage.COMPLETE)
-        return self.observe(ClusterScan(CLUSTER, coverage, found, **kw))  # type: ignore[arg-type]
+        return self.observe(Observation(CLUSTER, coverage, found, **kw))  # type: ignore[arg-type]
 
     def states(self) -> Mapping[str, FindingState]:
         return {fp: s.state for fp, s in self.state.items()}
@@ -125,7 +125,7 @@ def test_partial_scan_resolves_only_the_checks_that_ran() -> None:
     assert kinds(change) == [(Event.RESOLVED, udr.fingerprint)]
     assert set(change.held) == {nsg.fingerprint, snat.fingerprint}
     # a prefix names a family, not any check that starts with the same letters
-    assert not ClusterScan(CLUSTER, Coverage.PARTIAL, reason="x", not_run=("nsg",)).holds(
+    assert not Observation(CLUSTER, Coverage.PARTIAL, reason="x", not_run=("nsg",)).holds(
         "nsgx.inbound"
     )
 
@@ -150,7 +150,7 @@ def test_duplicates_keep_the_first_and_rekeyed_findings_are_named() -> None:
     assert twice.duplicates == (f.fingerprint,)
     assert c.state[f.fingerprint].finding.title == f.title
     moved = transition(
-        ClusterScan(CLUSTER, Coverage.COMPLETE, (f,)),
+        Observation(CLUSTER, Coverage.COMPLETE, (f,)),
         c.state, subscription="sub-2", run_id="r", now=c.now,
     )  # fmt: skip
     assert [s.subscription for s in moved.rekeyed] == ["sub-1"]
@@ -159,11 +159,11 @@ def test_duplicates_keep_the_first_and_rekeyed_findings_are_named() -> None:
 def test_now_must_be_aware_and_incomplete_scans_need_a_reason() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         transition(
-            ClusterScan(CLUSTER, Coverage.COMPLETE), {}, subscription="s", run_id="r",
+            Observation(CLUSTER, Coverage.COMPLETE), {}, subscription="s", run_id="r",
             now=datetime(2024, 1, 1),
         )  # fmt: skip
     with pytest.raises(ValueError, match="needs a reason"):
-        ClusterScan(CLUSTER, Coverage.FAILED)
+        Observation(CLUSTER, Coverage.FAILED)
 
 
 # ---- damping: OPEN_AFTER, RESOLVE_AFTER, inconclusive results ----------------------------
@@ -275,7 +275,7 @@ def test_a_retired_scope_resolves_at_once_and_only_when_observed_empty() -> None
     c.scan(f, scope=scope)
     assert kinds(c.scan(scope=scope, retired=True)) == [(Event.RESOLVED, f.fingerprint)]
     with pytest.raises(ValueError, match="retired scope is observed complete and empty"):
-        ClusterScan(CLUSTER, Coverage.COMPLETE, (f,), retired=True)
+        Observation(CLUSTER, Coverage.COMPLETE, (f,), retired=True)
 
 
 # ---- incidents ---------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from shared.adapters.tables.model import ClusterScan, Coverage, FindingState, StoredFinding
+from shared.adapters.tables.model import Coverage, FindingState, Observation, StoredFinding
 from shared.adapters.tables.plan import plan_cluster_write
 from shared.analysis.findings import Finding, Kind, Severity, Subject
 from shared.errors import InputError
@@ -188,16 +188,16 @@ def test_a_writer_resolves_only_the_findings_of_its_own_scope() -> None:
         for f, s in ((nsg, "scan"), (node, "probe:triage:system"))
     }  # fmt: skip
     scan = plan_cluster_write(
-        ClusterScan(cluster.id, Coverage.COMPLETE, ()), existing, run_id="r", now=NOW
+        Observation(cluster.id, Coverage.COMPLETE, ()), existing, run_id="r", now=NOW
     )
     assert [f.fingerprint for f in scan.flips] == [nsg.fingerprint]
     probe = plan_cluster_write(
-        ClusterScan(cluster.id, Coverage.COMPLETE, (), scope="probe:triage:system"), existing,
+        Observation(cluster.id, Coverage.COMPLETE, (), scope="probe:triage:system"), existing,
         run_id="r", now=NOW,
     )  # fmt: skip
     assert [f.fingerprint for f in probe.flips] == [node.fingerprint]
     with pytest.raises(ValueError, match="scope"):
-        ClusterScan(cluster.id, Coverage.COMPLETE, (), scope="bad scope/with slash")
+        Observation(cluster.id, Coverage.COMPLETE, (), scope="bad scope/with slash")
 
 
 def _in_group(name: str, rg: str, node_rg: str, *pools: AgentPool) -> Cluster:

@@ -15,7 +15,7 @@ import pytest
 
 from shared.adapters.tables import RunStatus
 from shared.analysis.findings import Cause, Kind
-from shared.core.lifecycle import ClusterScan, Coverage, Event
+from shared.core.lifecycle import Coverage, Event, Observation
 from shared.errors import StorageError
 from shared.jobs.scan import ClusterOutcome, ScanDeps, ScanOptions, ScanOutcome, run_scan
 from tests.armsim.faults import Failure
@@ -252,7 +252,7 @@ def test_probes_are_asked_for_only_when_a_finding_opens(rig: Rig) -> None:
     for run in ("fixed", "still-fixed"):
         rig.clock += timedelta(minutes=5)
         rig.store.record_cluster(
-            ClusterScan(shop.id, Coverage.COMPLETE, (), subscription=DEMO_SUB),
+            Observation(shop.id, Coverage.COMPLETE, (), subscription=DEMO_SUB),
             run_id=run, now=rig.clock,
         )  # fmt: skip
     third = rig.scan()

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from shared.adapters.tables import ClusterScan, Coverage, RunStatus
+from shared.adapters.tables import Coverage, Observation, RunStatus
 from shared.analysis.findings import Cause, Kind
 from shared.core.lifecycle import Event, FindingState
 from shared.errors import StorageError
@@ -92,7 +92,7 @@ def test_probes_only_for_what_a_scan_opens_and_a_quick_reopen_continues_its_inci
     for run in ("fixed", "still-fixed"):
         rig.clock += timedelta(minutes=5)
         rig.store.record_cluster(
-            ClusterScan(shop, Coverage.COMPLETE, (), subscription=SUB), run_id=run, now=rig.clock
+            Observation(shop, Coverage.COMPLETE, (), subscription=SUB), run_id=run, now=rig.clock
         )
     assert rig.store.current_findings(shop, state=FindingState.OPEN) == []
     assert rig.store.incidents_open_at(shop, rig.clock) == []

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from shared.adapters.tables import ClusterScan, Coverage, Event, FindingState, TableNames
+from shared.adapters.tables import Coverage, Event, FindingState, Observation, TableNames
 from shared.adapters.tables.entities import (
     history_from_entity,
     run_from_entity,
@@ -234,7 +234,7 @@ def test_transactions_split_by_count_size_and_partition() -> None:
 # ---- plan: flips, first_seen, resolve only on complete scans ---------------------------
 
 
-def _stored(scan: ClusterScan, now: datetime, existing: dict | None = None) -> dict:  # type: ignore[type-arg]
+def _stored(scan: Observation, now: datetime, existing: dict | None = None) -> dict:  # type: ignore[type-arg]
     plan = plan_cluster_write(scan, existing or {}, run_id="r", now=now)
     return {s.fingerprint: s for s in plan.stored}
 
@@ -242,13 +242,13 @@ def _stored(scan: ClusterScan, now: datetime, existing: dict | None = None) -> d
 def test_plan_new_then_open_keeps_first_seen() -> None:
     f1 = finding(1)
     first = plan_cluster_write(
-        ClusterScan(CLUSTER, Coverage.COMPLETE, (f1,)), {}, run_id="r1", now=T0
+        Observation(CLUSTER, Coverage.COMPLETE, (f1,)), {}, run_id="r1", now=T0
     )
     assert [e.event for e in first.flips] == [Event.NEW]
     later = T0 + timedelta(minutes=5)
     state = {s.fingerprint: s for s in first.stored}
     second = plan_cluster_write(
-        ClusterScan(CLUSTER, Coverage.COMPLETE, (f1,)), state, run_id="r2", now=later
+        Observation(CLUSTER, Coverage.COMPLETE, (f1,)), state, run_id="r2", now=later
     )
     assert second.flips == ()
     (s,) = second.stored
@@ -258,10 +258,10 @@ def test_plan_new_then_open_keeps_first_seen() -> None:
 
 def test_plan_resolves_only_after_complete_scan_and_reopens() -> None:
     f1, f2 = finding(1), finding(2)
-    state = _stored(ClusterScan(CLUSTER, Coverage.COMPLETE, (f1, f2)), T0)
+    state = _stored(Observation(CLUSTER, Coverage.COMPLETE, (f1, f2)), T0)
     t1 = T0 + timedelta(minutes=5)
     failed = plan_cluster_write(
-        ClusterScan(CLUSTER, Coverage.PARTIAL, (f1,), reason="scale set list failed"),
+        Observation(CLUSTER, Coverage.PARTIAL, (f1,), reason="scale set list failed"),
         state,
         run_id="r2",
         now=t1,
@@ -276,7 +276,7 @@ def test_plan_resolves_only_after_complete_scan_and_reopens() -> None:
     t2 = T0 + timedelta(minutes=10)
     # without damping (RESOLVE_AFTER=1): one complete scan resolves; damping: test_lifecycle.py
     done = plan_cluster_write(
-        ClusterScan(CLUSTER, Coverage.COMPLETE, (f1,)),
+        Observation(CLUSTER, Coverage.COMPLETE, (f1,)),
         state,
         run_id="r3",
         now=t2,
@@ -292,7 +292,7 @@ def test_plan_resolves_only_after_complete_scan_and_reopens() -> None:
     t3 = T0 + timedelta(minutes=15)
     after = {s.fingerprint: s for s in done.stored}
     back = plan_cluster_write(
-        ClusterScan(CLUSTER, Coverage.COMPLETE, (f1, f2)), after, run_id="r4", now=t3
+        Observation(CLUSTER, Coverage.COMPLETE, (f1, f2)), after, run_id="r4", now=t3
     )
     assert [e.event for e in back.flips] == [Event.REOPENED]
     reopened = {s.fingerprint: s for s in back.stored}[f2.fingerprint]
@@ -307,7 +307,7 @@ def test_plan_resolves_only_after_complete_scan_and_reopens() -> None:
 def test_plan_reports_duplicates_and_requires_reason() -> None:
     f1 = finding(1)
     plan = plan_cluster_write(
-        ClusterScan(
+        Observation(
             CLUSTER, Coverage.COMPLETE, (f1, f1.__class__(**{**_fields(f1), "title": "x"}))
         ),
         {},
@@ -318,10 +318,10 @@ def test_plan_reports_duplicates_and_requires_reason() -> None:
     assert len(plan.stored) == 1
     assert plan.stored[0].finding.title == f1.title
     with pytest.raises(ValueError, match="needs a reason"):
-        ClusterScan(CLUSTER, Coverage.FAILED)
+        Observation(CLUSTER, Coverage.FAILED)
     with pytest.raises(ValueError, match="naive"):
         plan_cluster_write(
-            ClusterScan(CLUSTER, Coverage.COMPLETE), {}, run_id="r", now=datetime(2024, 1, 1)
+            Observation(CLUSTER, Coverage.COMPLETE), {}, run_id="r", now=datetime(2024, 1, 1)
         )
 
 
@@ -334,12 +334,12 @@ def _fields(f: Finding) -> dict[str, object]:
 
 def test_stored_entity_round_trip_and_truncation() -> None:
     big = finding(3, evidence=tuple("e" * 1000 for _ in range(200)), title="T" * 10_000)
-    (s,) = _stored(ClusterScan(CLUSTER, Coverage.COMPLETE, (finding(1),)), T0).values()
+    (s,) = _stored(Observation(CLUSTER, Coverage.COMPLETE, (finding(1),)), T0).values()
     entity = stored_properties("pk", s.fingerprint, s)
     back = stored_from_entity("t", entity)
     assert back == s
     assert back.finding.remediation == s.finding.remediation
-    (sb,) = _stored(ClusterScan(CLUSTER, Coverage.COMPLETE, (big,)), T0).values()
+    (sb,) = _stored(Observation(CLUSTER, Coverage.COMPLETE, (big,)), T0).values()
     entity = stored_properties("pk", sb.fingerprint, sb)
     assert entity["truncated"] is True
     assert all(utf16_size(v) <= MAX_STRING_BYTES for v in entity.values() if isinstance(v, str))
@@ -375,7 +375,7 @@ def test_run_entity_round_trip_masks_errors() -> None:
 
 
 def test_malformed_entities_raise_input_error_naming_row_and_property() -> None:
-    (s,) = _stored(ClusterScan(CLUSTER, Coverage.COMPLETE, (finding(1),)), T0).values()
+    (s,) = _stored(Observation(CLUSTER, Coverage.COMPLETE, (finding(1),)), T0).values()
     entity = stored_properties("pk", "rk", s)
     for prop, value, words in [
         ("state", "half-open", "'state'"),

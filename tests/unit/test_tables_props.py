@@ -10,7 +10,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.adapters.tables import ClusterScan, Coverage, Event, HistoryEvent
+from shared.adapters.tables import Coverage, Event, HistoryEvent, Observation
 from shared.adapters.tables.entities import (
     history_from_entity,
     history_properties,
@@ -62,7 +62,7 @@ def _valid_entities() -> list[dict[str, Any]]:
         Subject("s", "/subscriptions/s/c", "p"), "t", ("e1",),
     )  # fmt: skip
     plan = plan_cluster_write(
-        ClusterScan("/subscriptions/s/c", Coverage.COMPLETE, (f,)), {}, run_id="r", now=T0
+        Observation("/subscriptions/s/c", Coverage.COMPLETE, (f,)), {}, run_id="r", now=T0
     )
     run = ScanRun("r", T0, T0, errors=("x",), arm_calls_by_operation={"a": 1})
     held = HistoryEvent(T0, "c", Event.CLOSE_HELD, "r", reason="why", held=("f",))
@@ -178,11 +178,11 @@ def test_plan_flips_follow_the_rules(
 
     cid = "/subscriptions/s/c"
     one = plan_cluster_write(
-        ClusterScan(cid, Coverage.COMPLETE, findings(first)), {}, run_id="1", now=T0
+        Observation(cid, Coverage.COMPLETE, findings(first)), {}, run_id="1", now=T0
     )
     state = {s.fingerprint: s for s in one.stored}
     two = plan_cluster_write(
-        ClusterScan(cid, coverage, findings(second), reason="r"),
+        Observation(cid, coverage, findings(second), reason="r"),
         state,
         run_id="2",
         now=T0 + timedelta(minutes=5),

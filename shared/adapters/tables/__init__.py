@@ -5,7 +5,7 @@
     keys.py      table names, keys and the parameterized key-range queries (pure)
     entities.py  records <-> entities, checked on the way back (pure)
     limits.py    entity and batch limits, truncation markers, secret masking (pure)
-    model.py     the records: StoredFinding, HistoryEvent, ScanRun, ClusterScan ...
+    model.py     the records: StoredFinding, HistoryEvent, ScanRun, Observation ...
 
 The schema is documented in docs/storage.md.
 """
@@ -14,12 +14,12 @@ from __future__ import annotations
 
 from shared.adapters.tables.keys import TableNames, TableQuery, cluster_key
 from shared.adapters.tables.model import (
-    ClusterScan,
     Coverage,
     Event,
     FindingState,
     HistoryEvent,
     Incident,
+    Observation,
     RecordResult,
     RunStatus,
     ScanRun,
@@ -28,13 +28,13 @@ from shared.adapters.tables.model import (
 from shared.adapters.tables.store import FindingStore
 
 __all__ = [
-    "ClusterScan",
     "Coverage",
     "Event",
     "FindingState",
     "FindingStore",
     "HistoryEvent",
     "Incident",
+    "Observation",
     "RecordResult",
     "RunStatus",
     "ScanRun",

@@ -22,9 +22,9 @@ from shared.adapters.tables.keys import (
 )
 from shared.core.lifecycle import (
     DEFAULT_DAMPING,
-    ClusterScan,
     Damping,
     HistoryEvent,
+    Observation,
     StoredFinding,
     transition,
 )
@@ -48,7 +48,7 @@ class ClusterWritePlan:
 
 
 def plan_cluster_write(
-    scan: ClusterScan,
+    scan: Observation,
     existing: Mapping[str, StoredFinding],
     *,
     run_id: str,

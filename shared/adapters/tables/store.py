@@ -61,9 +61,9 @@ from shared.adapters.tables.keys import (
 )
 from shared.adapters.tables.limits import transactions
 from shared.adapters.tables.model import (
-    ClusterScan,
     FindingState,
     HistoryEvent,
+    Observation,
     RecordResult,
     ScanRun,
     StoredFinding,
@@ -152,14 +152,14 @@ class FindingStore:
 
     # ---- writing -------------------------------------------------------------------
 
-    def record_cluster(self, scan: ClusterScan, *, run_id: str, now: datetime) -> RecordResult:
+    def record_cluster(self, scan: Observation, *, run_id: str, now: datetime) -> RecordResult:
         """Store one cluster's scan result; returns the flips (new, resolved, reopened)."""
         return self._retrying(
             f"record cluster {scan.cluster_id}",
             lambda: self._record_cluster(scan, run_id=run_id, now=now),
         )
 
-    def _record_cluster(self, scan: ClusterScan, *, run_id: str, now: datetime) -> RecordResult:
+    def _record_cluster(self, scan: Observation, *, run_id: str, now: datetime) -> RecordResult:
         existing = {s.fingerprint: s for s in self.current_findings(scan.cluster_id)}
         plan = plan_cluster_write(scan, existing, run_id=run_id, now=now, damping=self.damping)
         count = self._upsert(self.names.history, plan.history)
