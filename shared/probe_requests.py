@@ -1,11 +1,16 @@
 """The `probe-requests` queue message: what the scan asks the node-probe worker to do.
 
-Version 1, JSON (the queue adapter base64-encodes it, as the Functions host decodes by default):
+Version 2, JSON (the queue adapter base64-encodes it, as the Functions host decodes by default):
 
-    {"v": 1, "kind": "triage" | "deep", "request_id": "<uuid4>", "scan_id": "<scan id>",
+    {"v": 2, "kind": "triage" | "deep", "request_id": "<uuid4>", "run_id": "<run id>",
      "subscription": "<guid>", "cluster_id": "<ARM id of the managed cluster>",
      "node_resource_group": "<name>", "vmss": "<scale set name>", "instance_id": "<digits>",
      "reason": "<why, for the record>", "attempt": 1, "requested_at": "<ISO 8601 UTC>"}
+
+`run_id` is the scan run or the probe cycle that asked (the ledger files the request under it).
+Version 1 called it `scan_id` (though a probe cycle's id travelled in it too): a version 1
+message still queued is read, as exactly version 1 (with `scan_id`, never `run_id`); only
+version 2 is written.
 
 The message carries identifiers only, never script text or addresses to probe: the worker
 looks every identifier up in a fresh inventory and derives what to probe from it, so a forged
@@ -47,7 +52,9 @@ __all__ = [
     "scale_set_ok",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# The message key of the run id in each version read (version 1 named it scan_id).
+_RUN_ID_KEY = {1: "scan_id", 2: "run_id"}
 MAX_ATTEMPTS = 10
 MAX_MESSAGE_BYTES = 4096  # far below the queue's 64 KiB; a larger message is not one of ours
 
@@ -57,7 +64,7 @@ _ANY_CASE_GUID = re.compile(r"[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{1
 _INSTANCE = re.compile(r"[0-9]{1,10}")  # scale-set (Uniform) instance ids are whole numbers
 # managedClusters: ASCII letters, digits, `_` and `-`, 1-63 (the REST spec's pattern).
 _CLUSTER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_\-]{0,62}")
-_SCAN_ID = re.compile(r"[A-Za-z0-9_\-:.]{1,64}")
+_RUN_ID = re.compile(r"[A-Za-z0-9_\-:.]{1,64}")
 _REASON = re.compile(r"[\x20-\x7e]{0,200}")  # printable ASCII, for logs and tables only
 _TIME = re.compile(r"[0-9T:.+\-Z]{10,40}")  # what isoformat() writes; fromisoformat decides
 # Letters and digits of any script: .NET's Char.IsLetterOrDigit (what the resource-group rule
@@ -111,7 +118,7 @@ def _pattern(pattern: re.Pattern[str]) -> Callable[[str], bool]:
 
 _RULES: tuple[tuple[str, Callable[[str], bool], str], ...] = (
     ("request_id", _pattern(_GUID), "a lower-case uuid"),
-    ("scan_id", _pattern(_SCAN_ID), "1-64 of A-Z a-z 0-9 _ - : ."),
+    ("run_id", _pattern(_RUN_ID), "1-64 of A-Z a-z 0-9 _ - : ."),
     ("subscription", _pattern(_GUID), "a lower-case subscription id"),
     ("cluster_id", cluster_id_ok, "a managed cluster's ARM id"),
     ("node_resource_group", resource_group_ok, "1-90 letters, digits, - _ . ( ), no final ."),
@@ -135,10 +142,20 @@ def printable(text: str) -> str:
 
 _FIELDS = frozenset(
     {
-        "v", "kind", "request_id", "scan_id", "subscription", "cluster_id",
-        "node_resource_group", "vmss", "instance_id", "reason", "attempt", "requested_at",
+        "v",
+        "kind",
+        "request_id",
+        "run_id",
+        "subscription",
+        "cluster_id",
+        "node_resource_group",
+        "vmss",
+        "instance_id",
+        "reason",
+        "attempt",
+        "requested_at",
     }
-)  # fmt: skip
+)  # fmt: skip  (version 2's; version 1 has scan_id for run_id)
 
 
 class ProbeKind(StrEnum):
@@ -150,7 +167,7 @@ class ProbeKind(StrEnum):
 class ProbeRequest:
     kind: ProbeKind
     request_id: str
-    scan_id: str
+    run_id: str  # the scan run or probe cycle that asked (the ledger's partition)
     subscription: str
     cluster_id: str
     node_resource_group: str
@@ -165,7 +182,7 @@ class ProbeRequest:
         cls,
         kind: ProbeKind,
         *,
-        scan_id: str,
+        run_id: str = "",
         subscription: str,
         cluster_id: str,
         node_resource_group: str,
@@ -174,12 +191,17 @@ class ProbeRequest:
         reason: str,
         now: datetime,
         request_id: str | None = None,
+        scan_id: str = "",
     ) -> ProbeRequest:
         """A first attempt; `request_id` defaults to a new uuid4 (give a derived one to make
         a request that a redelivery would repeat recognisable). `reason` may quote an ARM
-        error: it is redacted, made printable and cut to 200 characters."""
+        error: it is redacted, made printable and cut to 200 characters. `scan_id` is
+        run_id's old name, for callers not yet moved over (give one of the two)."""
+        if bool(run_id) == bool(scan_id):
+            raise ValueError("ProbeRequest.new: give run_id (or its old name scan_id), once")
         request = cls(
-            kind, request_id or str(uuid.uuid4()), scan_id, subscription.lower(), cluster_id,
+            kind, request_id or str(uuid.uuid4()), run_id or scan_id, subscription.lower(),
+            cluster_id,
             node_resource_group, vmss, instance_id, printable(redact(reason))[:200], 1,
             now.astimezone(UTC),
         )  # fmt: skip
@@ -234,17 +256,20 @@ class ProbeRequest:
         if type(doc) is not dict:
             raise InputError(source, f"not a JSON object but {type(doc).__name__}")
         version = doc.get("v")
-        if type(version) is not int or version != SCHEMA_VERSION:
+        if type(version) is not int or version not in _RUN_ID_KEY:
             raise InputError(
-                source, f"v: schema version {excerpt(version)}, expected {SCHEMA_VERSION}"
+                source, f"v: schema version {excerpt(version)}, expected 1 or {SCHEMA_VERSION}"
             )
-        unknown = sorted(k[:40] for k in set(doc) - _FIELDS)[:10]
-        missing = sorted(_FIELDS - set(doc))
+        # an older message still queued is checked against its own version's key names
+        key = _RUN_ID_KEY[version]
+        fields = (_FIELDS - {"run_id"}) | {key}
+        unknown = sorted(k[:40] for k in set(doc) - fields)[:10]
+        missing = sorted(fields - set(doc))
         if unknown or missing:
             raise InputError(source, f"fields: unknown {unknown}, missing {missing}")
         wrong = [
             f"{k}: {type(doc[k]).__name__}, expected {'int' if k == 'attempt' else 'str'}"
-            for k in sorted(_FIELDS - {"v"})
+            for k in sorted(fields - {"v"})
             if type(doc[k]) is not (int if k == "attempt" else str)
         ]
         if wrong:
@@ -266,14 +291,21 @@ class ProbeRequest:
             raise InputError(source, "requested_at: no time zone")
         request = cls(
             kind,
+            run_id=doc[key],
             **{k: doc[k] for k in (
-                "request_id", "scan_id", "subscription", "cluster_id",
+                "request_id", "subscription", "cluster_id",
                 "node_resource_group", "vmss", "instance_id", "reason",
             )},
             attempt=doc["attempt"],
             requested_at=when,
         )  # fmt: skip
-        request.validate(source)
+        try:
+            request.validate(source)
+        except InputError as exc:
+            if key == "run_id":
+                raise
+            # name the field as the (older) message does
+            raise InputError(source, exc.message.replace("run_id:", f"{key}:", 1)) from None
         return request
 
 

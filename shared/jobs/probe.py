@@ -124,7 +124,7 @@ def handle_probe_message(
         request = ProbeRequest.from_json(text, "probe-requests message")
     except InputError as exc:
         return _drop_unreadable(text, exc, deps, message_id, "probe-requests")
-    seen = deps.ledger.get(request.scan_id, request.request_id)
+    seen = deps.ledger.get(request.run_id, request.request_id)
     if seen is not None and (
         seen.status.final or (seen.status is ProbeStatus.RETRY and seen.attempt >= request.attempt)
     ):
@@ -152,7 +152,7 @@ class _Worker:
     def _entry(self, status: ProbeStatus, detail: str) -> LedgerEntry:
         r = self.request
         return LedgerEntry(
-            r.scan_id, r.request_id, status, r.attempt, r.kind.value, r.cluster_id,
+            r.run_id, r.request_id, status, r.attempt, r.kind.value, r.cluster_id,
             f"{r.vmss}/{r.instance_id}", detail, self.earlier + self.run_commands, self.now,
             self.owner,
         )  # fmt: skip
@@ -209,9 +209,9 @@ class _Worker:
             return MessageOutcome(row.status, f"duplicate delivery: already {row.status.value}")
         self.earlier = row.run_commands
         budget = self.options.budget
-        if budget is not None and not self.deps.ledger.spend(r.scan_id, len(runs), budget):
+        if budget is not None and not self.deps.ledger.spend(r.run_id, len(runs), budget):
             why = (
-                f"skipped: over the budget of {budget} run commands of {r.scan_id} "
+                f"skipped: over the budget of {budget} run commands of {r.run_id} "
                 "(PROBE_BUDGET); the next cycle probes again"
                 if budget
                 else "skipped: node probes are off (PROBE_BUDGET 0)"
@@ -317,7 +317,7 @@ class _Worker:
                 resolved.cluster.id, coverage, tuple(unique), scope=scope,
                 reason="; ".join(reasons)[:500],
             ),
-            run_id=r.scan_id,
+            run_id=r.run_id,
             now=self.now,
         )  # fmt: skip
         follow_ups: list[ProbeRequest] = []
@@ -378,7 +378,7 @@ class _Worker:
         for scope in gone:
             self.deps.store.record_cluster(
                 Observation(cluster.id, Coverage.COMPLETE, (), scope=scope, retired=True),
-                run_id=self.request.scan_id,
+                run_id=self.request.run_id,
                 now=self.now,
             )
         return gone
@@ -397,7 +397,7 @@ class _Worker:
                     scope=scope_of(r.kind, resolved.pool, resolved.instance),
                     reason=f"run command denied: {outcome.code}",
                 ),
-                run_id=r.scan_id,
+                run_id=r.run_id,
                 now=self.now,
             )  # fmt: skip
             return self._finish(ProbeStatus.DENIED, what, (finding,))
@@ -440,7 +440,7 @@ def handle_poison(text: str, options: ProbeOptions, deps: ProbeDeps) -> MessageO
         request = ProbeRequest.from_json(text, "probe-requests-poison message")
     except InputError as exc:
         return _drop_unreadable(text, exc, deps, "", "probe-requests-poison")
-    seen = deps.ledger.get(request.scan_id, request.request_id)
+    seen = deps.ledger.get(request.run_id, request.request_id)
     if seen is not None and seen.status.final and seen.status is not ProbeStatus.POISONED:
         # A stale or second copy of a request that ended: nothing is missing.
         log.info("poison copy of probe %s dropped: already %s", request.request_id, seen.status)
@@ -471,7 +471,7 @@ def handle_poison(text: str, options: ProbeOptions, deps: ProbeDeps) -> MessageO
             scope=scope_of(request.kind, resolved.pool, resolved.instance),
             reason=f"probe gave up after {request.attempt} attempts",
         ),
-        run_id=request.scan_id,
+        run_id=request.run_id,
         now=worker.now,
     )  # fmt: skip
     return worker._finish(ProbeStatus.POISONED, f"inconclusive recorded: {last}", (finding,))

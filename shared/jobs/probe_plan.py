@@ -77,7 +77,7 @@ class Refused:
 
 
 def triage_request(
-    cluster: Cluster, pool: AgentPool, instance: Instance, *, scan_id: str, reason: str,
+    cluster: Cluster, pool: AgentPool, instance: Instance, *, run_id: str, reason: str,
     now: datetime,
 ) -> ProbeRequest | Refused:  # fmt: skip
     """The TRIAGE request of one pool, or the finding that says why there is none: one
@@ -85,7 +85,7 @@ def triage_request(
     try:
         return ProbeRequest.new(
             ProbeKind.TRIAGE,
-            scan_id=scan_id,
+            run_id=run_id,
             subscription=cluster.subscription,
             cluster_id=cluster.id,
             node_resource_group=cluster.node_resource_group,
@@ -168,7 +168,7 @@ def cycle_requests(
                     skipped.append(f"{cluster.id}: {why}")
                     continue
                 request = triage_request(
-                    cluster, pool, running[0], scan_id=cycle_id, reason=reason, now=now
+                    cluster, pool, running[0], run_id=cycle_id, reason=reason, now=now
                 )
                 if isinstance(request, Refused):
                     refused.append(request)
@@ -339,7 +339,7 @@ def deep_follow_ups(
     # Beyond the limit, the unreachable nodes probed rotate with the cycle (the same first
     # ten every hour would leave the others undiagnosed), and re-checks, which close the
     # findings of fixed nodes, alternate with them instead of waiting behind them.
-    wanted = dict(_alternate(_rotated(list(unreachable.items()), triage.scan_id), rechecks))
+    wanted = dict(_alternate(_rotated(list(unreachable.items()), triage.run_id), rechecks))
     requests: list[ProbeRequest] = []
     left: list[str] = []
     for name, (pool, inst, why) in wanted.items():
@@ -353,7 +353,7 @@ def deep_follow_ups(
         try:
             request = ProbeRequest.new(
                 ProbeKind.DEEP,
-                scan_id=triage.scan_id,
+                run_id=triage.run_id,
                 subscription=triage.subscription,
                 cluster_id=triage.cluster_id,
                 node_resource_group=resolved.cluster.node_resource_group,
@@ -363,7 +363,7 @@ def deep_follow_ups(
                 now=now,
                 # One deep probe per node and cycle, however many triages found it
                 # unreachable; the same id again on redelivery, which the ledger recognises.
-                request_id=str(uuid.uuid5(_NAMESPACE, f"{triage.scan_id}:{name}:{why[:8]}")),
+                request_id=str(uuid.uuid5(_NAMESPACE, f"{triage.run_id}:{name}:{why[:8]}")),
             )
         except InputError as exc:  # a name of another pool: that node only is not probed
             left.append(f"{name}: no deep probe request: {exc.message}"[:300])

@@ -533,7 +533,7 @@ def _probe_requests(
             if not running:
                 continue
             request = triage_request(
-                o.cluster, pool, running[0], scan_id=run_id, reason=reason, now=now
+                o.cluster, pool, running[0], run_id=run_id, reason=reason, now=now
             )
             if isinstance(request, Refused):
                 refused.append(request)

@@ -96,7 +96,7 @@ class Rig:
                 kind: ProbeKind = ProbeKind.TRIAGE) -> ProbeRequest:  # fmt: skip
         cluster, p = self.pool(cluster_id, pool)
         return ProbeRequest.new(
-            kind, scan_id="probe-test", subscription=SUB, cluster_id=cluster.id,
+            kind, run_id="probe-test", subscription=SUB, cluster_id=cluster.id,
             node_resource_group=cluster.node_resource_group, vmss=p.vmss_name,
             instance_id=instance, reason="test", now=NOW,
         )  # fmt: skip
@@ -109,7 +109,7 @@ class Rig:
         """A RUNNING row as a worker holding `request` would have left it."""
         self.ledger.put(
             LedgerEntry(
-                request.scan_id, request.request_id, ProbeStatus.RUNNING, request.attempt,
+                request.run_id, request.request_id, ProbeStatus.RUNNING, request.attempt,
                 request.kind.value, request.cluster_id, f"{request.vmss}/{request.instance_id}",
                 "running", 0, at, owner,
             )
@@ -229,7 +229,7 @@ def test_of_workers_claiming_one_request_at_once_exactly_one_wins(rig: Rig) -> N
     def claim(n: int) -> bool:
         start.wait()
         entry = LedgerEntry(
-            request.scan_id, request.request_id, ProbeStatus.RUNNING, 1, "triage",
+            request.run_id, request.request_id, ProbeStatus.RUNNING, 1, "triage",
             request.cluster_id, "x/0", "running", 0, NOW, f"message-{n}",
         )  # fmt: skip
         return rig.ledger.claim(entry, lease=timedelta(minutes=25))[0]
@@ -389,7 +389,7 @@ def test_run_commands_beyond_the_cycle_budget_are_skipped_with_the_reason(rig: R
     assert rig.ledger.spent("probe-test") == 2
     # PROBE_BUDGET 0 (what Bicep sets without enableNodeProbes): nothing queued runs either
     rig.options = replace(rig.options, budget=0)
-    off = rig.handle(replace(rig.request(HEALTHY, "system"), scan_id="probe-other"))
+    off = rig.handle(replace(rig.request(HEALTHY, "system"), run_id="probe-other"))
     assert off.status is ProbeStatus.SKIPPED and "PROBE_BUDGET 0" in off.detail
     assert len(rig.sim.run_command_requests) == 2
 
@@ -412,7 +412,7 @@ def test_a_poison_copy_of_a_finished_request_records_nothing(rig: Rig) -> None:
     assert rig.handle(request).status is ProbeStatus.DONE
     stale = handle_poison(replace(request, attempt=3).to_json(), rig.options, rig.deps)
     assert stale.findings == () and "dropped" in stale.detail
-    entry = rig.ledger.get(request.scan_id, request.request_id)
+    entry = rig.ledger.get(request.run_id, request.request_id)
     assert entry is not None and entry.status is ProbeStatus.DONE
 
 
@@ -430,7 +430,7 @@ def test_the_ledger_counts_the_run_commands_of_every_attempt(rig: Rig) -> None:
         gate.set()
         owners.result()
     assert rig.handle(later).status is ProbeStatus.DONE  # the second attempt runs
-    entry = rig.ledger.get(later.scan_id, later.request_id)
+    entry = rig.ledger.get(later.run_id, later.request_id)
     assert entry is not None and entry.run_commands == 2
 
 
@@ -551,7 +551,7 @@ def test_unknown_ids_are_refused_before_any_run_command(rig: Rig) -> None:
         replace(good, cluster_id=HEALTHY.replace("aks-healthy", "aks-ghost")),
     ):
         result = rig.handle(replace(bad, request_id=ProbeRequest.new(
-            ProbeKind.TRIAGE, scan_id="x", subscription=SUB, cluster_id=HEALTHY,
+            ProbeKind.TRIAGE, run_id="x", subscription=SUB, cluster_id=HEALTHY,
             node_resource_group="r", vmss="v", instance_id="0", reason="", now=NOW,
         ).request_id))  # fmt: skip
         assert result.status is ProbeStatus.REFUSED, result.detail
@@ -598,7 +598,7 @@ def _bad_messages(rig: Rig) -> list[tuple[str, str]]:
     """(label, text) of messages that are not probe requests (issue 15, defect 6)."""
     out: list[tuple[str, str]] = []
     for field_name in (
-        "request_id", "scan_id", "cluster_id", "node_resource_group", "vmss", "instance_id",
+        "request_id", "run_id", "cluster_id", "node_resource_group", "vmss", "instance_id",
         "reason",
     ):  # fmt: skip
         doc = _doc(rig)
@@ -606,7 +606,7 @@ def _bad_messages(rig: Rig) -> list[tuple[str, str]]:
         out.append((f"{field_name} + newline", json.dumps(doc)))
     for key, value in (
         ("v", True), ("v", 1.0), ("attempt", 1.0), ("attempt", True), ("instance_id", 0),
-        ("scan_id", None), ("vmss", ["aks"]), ("kind", {"triage": 1}),
+        ("run_id", None), ("vmss", ["aks"]), ("kind", {"triage": 1}),
     ):  # fmt: skip
         doc = _doc(rig)
         doc[key] = value
@@ -631,9 +631,9 @@ def _bad_messages(rig: Rig) -> list[tuple[str, str]]:
 
 
 def test_unreadable_messages_are_dropped_with_a_record_and_never_raise(rig: Rig) -> None:
-    # Before: a newline in scan_id or request_id escaped as a Table Storage 400 (the host then
-    # retries 5 times and poisons the message), "v": true ran a probe, and other bad messages
-    # were only logged.
+    # Before: a newline in run_id (then scan_id) or request_id escaped as a Table Storage 400
+    # (the host then retries 5 times and poisons the message), "v": true ran a probe, and
+    # other bad messages were only logged.
     messages = _bad_messages(rig)
     for label, text in messages:
         result = rig.handle(text, message_id=f"msg-{label}")

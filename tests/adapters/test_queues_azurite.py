@@ -19,7 +19,7 @@ CLUSTER = f"/subscriptions/{SUB}/resourceGroups/rg-aks/providers/Microsoft.Conta
 
 def _request(instance: str) -> ProbeRequest:
     return ProbeRequest.new(
-        ProbeKind.TRIAGE, scan_id="scan-1", subscription=SUB, cluster_id=CLUSTER,
+        ProbeKind.TRIAGE, run_id="scan-1", subscription=SUB, cluster_id=CLUSTER,
         node_resource_group="rg-aks-nodes", vmss="aks-system-1-vmss", instance_id=instance,
         reason="test", now=datetime(2026, 11, 22, tzinfo=UTC),
     )  # fmt: skip
@@ -39,7 +39,7 @@ def test_send_peek_and_host_decoding(azurite: str) -> None:  # noqa: F811
     bodies = [m.content for m in raw.peek_messages(max_messages=5)]
     decoded = [json.loads(base64.b64decode(b)) for b in bodies]
     assert [d["instance_id"] for d in decoded] == ["0", "1"]
-    assert all(d["v"] == 1 and "script" not in d for d in decoded)
+    assert all(d["v"] == 2 and "script" not in d for d in decoded)
 
 
 def test_delayed_message_is_invisible_and_bad_messages_surface_as_errors(azurite: str) -> None:  # noqa: F811

@@ -118,7 +118,7 @@ def test_queue_messages_carry_no_secret(azurite: str) -> None:  # noqa: F811
         queue.send(
             ProbeRequest.new(
                 ProbeKind.DEEP,
-                scan_id="scan-20261122T040000Z",
+                run_id="scan-20261122T040000Z",
                 subscription=SUB,
                 cluster_id=CLUSTER,
                 node_resource_group="MC_rg-aks_aks-prod_westeurope",

@@ -102,7 +102,7 @@ def test_timer_scan_stores_findings_and_queues_probes(
     raw = QueueClient.from_connection_string(rig.conn, "probe-requests")
     bodies = [json.loads(base64.b64decode(m.content)) for m in raw.peek_messages(max_messages=32)]
     assert bodies
-    assert {b["v"] for b in bodies} == {1}
+    assert {b["v"] for b in bodies} == {2}
     clusters = {b["cluster_id"].rsplit("/", 1)[1] for b in bodies}
     assert "aks-shop" in clusters
     assert "aks-healthy" not in clusters

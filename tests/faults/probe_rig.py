@@ -90,7 +90,7 @@ class ProbeRig:
         deps.jitter = lambda: 0.0
         return deps, store
 
-    def _triage(self, deps: ProbeDeps, at: datetime, scan_id: str) -> ProbeRequest:
+    def _triage(self, deps: ProbeDeps, at: datetime, run_id: str) -> ProbeRequest:
         """A triage of aks-healthy's system pool, as the scan would queue it. The target is
         looked up once, before any fault, so the worker's own inventory read meets it."""
         self._now = at
@@ -107,7 +107,7 @@ class ProbeRig:
             )  # fmt: skip
         cluster_id, node_rg, vmss, instance = self._target
         return ProbeRequest.new(
-            ProbeKind.TRIAGE, scan_id=scan_id, subscription=SUB, cluster_id=cluster_id,
+            ProbeKind.TRIAGE, run_id=run_id, subscription=SUB, cluster_id=cluster_id,
             node_resource_group=node_rg, vmss=vmss, instance_id=instance, reason="fault run",
             now=at,
         )  # fmt: skip

@@ -56,7 +56,7 @@ def _estate(*clusters: Cluster) -> Estate:
 
 def _request(cluster: Cluster, pool: AgentPool, iid: str = "0", **kw: object) -> ProbeRequest:
     r = ProbeRequest.new(
-        ProbeKind.TRIAGE, scan_id="c1", subscription=SUB, cluster_id=cluster.id,
+        ProbeKind.TRIAGE, run_id="c1", subscription=SUB, cluster_id=cluster.id,
         node_resource_group=cluster.node_resource_group, vmss=pool.vmss_name or "",
         instance_id=iid, reason="t", now=NOW,
     )  # fmt: skip
@@ -171,7 +171,7 @@ def test_deep_follow_ups_are_the_affected_nodes_within_the_limit_with_stable_ids
     # every hour.
     probed = set()
     for n in range(12):
-        cycle = replace(triage, scan_id=f"probe-cycle-{n}")
+        cycle = replace(triage, run_id=f"probe-cycle-{n}")
         some, _ = deep_follow_ups(cycle, resolved, blocked, [], limit=1, now=NOW)
         probed |= {r.instance_id for r in some}
     assert probed == {"1", "2", "3"}

@@ -20,7 +20,7 @@ NOW = datetime(2026, 11, 22, 4, 0, tzinfo=UTC)
 
 def make(**changes: object) -> ProbeRequest:
     fields: dict[str, object] = dict(
-        scan_id="scan-20261122T040000Z", subscription=SUB, cluster_id=CLUSTER,
+        run_id="scan-20261122T040000Z", subscription=SUB, cluster_id=CLUSTER,
         node_resource_group="MC_rg-aks_aks-prod_westeurope", vmss="aks-system-12345678-vmss",
         instance_id="3", reason="NSG deny found on pool user", now=NOW,
     )  # fmt: skip
@@ -32,12 +32,63 @@ def test_round_trip() -> None:
     r = make()
     text = r.to_json()
     doc = json.loads(text)
-    assert doc["v"] == 1
+    assert doc["v"] == 2
+    assert doc["run_id"] == "scan-20261122T040000Z" and "scan_id" not in doc
     assert doc["kind"] == "triage"
     assert not any("script" in key for key in doc if key != "subscription")
     back = ProbeRequest.from_json(text)
     assert back == r
     assert back.retry().attempt == 2
+
+
+def _as_version_1(request: ProbeRequest) -> dict[str, object]:
+    """The request as a version 1 message said it (run_id was named scan_id), as one still
+    queued when the version 2 writer was deployed."""
+    doc = json.loads(request.to_json())
+    doc["v"] = 1
+    doc["scan_id"] = doc.pop("run_id")
+    return doc
+
+
+def test_a_version_1_message_still_queued_is_read() -> None:
+    r = make(run_id="probe-cycle-20261122T0400")
+    back = ProbeRequest.from_json(json.dumps(_as_version_1(r)), "msg")
+    assert back == r
+    assert json.loads(back.retry().to_json())["v"] == 2  # its retry is written as version 2
+
+
+@pytest.mark.parametrize(
+    ("version", "change", "match"),
+    [
+        (1, {"run_id": "scan-1"}, r"unknown \['run_id'\]"),  # version 1 had no run_id
+        (1, {"drop": "scan_id"}, r"missing \['scan_id'\]"),
+        (1, {"scan_id": ["scan"]}, "scan_id: list, expected str"),
+        (1, {"scan_id": "scan-1\n"}, r"scan_id: 'scan-1\\n' is not"),  # named as sent
+        (2, {"scan_id": "scan-1"}, r"unknown \['scan_id'\]"),  # version 2 has no scan_id
+        (2, {"drop": "run_id"}, r"missing \['run_id'\]"),
+        (3, {}, "schema version 3, expected 1 or 2"),
+        (0, {}, "schema version 0"),
+    ],
+)
+def test_each_version_has_exactly_its_own_run_id_key(
+    version: int, change: dict[str, object], match: str
+) -> None:
+    doc = _as_version_1(make()) if version == 1 else json.loads(make().to_json())
+    doc["v"] = version
+    if "drop" in change:
+        del doc[str(change.pop("drop"))]
+    doc.update(change)
+    with pytest.raises(InputError, match=match):
+        ProbeRequest.from_json(json.dumps(doc), "msg")
+
+
+def test_new_takes_the_run_id_once() -> None:
+    # `scan_id=` (the old keyword) still works for callers not moved over; not both, not none
+    assert make(run_id="", scan_id="scan-2").run_id == "scan-2"
+    with pytest.raises(ValueError, match="once"):
+        make(scan_id="scan-2")
+    with pytest.raises(ValueError, match="once"):
+        make(run_id="")
 
 
 @pytest.mark.parametrize(
@@ -69,7 +120,7 @@ def test_cluster_must_be_in_the_message_subscription() -> None:
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [
-        (lambda d: d.update(v=2), "schema version 2"),
+        (lambda d: d.update(v=3), "schema version 3"),
         (lambda d: d.update(script="echo hi"), "unknown \\['script'\\]"),
         (lambda d: d.pop("vmss"), "missing \\['vmss'\\]"),
         (lambda d: d.update(kind="shell"), "kind"),
@@ -105,7 +156,7 @@ def test_arbitrary_text_raises_only_input_error(text: str) -> None:
 
 
 FIELDS_WITH_PATTERNS = (
-    "request_id", "scan_id", "subscription", "cluster_id", "node_resource_group", "vmss",
+    "request_id", "run_id", "subscription", "cluster_id", "node_resource_group", "vmss",
     "instance_id", "reason",
 )  # fmt: skip
 
@@ -138,7 +189,7 @@ def test_a_trailing_newline_or_space_is_not_part_of_a_name(field: str, tail: str
         ("attempt", "1"),
         ("attempt", False),
         ("instance_id", 3),
-        ("scan_id", ["scan"]),
+        ("run_id", ["scan"]),
         ("reason", None),
         ("kind", 1),
         ("requested_at", 1795000000),

@@ -88,7 +88,7 @@ class Rig:
                 kind: ProbeKind = ProbeKind.TRIAGE) -> ProbeRequest:  # fmt: skip
         cluster, p = self.pool(cluster_id, pool)
         return ProbeRequest.new(
-            kind, scan_id="probe-test", subscription=SUB, cluster_id=cluster.id,
+            kind, run_id="probe-test", subscription=SUB, cluster_id=cluster.id,
             node_resource_group=cluster.node_resource_group, vmss=p.vmss_name,
             instance_id=instance, reason="test", now=NOW,
         )  # fmt: skip
@@ -100,7 +100,7 @@ class Rig:
     def claimed(self, request: ProbeRequest, owner: str, at: datetime) -> None:
         self.ledger.put(
             LedgerEntry(
-                request.scan_id, request.request_id, ProbeStatus.RUNNING, request.attempt,
+                request.run_id, request.request_id, ProbeStatus.RUNNING, request.attempt,
                 request.kind.value, request.cluster_id, f"{request.vmss}/{request.instance_id}",
                 "running", 0, at, owner,
             )
