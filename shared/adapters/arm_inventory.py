@@ -26,8 +26,7 @@ from typing import Any
 
 from azure.core.exceptions import AzureError, HttpResponseError
 
-from shared.adapters.clients import ArmClients
-from shared.adapters.inventory import (
+from shared.adapters.arm_documents import (
     VMSS_POOL,
     ScaleSetInfo,
     as_doc,
@@ -41,7 +40,8 @@ from shared.adapters.inventory import (
     map_vnet,
     pool_profiles,
 )
-from shared.adapters.inventory.rest import Doc, docs, obj, ref_id, text
+from shared.adapters.arm_documents.rest import Doc, docs, obj, ref_id, text
+from shared.adapters.clients import ArmClients
 from shared.inventory.model import (
     AgentPool,
     Cluster,

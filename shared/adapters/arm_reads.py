@@ -17,10 +17,10 @@ from azure.core.exceptions import AzureError
 from azure.mgmt.monitor import MonitorManagementClient
 from azure.monitor.querymetrics import MetricsClient
 
+from shared.adapters.arm_documents.rest import as_doc
 from shared.adapters.arm_inventory import describe_error, read_estate
 from shared.adapters.callcount import CallCounts
 from shared.adapters.clients import ArmClients
-from shared.adapters.inventory.rest import as_doc
 from shared.adapters.metrics import MetricsRead, MetricsTarget, read_snat_metrics_batch
 from shared.analysis.nsg import ServiceTags, load_service_tags
 from shared.errors import ArmError

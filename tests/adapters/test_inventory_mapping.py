@@ -17,8 +17,7 @@ from azure.mgmt.compute import models as cm
 from azure.mgmt.containerservice import models as csm
 from azure.mgmt.network import models as nm
 
-from shared.adapters.arm_inventory import describe_error, read_estate
-from shared.adapters.inventory import (
+from shared.adapters.arm_documents import (
     as_doc,
     load_balancer_ip_count,
     map_cluster,
@@ -32,6 +31,7 @@ from shared.adapters.inventory import (
     map_vnet,
     power_state_of,
 )
+from shared.adapters.arm_inventory import describe_error, read_estate
 from shared.analysis.nsg import parse_nsg
 from shared.inventory.model import PowerState, Read
 

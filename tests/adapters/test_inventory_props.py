@@ -13,7 +13,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.adapters.inventory import (
+from shared.adapters.arm_documents import (
     map_cluster,
     map_instances,
     map_load_balancer,
@@ -105,7 +105,7 @@ def test_mutations_of_valid_documents(kind: str, data: st.DataObject, value: Any
     mutated = _mutate(doc, path, value)
     d = mutated if isinstance(mutated, dict) else {}
     if kind == "cluster":
-        from shared.adapters.inventory import pool_profiles
+        from shared.adapters.arm_documents import pool_profiles
 
         pools = tuple(map_pool(p) for p in pool_profiles(d))
         assert isinstance(map_cluster(d, SUB, pools), Cluster)

@@ -1,6 +1,6 @@
 """The installed Azure SDKs give the REST shape the inventory reads (requirements.txt floors).
 
-shared/adapters/inventory reads REST names (`properties.nodeResourceGroup`,
+shared/adapters/arm_documents reads REST names (`properties.nodeResourceGroup`,
 `properties.agentPoolProfiles`) from `as_doc(model)`, which relies on `as_dict()` returning the
 raw REST JSON. Only the typespec-generated SDKs do that: azure-mgmt-containerservice >= 41,
 azure-mgmt-compute >= 38, azure-mgmt-network >= 31. The older (msrest) models give flattened
@@ -20,7 +20,7 @@ from azure.mgmt.compute import models as cm
 from azure.mgmt.containerservice import models as csm
 from azure.mgmt.network import models as nm
 
-from shared.adapters.inventory import as_doc, map_cluster, pool_profiles
+from shared.adapters.arm_documents import as_doc, map_cluster, pool_profiles
 
 ROOT = Path(__file__).resolve().parents[2]
 SUB = "00000000-0000-0000-0000-000000000001"

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from shared.adapters.inventory.rest import (
+from shared.adapters.arm_documents.rest import (
     as_doc,
     boolean,
     docs,

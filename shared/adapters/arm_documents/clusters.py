@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from shared.adapters.inventory.rest import docs, integer, obj, props, text
-from shared.adapters.inventory.scalesets import ScaleSetInfo
+from shared.adapters.arm_documents.rest import docs, integer, obj, props, text
+from shared.adapters.arm_documents.scalesets import ScaleSetInfo
 from shared.inventory.model import AgentPool, Cluster, Instance, resource_group_of
 
 __all__ = ["VMSS_POOL", "load_balancer_ip_count", "map_cluster", "map_pool", "pool_profiles"]

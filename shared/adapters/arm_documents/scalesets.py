@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from shared.adapters.inventory.rest import docs, obj, props, ref_id, text
+from shared.adapters.arm_documents.rest import docs, obj, props, ref_id, text
 from shared.inventory.model import Instance, PowerState, id_key, resource_group_of
 
 __all__ = ["POOL_TAG", "ScaleSetInfo", "map_instances", "map_scale_set", "power_state_of"]

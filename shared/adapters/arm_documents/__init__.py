@@ -1,19 +1,22 @@
 """Pure mappings from ARM REST documents (or SDK models) to shared.inventory.model dataclasses.
 
 The ARM calls and their orchestration live in shared/adapters/arm_inventory.py; the functions
-here take documents and return dataclasses, so they are tested without a server.
+here take documents and return dataclasses, so they are tested without a server. (This package
+was shared/adapters/inventory: "inventory" now means the estate model, shared/inventory, and
+the reader that fills it, arm_inventory.py; the jobs' port for that reader is
+shared.jobs.ports.Inventory.)
 """
 
 from __future__ import annotations
 
-from shared.adapters.inventory.clusters import (
+from shared.adapters.arm_documents.clusters import (
     VMSS_POOL,
     load_balancer_ip_count,
     map_cluster,
     map_pool,
     pool_profiles,
 )
-from shared.adapters.inventory.network import (
+from shared.adapters.arm_documents.network import (
     map_load_balancer,
     map_nat_gateway,
     map_nsg,
@@ -21,8 +24,8 @@ from shared.adapters.inventory.network import (
     map_vnet,
     peered_prefixes,
 )
-from shared.adapters.inventory.rest import as_doc
-from shared.adapters.inventory.scalesets import (
+from shared.adapters.arm_documents.rest import as_doc
+from shared.adapters.arm_documents.scalesets import (
     POOL_TAG,
     ScaleSetInfo,
     map_instances,
