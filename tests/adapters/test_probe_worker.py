@@ -74,8 +74,9 @@ class Rig:
         )  # fmt: skip
         self.deps.jitter = lambda: 0.0
 
-    def uncached_inventory(self) -> Callable[[str], Estate]:
-        """An inventory of its own (the rig's has read the subscription already)."""
+    def fresh_inventory(self) -> Callable[[str], Estate]:
+        """A cached inventory of its own, not filled yet (the rig's has read the subscription
+        already): its first call reads ARM."""
 
         def clients_for(sub: str) -> ArmClients:
             return build_clients(
@@ -293,7 +294,7 @@ def test_an_inventory_outage_is_a_later_attempt_not_a_crash(rig: Rig) -> None:
     request = rig.request(HEALTHY, "system")
     rig.sim.faults.failures.append(Failure("managedClusters.list", status=400, code="BadRequest"))
 
-    fresh = replace(rig.deps, inventory=rig.uncached_inventory())
+    fresh = replace(rig.deps, inventory=rig.fresh_inventory())
     result = handle_probe_message(request.to_json(), rig.options, fresh)
     assert result.status is ProbeStatus.RETRY and "inventory read failed" in result.detail
     (later,) = result.follow_ups
@@ -348,7 +349,7 @@ def test_a_poison_message_waits_for_the_inventory_instead_of_being_lost(rig: Rig
     request = rig.request(HEALTHY, "system")
     rig.sim.faults.failures.append(Failure("managedClusters.list", status=400, code="BadRequest"))
 
-    fresh = replace(rig.deps, inventory=rig.uncached_inventory())
+    fresh = replace(rig.deps, inventory=rig.fresh_inventory())
     held = handle_poison(request.to_json(), rig.options, fresh)
     assert "put back for later" in held.detail and held.findings == ()
     (again,) = held.follow_ups  # sent to the poison queue, visible in 15 minutes
@@ -364,7 +365,7 @@ def test_a_poison_message_waits_for_the_inventory_instead_of_being_lost(rig: Rig
 
 
 def test_messages_that_find_the_inventory_expired_together_read_it_once(rig: Rig) -> None:
-    inventory = rig.uncached_inventory()
+    inventory = rig.fresh_inventory()
     before = rig.sim.calls.get("managedClusters.list", 0)
     start = threading.Barrier(4)
 
