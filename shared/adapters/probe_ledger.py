@@ -12,18 +12,26 @@ counter row (`~budget`) holds what the cycle took from PROBE_BUDGET.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from azure.core import MatchConditions
-from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.core.exceptions import (
+    AzureError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
 from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 
+from shared.adapters.arm_inventory import describe_error
 from shared.adapters.tables.limits import fit_text
 from shared.core.probe_claims import REFUSED_PARTITION, LedgerEntry, ProbeStatus, is_duplicate
+from shared.errors import StorageError
 from shared.redaction import redact
 
 __all__ = ["REFUSED_PARTITION", "LedgerEntry", "ProbeLedger", "ProbeStatus"]
@@ -33,12 +41,34 @@ log = logging.getLogger(__name__)
 BUDGET_ROW = "~budget"  # the cycle's run-command counter; sorts after every uuid row
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _storage_errors(operation: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """The project's StorageError for whatever the table service answers that the method does
+    not handle itself: jobs see no SDK type (the host still retries the message)."""
+
+    def wrap(method: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(method)
+        def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                return method(*args, **kwargs)
+            except AzureError as exc:
+                raise StorageError(f"probe ledger: {operation}", describe_error(exc)) from None
+
+        return guarded
+
+    return wrap
+
+
 class ProbeLedger:
     def __init__(self, service: TableServiceClient, *, prefix: str = "tunnelwatch") -> None:
         self.table_name = f"{prefix}probes"
         self._service = service
         self._client: TableClient | None = None
 
+    @_storage_errors("create the ledger table")
     def ensure(self) -> None:
         with contextlib.suppress(ResourceExistsError):
             self._service.create_table_if_not_exists(self.table_name)
@@ -48,6 +78,7 @@ class ProbeLedger:
             self._client = self._service.get_table_client(self.table_name)
         return self._client
 
+    @_storage_errors("read a ledger row")
     def get(self, scan_id: str, request_id: str) -> LedgerEntry | None:
         try:
             entity = self._table().get_entity(partition_key=scan_id, row_key=request_id)
@@ -55,9 +86,11 @@ class ProbeLedger:
             return None
         return _entry(entity)
 
+    @_storage_errors("write a ledger row")
     def put(self, entry: LedgerEntry) -> None:
         self._table().upsert_entity(_entity(entry), mode=UpdateMode.REPLACE)
 
+    @_storage_errors("claim a ledger row")
     def claim(self, entry: LedgerEntry, *, lease: timedelta) -> tuple[bool, LedgerEntry]:
         """Take the request for this delivery, atomically: (True, the row now ours) when it
         is ours to run, (False, the row that makes this delivery a duplicate) otherwise.
@@ -101,10 +134,14 @@ class ProbeLedger:
         rows = self._table().query_entities(
             "PartitionKey eq @pk", parameters={"pk": scan_id}, results_per_page=1000
         )
-        for entity in rows:
-            if entity["RowKey"] != BUDGET_ROW:
-                yield _entry(entity)
+        try:
+            for entity in rows:  # pages are fetched while iterating
+                if entity["RowKey"] != BUDGET_ROW:
+                    yield _entry(entity)
+        except AzureError as exc:
+            raise StorageError("probe ledger: read ledger rows", describe_error(exc)) from None
 
+    @_storage_errors("take from the probe budget")
     def spend(self, scan_id: str, count: int, budget: int) -> bool:
         """Take `count` run commands from the cycle's `budget`, atomically: False (nothing
         taken) when they do not fit. One counter row per cycle, ETag-conditional, so workers
@@ -138,6 +175,7 @@ class ProbeLedger:
             return True
         raise ResourceModifiedError(f"budget row of {scan_id}: too many concurrent writers")
 
+    @_storage_errors("read the probe budget")
     def spent(self, scan_id: str) -> int:
         """Run commands taken from the cycle's budget so far."""
         try:

@@ -74,18 +74,7 @@ def _ledger(kind: str) -> FakeProbeLedger | ProbeLedger:
 
 
 KINDS = ["fake", "real"]
-# ProbeLedger lets the SDK's error out (the finding store and the queue turn theirs into
-# StorageError): a defect of the adapter, reported to the lead; strict, so fixing it fails this
-# marker and the xfail goes.
-LEDGER_KINDS = [
-    "fake",
-    pytest.param(
-        "real",
-        marks=pytest.mark.xfail(
-            strict=True, reason="ProbeLedger raises the SDK's AzureError, not StorageError"
-        ),
-    ),
-]
+LEDGER_KINDS = KINDS  # the ledger turned its SDK errors into StorageError too (was a strict xfail)
 
 
 @pytest.mark.parametrize("kind", KINDS)
