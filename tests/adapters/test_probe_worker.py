@@ -35,6 +35,7 @@ from tests.armsim import SCENARIOS, ArmSimulator, Faults, load_estate
 from tests.armsim.faults import Failure, Throttle
 from tests.armsim.scripted import ScriptedNodes, addresses_of
 from tests.azurite import azurite  # noqa: F401
+from tests.probe_requests_rig import ProbeRigMethods
 
 SUB = "11111111-1111-1111-1111-111111111111"
 NOW = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
@@ -53,7 +54,9 @@ DROP_10250 = (
 )
 
 
-class Rig:
+class Rig(ProbeRigMethods):
+    subscription = SUB
+
     def __init__(self, sim: ArmSimulator, nodes: ScriptedNodes, conn: str, prefix: str) -> None:
         self.sim = sim
         self.nodes = nodes
@@ -88,33 +91,6 @@ class Rig:
 
     def estate(self):  # type: ignore[no-untyped-def]
         return self.deps.inventory(SUB)
-
-    def pool(self, cluster_id: str, name: str):  # type: ignore[no-untyped-def]
-        cluster = next(c for c in self.estate().clusters if c.id.lower() == cluster_id.lower())
-        return cluster, next(p for p in cluster.pools if p.name == name)
-
-    def request(self, cluster_id: str, pool: str, instance: str = "0",
-                kind: ProbeKind = ProbeKind.TRIAGE) -> ProbeRequest:  # fmt: skip
-        cluster, p = self.pool(cluster_id, pool)
-        return ProbeRequest.new(
-            kind, run_id="probe-test", subscription=SUB, cluster_id=cluster.id,
-            node_resource_group=cluster.node_resource_group, vmss=p.vmss_name,
-            instance_id=instance, reason="test", now=NOW,
-        )  # fmt: skip
-
-    def handle(self, request: ProbeRequest | str, message_id: str = ""):  # type: ignore[no-untyped-def]
-        text = request if isinstance(request, str) else request.to_json()
-        return handle_probe_message(text, self.options, self.deps, message_id=message_id)
-
-    def claimed(self, request: ProbeRequest, owner: str, at: datetime) -> None:
-        """A RUNNING row as a worker holding `request` would have left it."""
-        self.ledger.put(
-            LedgerEntry(
-                request.run_id, request.request_id, ProbeStatus.RUNNING, request.attempt,
-                request.kind.value, request.cluster_id, f"{request.vmss}/{request.instance_id}",
-                "running", 0, at, owner,
-            )
-        )  # fmt: skip
 
 
 @pytest.fixture

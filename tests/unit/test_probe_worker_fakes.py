@@ -13,20 +13,21 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from shared.adapters.probe_ledger import LedgerEntry, ProbeStatus
+from shared.adapters.probe_ledger import ProbeStatus
 from shared.adapters.runcommand import RunOutcome
 from shared.analysis.findings import Cause, Kind
 from shared.analysis.runcommand import split_result
 from shared.core.lifecycle import FindingState
 from shared.errors import StorageError
-from shared.inventory.model import AgentPool, Cluster, id_key
-from shared.jobs.probe import ProbeDeps, ProbeOptions, handle_poison, handle_probe_message
+from shared.inventory.model import id_key
+from shared.jobs.probe import ProbeDeps, ProbeOptions, handle_poison
 from shared.jobs.probe_cycle import run_probe_cycle
 from shared.probe_requests import ProbeKind, ProbeRequest
 from tests.armsim.runcommand import format_result
 from tests.armsim.scripted import ScriptedNodes, addresses_of
 from tests.fakes.arm import DEMO_SUB, FakeArm, FakeRunCommand, demo_arm
 from tests.fakes.storage import FakeFindingStore, FakeProbeLedger, FakeProbeQueue
+from tests.probe_requests_rig import ProbeRigMethods
 
 SUB = DEMO_SUB
 NOW = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
@@ -62,7 +63,9 @@ class ScriptedRunCommand:
         return RunOutcome(output=split_result(format_result("Linux", stdout, stderr), "scripted"))
 
 
-class Rig:
+class Rig(ProbeRigMethods):
+    subscription = SUB
+
     def __init__(self) -> None:
         self.arm: FakeArm = demo_arm()
         self.nodes = ScriptedNodes(addresses_of(self.arm.estate))
@@ -77,33 +80,6 @@ class Rig:
             runner_for=lambda sub: ScriptedRunCommand(self.arm.runner_for(sub), self.nodes, sub),
             store=self.store, ledger=self.ledger, queue=self.queue, poison=self.poison,
             clock=lambda: self.now, jitter=lambda: 0.0,
-        )  # fmt: skip
-
-    def pool(self, cluster_id: str, name: str) -> tuple[Cluster, AgentPool]:
-        estate = self.arm.inventory(SUB)
-        cluster = next(c for c in estate.clusters if c.id.lower() == cluster_id.lower())
-        return cluster, next(p for p in cluster.pools if p.name == name)
-
-    def request(self, cluster_id: str, pool: str, instance: str = "0",
-                kind: ProbeKind = ProbeKind.TRIAGE) -> ProbeRequest:  # fmt: skip
-        cluster, p = self.pool(cluster_id, pool)
-        return ProbeRequest.new(
-            kind, run_id="probe-test", subscription=SUB, cluster_id=cluster.id,
-            node_resource_group=cluster.node_resource_group, vmss=p.vmss_name,
-            instance_id=instance, reason="test", now=NOW,
-        )  # fmt: skip
-
-    def handle(self, request: ProbeRequest | str, message_id: str = ""):  # type: ignore[no-untyped-def]
-        text = request if isinstance(request, str) else request.to_json()
-        return handle_probe_message(text, self.options, self.deps, message_id=message_id)
-
-    def claimed(self, request: ProbeRequest, owner: str, at: datetime) -> None:
-        self.ledger.put(
-            LedgerEntry(
-                request.run_id, request.request_id, ProbeStatus.RUNNING, request.attempt,
-                request.kind.value, request.cluster_id, f"{request.vmss}/{request.instance_id}",
-                "running", 0, at, owner,
-            )
         )  # fmt: skip
 
 
