@@ -204,8 +204,14 @@ def cloud_event(flip: HistoryEvent, state: StoredFinding, *, incident_id: str) -
 
 
 def render(event: dict[str, Any]) -> bytes:
-    """The request body: compact UTF-8 JSON, the same bytes for the same event."""
-    return json.dumps(event, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+    """The request body: compact JSON, the same bytes for the same event.
+
+    ASCII only (every other character \\u-escaped): any text a node hands us, a lone
+    surrogate included, encodes and round-trips exactly, and a receiver that re-decodes the
+    body cannot change the signed bytes."""
+    return json.dumps(event, ensure_ascii=True, separators=(",", ":"), allow_nan=False).encode(
+        "ascii"
+    )
 
 
 def sign(

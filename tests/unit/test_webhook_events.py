@@ -45,6 +45,7 @@ WHSEC_B = "whsec_" + base64.b64encode(KEY_B).decode()
 
 HOSTILE = (
     'drop "10250" \\ \'x\'\nnext line\r\n\ttab \u202e\u00e9\u4e2d\U0001f525 </script> {"a":1} \x00'
+    " \u2028 \udcff"  # U+2028, and a lone surrogate (what surrogateescape decoding gives)
 )
 
 
@@ -210,6 +211,7 @@ def test_hostile_text_round_trips_through_json_exactly() -> None:
     assert back["data"]["title"] == HOSTILE
     assert back["data"]["evidence"] == [HOSTILE, HOSTILE[::-1]]
     assert b"\n" not in body  # newlines are escaped: one JSON text, one line
+    assert body.isascii()  # every other character is escaped, so nothing can fail to encode
 
 
 def test_signatures_verify_with_standardwebhooks() -> None:
