@@ -42,7 +42,7 @@ HOSTILE = (
     "line one\nline two\r\n- injected item\r# injected heading\u2028> injected quote",
     "| a | b |\n|---|---|",
     "{{DATE(2017-02-14T06:08:39Z, SHORT)}} {{TIME(2017-02-14T06:08:39Z)}}",
-    "tab\there nul\x00 esc\x1b[31m del\x7f",
+    "tab\there nul\x00 esc\x1b[31m del\x7f undecodable byte \udcff",
     "\\*escaped already\\*",
 )
 

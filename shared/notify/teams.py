@@ -13,8 +13,8 @@ Text that comes from nodes, captures or the estate (rule comments, node, pool an
 evidence lines, commands) is never placed where card markdown applies: it goes into TextRuns
 of RichTextBlocks, which the Adaptive Cards spec renders without markdown. TextBlocks
 (markdown on) hold only our own fixed words and numbers. Line breaks and control
-characters inside one value are made visible (`LINE_BREAK`, U+FFFD), so a value cannot start a
-new line of its own, and "{{" gets a zero-width space so it is not read as a DATE()/TIME()
+characters (and lone surrogates from undecodable bytes) become `LINE_BREAK` and U+FFFD, so a
+value cannot start a new line of its own (nor fail to encode), and "{{" gets a zero-width space so it is not read as a DATE()/TIME()
 call. `escape_markdown` is there for any caller that must put outside text into a markdown
 field.
 """
@@ -301,7 +301,7 @@ def _one_line(text: str) -> str:
             out.append(" ")
         elif ch == "{" and text.startswith("{", i + 1):
             out.append("{\u200b")  # "{{DATE(...)}}" would be a card date function, not text
-        elif ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0:
+        elif ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0 or 0xD800 <= ord(ch) < 0xE000:
             out.append("\ufffd")
         else:
             out.append(ch)

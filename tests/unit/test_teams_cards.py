@@ -167,6 +167,7 @@ def test_hostile_text_stays_out_of_markdown_and_comes_out_literal() -> None:
             .replace("\x00", "\ufffd")
             .replace("\x1b", "\ufffd")
             .replace("\x7f", "\ufffd")
+            .replace("\udcff", "\ufffd")
             .replace("{{", "{\u200b{")
         )
         assert visible in runs, text  # node, pool, title, evidence, command and note
@@ -194,5 +195,5 @@ def test_escape_markdown_backslashes_every_markup_character() -> None:
             text.replace("\r\n", "\n")
             .translate({ord(c): LINE_BREAK for c in "\r\n\u2028"})
             .replace("\t", " ")
-            .translate({0: "\ufffd", 0x1B: "\ufffd", 0x7F: "\ufffd"})
+            .translate({0: "\ufffd", 0x1B: "\ufffd", 0x7F: "\ufffd", 0xDCFF: "\ufffd"})
         )
