@@ -12,11 +12,11 @@ Action.Submit: a Workflows card cannot post back).
 Text that comes from nodes, captures or the estate (rule comments, node, pool and rule names,
 evidence lines, commands) is never placed where card markdown applies: it goes into TextRuns
 of RichTextBlocks, which the Adaptive Cards spec renders without markdown. TextBlocks
-(markdown on) hold only our own fixed words and numbers. Line breaks and control
-characters (and lone surrogates from undecodable bytes) become `LINE_BREAK` and U+FFFD, so a
-value cannot start a new line of its own (nor fail to encode), and "{{" gets a zero-width space so it is not read as a DATE()/TIME()
-call. `escape_markdown` is there for any caller that must put outside text into a markdown
-field.
+(markdown on) hold only our own fixed words and numbers. Line breaks and control characters
+(and lone surrogates from undecodable bytes) become `LINE_BREAK` and U+FFFD, so a value cannot
+start a new line of its own nor fail to encode, and "{{" gets a zero-width space so it is not
+read as a DATE()/TIME() call. `escape_markdown` is there for any caller that must put outside
+text into a markdown field.
 """
 
 from __future__ import annotations
